@@ -1,0 +1,41 @@
+#include "backend.h"
+
+#include "llama.h"
+#include "ggml-backend.h"
+
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <string>
+#include <vector>
+
+namespace nb = nanobind;
+
+namespace allama {
+
+void init_backend(nb::module_ & m) {
+    llama_backend_init();
+    // llama_backend_free() is not registered at exit: objects still alive at
+    // interpreter shutdown may free their memory after it, which must stay valid.
+
+    m.def("system_info", []() { return std::string(llama_print_system_info()); },
+          "The CPU features and backends llama.cpp was built with.");
+    m.def("llama_cpp_version", []() { return std::string(llama_version()); });
+    m.def("supports_mmap", &llama_supports_mmap);
+    m.def("supports_mlock", &llama_supports_mlock);
+    m.def("supports_gpu_offload", &llama_supports_gpu_offload);
+    m.def("supports_rpc", &llama_supports_rpc);
+    m.def("max_devices", &llama_max_devices);
+    m.def("max_parallel_sequences", &llama_max_parallel_sequences);
+    m.def("devices", []() {
+        std::vector<std::string> out;
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+            ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+            out.push_back(std::string(ggml_backend_dev_name(dev)) + ": " + ggml_backend_dev_description(dev));
+        }
+        return out;
+    }, "The compute devices llama.cpp can use, as 'name: description'.");
+    m.def("time_us", &llama_time_us);
+}
+
+}  // namespace allama

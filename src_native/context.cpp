@@ -1,0 +1,556 @@
+#include "context.h"
+
+#include "errors.h"
+#include "logging.h"
+
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "ggml.h"
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace nb = nanobind;
+
+namespace allama {
+
+namespace {
+
+using FloatArray = nb::ndarray<nb::numpy, float>;
+
+int32_t default_threads() {
+    unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 4 : static_cast<int32_t>(n);
+}
+
+// Copies `n` floats into a new NumPy array that owns its memory.
+FloatArray to_numpy(const float * src, size_t rows, size_t cols, bool two_dim) {
+    auto * data = new float[rows * cols];
+    std::memcpy(data, src, sizeof(float) * rows * cols);
+    nb::capsule owner(data, [](void * p) noexcept { delete[] static_cast<float *>(p); });
+    if (two_dim) {
+        return FloatArray(data, {rows, cols}, owner);
+    }
+    return FloatArray(data, {cols}, owner);
+}
+
+void check_ggml_type(int32_t type, const char * name) {
+    if (type < 0 || type >= GGML_TYPE_COUNT || ggml_type_size(static_cast<ggml_type>(type)) == 0) {
+        throw nb::value_error((std::string(name) + " is not a valid ggml type: " + std::to_string(type)).c_str());
+    }
+}
+
+nb::bytes to_bytes(const std::vector<uint8_t> & v) { return nb::bytes(v.data(), v.size()); }
+
+}  // namespace
+
+ContextParams::ContextParams() {
+    const llama_context_params d = llama_context_default_params();
+    n_ctx = d.n_ctx;
+    n_batch = d.n_batch;
+    n_ubatch = d.n_ubatch;
+    n_seq_max = d.n_seq_max;
+    n_threads = default_threads();
+    n_threads_batch = default_threads();
+    rope_scaling_type = d.rope_scaling_type;
+    pooling_type = d.pooling_type;
+    attention_type = d.attention_type;
+    flash_attn_type = d.flash_attn_type;
+    rope_freq_base = d.rope_freq_base;
+    rope_freq_scale = d.rope_freq_scale;
+    yarn_ext_factor = d.yarn_ext_factor;
+    yarn_attn_factor = d.yarn_attn_factor;
+    yarn_beta_fast = d.yarn_beta_fast;
+    yarn_beta_slow = d.yarn_beta_slow;
+    yarn_orig_ctx = d.yarn_orig_ctx;
+    type_k = d.type_k;
+    type_v = d.type_v;
+    embeddings = d.embeddings;
+    offload_kqv = d.offload_kqv;
+    no_perf = false;  // the engine reads llama.cpp's perf counters
+    op_offload = d.op_offload;
+    swa_full = d.swa_full;
+    kv_unified = d.kv_unified;
+}
+
+Context::Context(const Model & model, const ContextParams & p) : model_(model.ptr()) {
+    if (model.vocab_only()) {
+        throw nb::value_error("cannot create a context: the model was loaded with vocab_only=True");
+    }
+    if (p.n_batch < 1 || p.n_ubatch < 1) {
+        throw nb::value_error("n_batch and n_ubatch must be at least 1");
+    }
+    if (p.n_seq_max < 1 || p.n_seq_max > llama_max_parallel_sequences()) {
+        throw nb::value_error(("n_seq_max must be in [1, " + std::to_string(llama_max_parallel_sequences()) + "]").c_str());
+    }
+    if (p.n_threads < 1 || p.n_threads_batch < 1) {
+        throw nb::value_error("n_threads and n_threads_batch must be at least 1");
+    }
+    if (p.pooling_type < LLAMA_POOLING_TYPE_UNSPECIFIED || p.pooling_type > LLAMA_POOLING_TYPE_RANK) {
+        throw nb::value_error("pooling_type must be -1 (model's), 0 none, 1 mean, 2 cls, 3 last or 4 rank");
+    }
+    if (p.attention_type < LLAMA_ATTENTION_TYPE_UNSPECIFIED || p.attention_type > LLAMA_ATTENTION_TYPE_NON_CAUSAL) {
+        throw nb::value_error("attention_type must be -1 (model's), 0 causal or 1 non-causal");
+    }
+    if (p.rope_scaling_type < LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED || p.rope_scaling_type > LLAMA_ROPE_SCALING_TYPE_MAX_VALUE) {
+        throw nb::value_error("rope_scaling_type is out of range");
+    }
+    if (p.flash_attn_type < LLAMA_FLASH_ATTN_TYPE_AUTO || p.flash_attn_type > LLAMA_FLASH_ATTN_TYPE_ENABLED) {
+        throw nb::value_error("flash_attn_type must be -1 (auto), 0 (disabled) or 1 (enabled)");
+    }
+    check_ggml_type(p.type_k, "type_k");
+    check_ggml_type(p.type_v, "type_v");
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = p.n_ctx;
+    cp.n_batch = p.n_batch;
+    cp.n_ubatch = p.n_ubatch;
+    cp.n_seq_max = p.n_seq_max;
+    cp.n_threads = p.n_threads;
+    cp.n_threads_batch = p.n_threads_batch;
+    cp.rope_scaling_type = static_cast<llama_rope_scaling_type>(p.rope_scaling_type);
+    cp.pooling_type = static_cast<enum llama_pooling_type>(p.pooling_type);
+    cp.attention_type = static_cast<llama_attention_type>(p.attention_type);
+    cp.flash_attn_type = static_cast<llama_flash_attn_type>(p.flash_attn_type);
+    cp.rope_freq_base = p.rope_freq_base;
+    cp.rope_freq_scale = p.rope_freq_scale;
+    cp.yarn_ext_factor = p.yarn_ext_factor;
+    cp.yarn_attn_factor = p.yarn_attn_factor;
+    cp.yarn_beta_fast = p.yarn_beta_fast;
+    cp.yarn_beta_slow = p.yarn_beta_slow;
+    cp.yarn_orig_ctx = p.yarn_orig_ctx;
+    cp.type_k = static_cast<ggml_type>(p.type_k);
+    cp.type_v = static_cast<ggml_type>(p.type_v);
+    cp.embeddings = p.embeddings;
+    cp.offload_kqv = p.offload_kqv;
+    cp.no_perf = p.no_perf;
+    cp.op_offload = p.op_offload;
+    cp.swa_full = p.swa_full;
+    cp.kv_unified = p.kv_unified;
+    cp.abort_callback = &Context::abort_callback;
+    cp.abort_callback_data = this;
+
+    std::string reason;
+    {
+        LogCapture capture;
+        {
+            nb::gil_scoped_release release;
+            try {
+                ctx_ = llama_init_from_model(model_.get(), cp);
+            } catch (const std::exception & e) {
+                reason = e.what();
+            }
+        }
+        if (ctx_ == nullptr && reason.empty()) {
+            reason = capture.message("llama.cpp gave no reason");
+        }
+    }
+    if (ctx_ == nullptr) {
+        throw nb::value_error(("failed to create a llama.cpp context: " + reason).c_str());
+    }
+    n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
+    n_seq_max_ = llama_n_seq_max(ctx_);
+}
+
+Context::~Context() {
+    if (ctx_ != nullptr) {
+        llama_free(ctx_);
+    }
+}
+
+bool Context::abort_callback(void * data) {
+    auto * self = static_cast<Context *>(data);
+    return self->abort_requested_.load(std::memory_order_relaxed);
+}
+
+llama_context * Context::get() const {
+    if (ctx_ == nullptr) {
+        throw UseAfterClose("the context is closed");
+    }
+    return ctx_;
+}
+
+std::unique_lock<std::mutex> Context::lock() {
+    // Never wait for the mutex while holding the GIL: the holder may need the
+    // GIL (log forwarding) before it can let go.
+    std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
+    if (!lk.owns_lock()) {
+        nb::gil_scoped_release release;
+        lk.lock();
+    }
+    return lk;
+}
+
+void Context::close() {
+    auto lk = lock();
+    if (ctx_ != nullptr) {
+        llama_free(ctx_);
+        ctx_ = nullptr;
+    }
+    adapters_.clear();
+}
+
+void Context::check_seq_id(llama_seq_id seq_id, bool allow_any) const {
+    if (allow_any && seq_id == -1) {
+        return;
+    }
+    if (seq_id < 0 || static_cast<uint32_t>(seq_id) >= n_seq_max_) {
+        throw nb::value_error(("sequence id " + std::to_string(seq_id) + " is out of range [0, " +
+                               std::to_string(n_seq_max_) + ")").c_str());
+    }
+}
+
+void Context::check_batch(const Batch & batch) const {
+    const llama_batch & b = batch.raw();
+    if (b.n_tokens == 0) {
+        throw nb::value_error("the batch is empty");
+    }
+    if (static_cast<uint32_t>(b.n_tokens) > llama_n_batch(ctx_)) {
+        throw nb::value_error(("the batch has " + std::to_string(b.n_tokens) + " tokens, more than this context's n_batch of " +
+                               std::to_string(llama_n_batch(ctx_))).c_str());
+    }
+    if (batch.embd() > 0) {
+        const int32_t want = llama_model_n_embd_inp(model_.get());
+        if (batch.embd() != want) {
+            throw nb::value_error(("embedding batch width " + std::to_string(batch.embd()) +
+                                   " does not match the model's input width " + std::to_string(want)).c_str());
+        }
+    } else {
+        for (int32_t i = 0; i < b.n_tokens; ++i) {
+            if (b.token[i] < 0 || b.token[i] >= n_vocab_) {
+                throw nb::value_error(("token id " + std::to_string(b.token[i]) + " at batch index " + std::to_string(i) +
+                                       " is out of range [0, " + std::to_string(n_vocab_) + ")").c_str());
+            }
+        }
+    }
+    for (int32_t i = 0; i < b.n_tokens; ++i) {
+        for (int32_t k = 0; k < b.n_seq_id[i]; ++k) {
+            check_seq_id(b.seq_id[i][k]);
+        }
+    }
+}
+
+void Context::record_outputs(const Batch & batch) {
+    const llama_batch & b = batch.raw();
+    last_outputs_.assign(b.logits, b.logits + b.n_tokens);
+    n_outputs_ = 0;
+    for (int8_t flag : last_outputs_) {
+        n_outputs_ += flag != 0;
+    }
+}
+
+void Context::check_output_row(int32_t i) const {
+    if (i < 0) {
+        if (n_outputs_ + i < 0) {
+            throw nb::index_error(("output index " + std::to_string(i) + " is out of range: the last batch had " +
+                                   std::to_string(n_outputs_) + " outputs").c_str());
+        }
+        return;
+    }
+    if (static_cast<size_t>(i) >= last_outputs_.size() || last_outputs_[i] == 0) {
+        throw nb::index_error(("batch index " + std::to_string(i) + " produced no output in the last decode").c_str());
+    }
+}
+
+namespace {
+
+void raise_for_status(int32_t status, const char * what, const std::string & log) {
+    const std::string detail = log.empty() ? "" : ": " + log;
+    if (status == 1) {
+        throw KVCacheFull(std::string(what) + " found no free KV cache slot for the batch (free sequences or use a larger context)" + detail);
+    }
+    if (status == 2) {
+        throw DecodeAborted(std::string(what) + " was aborted");
+    }
+    throw DecodeFailure(std::string(what) + " failed with status " + std::to_string(status) + detail);
+}
+
+}  // namespace
+
+void Context::decode(const Batch & batch) {
+    auto lk = lock();
+    llama_context * ctx = get();
+    check_batch(batch);
+    int32_t status = 0;
+    LogCapture capture;
+    {
+        nb::gil_scoped_release release;
+        status = llama_decode(ctx, batch.raw());
+    }
+    if (status != 0) {
+        last_outputs_.clear();
+        n_outputs_ = 0;
+        if (status == 2) {
+            abort_requested_.store(false);
+        }
+        raise_for_status(status, "llama_decode", capture.message());
+    }
+    record_outputs(batch);
+}
+
+void Context::encode(const Batch & batch) {
+    auto lk = lock();
+    llama_context * ctx = get();
+    check_batch(batch);
+    int32_t status = 0;
+    LogCapture capture;
+    {
+        nb::gil_scoped_release release;
+        status = llama_encode(ctx, batch.raw());
+    }
+    if (status != 0) {
+        last_outputs_.clear();
+        n_outputs_ = 0;
+        if (status == 2) {
+            abort_requested_.store(false);
+        }
+        raise_for_status(status, "llama_encode", capture.message());
+    }
+    record_outputs(batch);
+}
+
+void init_context(nb::module_ & m) {
+    nb::class_<ContextParams>(m, "ContextParams",
+        "Context options (llama_context_params). Enum fields take llama.cpp's integer values; -1 means 'the model's'.")
+        .def(nb::init<>())
+        .def_rw("n_ctx", &ContextParams::n_ctx, "KV cache cells; 0 takes the model's training context.")
+        .def_rw("n_batch", &ContextParams::n_batch, "Most tokens one decode() call may take.")
+        .def_rw("n_ubatch", &ContextParams::n_ubatch, "Physical batch size.")
+        .def_rw("n_seq_max", &ContextParams::n_seq_max, "Distinct sequence ids.")
+        .def_rw("n_threads", &ContextParams::n_threads)
+        .def_rw("n_threads_batch", &ContextParams::n_threads_batch)
+        .def_rw("rope_scaling_type", &ContextParams::rope_scaling_type)
+        .def_rw("pooling_type", &ContextParams::pooling_type)
+        .def_rw("attention_type", &ContextParams::attention_type)
+        .def_rw("flash_attn_type", &ContextParams::flash_attn_type, "-1 auto, 0 disabled, 1 enabled.")
+        .def_rw("rope_freq_base", &ContextParams::rope_freq_base)
+        .def_rw("rope_freq_scale", &ContextParams::rope_freq_scale)
+        .def_rw("yarn_ext_factor", &ContextParams::yarn_ext_factor)
+        .def_rw("yarn_attn_factor", &ContextParams::yarn_attn_factor)
+        .def_rw("yarn_beta_fast", &ContextParams::yarn_beta_fast)
+        .def_rw("yarn_beta_slow", &ContextParams::yarn_beta_slow)
+        .def_rw("yarn_orig_ctx", &ContextParams::yarn_orig_ctx)
+        .def_rw("type_k", &ContextParams::type_k, "ggml type of the K cache (1 = F16).")
+        .def_rw("type_v", &ContextParams::type_v, "ggml type of the V cache (1 = F16).")
+        .def_rw("embeddings", &ContextParams::embeddings, "Extract embeddings (pooled per the pooling type).")
+        .def_rw("offload_kqv", &ContextParams::offload_kqv)
+        .def_rw("no_perf", &ContextParams::no_perf)
+        .def_rw("op_offload", &ContextParams::op_offload)
+        .def_rw("swa_full", &ContextParams::swa_full)
+        .def_rw("kv_unified", &ContextParams::kv_unified, "One KV buffer shared by all sequences (lets seq_cp share prefixes).");
+
+    nb::class_<Context>(m, "Context", "A llama.cpp context: KV memory, decoding and outputs.")
+        .def(nb::init<const Model &, const ContextParams &>(), nb::arg("model"), nb::arg("params") = ContextParams())
+        .def("close", &Context::close, "Free the context's memory now.")
+        .def_prop_ro("closed", &Context::closed)
+        .def("decode", &Context::decode, nb::arg("batch"),
+             "Run the model on a batch (GIL released). Raises KVCacheFullError when no KV slot is free, "
+             "DecodeAbortedError after abort(), DecodeError otherwise.")
+        .def("encode", &Context::encode, nb::arg("batch"), "Run the encoder on a batch (encoder and embedding models).")
+        .def("abort", &Context::request_abort, "Ask a running (or the next) decode to stop; safe from any thread.")
+        .def_prop_ro("n_ctx", [](Context & c) { return llama_n_ctx(c.get()); })
+        .def_prop_ro("n_ctx_seq", [](Context & c) { return llama_n_ctx_seq(c.get()); })
+        .def_prop_ro("n_batch", [](Context & c) { return llama_n_batch(c.get()); })
+        .def_prop_ro("n_ubatch", [](Context & c) { return llama_n_ubatch(c.get()); })
+        .def_prop_ro("n_seq_max", [](Context & c) { return llama_n_seq_max(c.get()); })
+        .def_prop_ro("n_vocab", &Context::n_vocab)
+        .def_prop_ro("pooling_type", [](Context & c) { return static_cast<int>(llama_pooling_type(c.get())); })
+        .def_prop_ro("n_threads", [](Context & c) { return llama_n_threads(c.get()); })
+        .def_prop_ro("n_threads_batch", [](Context & c) { return llama_n_threads_batch(c.get()); })
+        .def_prop_ro("n_outputs", &Context::n_outputs, "Outputs produced by the last decode.")
+        .def("set_threads", [](Context & c, int32_t n, int32_t n_batch) {
+            if (n < 1 || n_batch < 1) {
+                throw nb::value_error("thread counts must be at least 1");
+            }
+            auto lk = c.lock();
+            llama_set_n_threads(c.get(), n, n_batch);
+        }, nb::arg("n_threads"), nb::arg("n_threads_batch"))
+        .def("set_embeddings", [](Context & c, bool on) { auto lk = c.lock(); llama_set_embeddings(c.get(), on); }, nb::arg("on"))
+        .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
+        .def("logits", [](Context & c, int32_t i) {
+            auto lk = c.lock();
+            c.check_output_row(i);
+            const float * row = llama_get_logits_ith(c.get(), i);
+            if (row == nullptr) {
+                throw nb::index_error("no logits for this row (was the context made for embeddings only?)");
+            }
+            return to_numpy(row, 1, c.n_vocab(), false);
+        }, nb::arg("i") = -1, "A copy of one output row's logits (float32, n_vocab).")
+        .def("logits_rows", [](Context & c, const std::vector<int32_t> & rows) {
+            auto lk = c.lock();
+            const size_t n_vocab = c.n_vocab();
+            std::vector<float> out(rows.size() * n_vocab);
+            for (size_t k = 0; k < rows.size(); ++k) {
+                c.check_output_row(rows[k]);
+                const float * row = llama_get_logits_ith(c.get(), rows[k]);
+                if (row == nullptr) {
+                    throw nb::index_error("no logits for this row");
+                }
+                std::memcpy(out.data() + k * n_vocab, row, sizeof(float) * n_vocab);
+            }
+            return to_numpy(out.data(), rows.size(), n_vocab, true);
+        }, nb::arg("rows"), "Copies of several output rows' logits (float32, len(rows) x n_vocab).")
+        .def("embeddings", [](Context & c, int32_t i) {
+            auto lk = c.lock();
+            c.check_output_row(i);
+            const float * row = llama_get_embeddings_ith(c.get(), i);
+            if (row == nullptr) {
+                throw nb::index_error("no embeddings for this row (is embeddings on, with pooling none?)");
+            }
+            return to_numpy(row, 1, llama_model_n_embd_out(c.model().get()), false);
+        }, nb::arg("i") = -1, "A copy of one output token's embedding.")
+        .def("embeddings_seq", [](Context & c, llama_seq_id seq_id) {
+            auto lk = c.lock();
+            c.check_seq_id(seq_id);
+            const int pooling = llama_pooling_type(c.get());
+            if (pooling == LLAMA_POOLING_TYPE_NONE) {
+                throw nb::value_error("the context has pooling type none: read per-token embeddings with embeddings(i)");
+            }
+            const float * row = llama_get_embeddings_seq(c.get(), seq_id);
+            if (row == nullptr) {
+                throw nb::value_error(("no pooled embedding for sequence " + std::to_string(seq_id) + " in the last batch").c_str());
+            }
+            const size_t n = pooling == LLAMA_POOLING_TYPE_RANK ? std::max<uint32_t>(1, llama_model_n_cls_out(c.model().get()))
+                                                               : llama_model_n_embd_out(c.model().get());
+            return to_numpy(row, 1, n, false);
+        }, nb::arg("seq_id"), "A copy of a sequence's pooled embedding (rank pooling: its scores).")
+        // --- memory ---
+        .def("memory_clear", [](Context & c, bool data) { auto lk = c.lock(); llama_memory_clear(llama_get_memory(c.get()), data); },
+             nb::arg("data") = true, "Forget every sequence.")
+        .def("seq_rm", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1) {
+            auto lk = c.lock();
+            c.check_seq_id(s, true);
+            return llama_memory_seq_rm(llama_get_memory(c.get()), s, p0, p1);
+        }, nb::arg("seq_id"), nb::arg("p0") = -1, nb::arg("p1") = -1,
+           "Remove positions [p0, p1) of a sequence (-1: any sequence; negative bounds are open). False if a partial removal is not possible.")
+        .def("seq_cp", [](Context & c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
+            auto lk = c.lock();
+            c.check_seq_id(src);
+            c.check_seq_id(dst);
+            llama_memory_seq_cp(llama_get_memory(c.get()), src, dst, p0, p1);
+        }, nb::arg("src"), nb::arg("dst"), nb::arg("p0") = -1, nb::arg("p1") = -1, "Share positions [p0, p1) of src with dst.")
+        .def("seq_keep", [](Context & c, llama_seq_id s) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            llama_memory_seq_keep(llama_get_memory(c.get()), s);
+        }, nb::arg("seq_id"), "Remove every other sequence.")
+        .def("seq_add", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, llama_pos delta) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            if (!llama_memory_can_shift(llama_get_memory(c.get()))) {
+                throw nb::value_error("this model's memory cannot shift positions");
+            }
+            llama_memory_seq_add(llama_get_memory(c.get()), s, p0, p1, delta);
+        }, nb::arg("seq_id"), nb::arg("p0"), nb::arg("p1"), nb::arg("delta"), "Shift positions [p0, p1) by delta.")
+        .def("seq_div", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, int d) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            if (d < 1) {
+                throw nb::value_error("the divisor must be at least 1");
+            }
+            if (!llama_memory_can_shift(llama_get_memory(c.get()))) {
+                throw nb::value_error("this model's memory cannot shift positions");
+            }
+            llama_memory_seq_div(llama_get_memory(c.get()), s, p0, p1, d);
+        }, nb::arg("seq_id"), nb::arg("p0"), nb::arg("p1"), nb::arg("d"), "Divide positions [p0, p1) by d.")
+        .def("seq_pos_min", [](Context & c, llama_seq_id s) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            return llama_memory_seq_pos_min(llama_get_memory(c.get()), s);
+        }, nb::arg("seq_id"), "Smallest position held for the sequence, -1 if empty.")
+        .def("seq_pos_max", [](Context & c, llama_seq_id s) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            return llama_memory_seq_pos_max(llama_get_memory(c.get()), s);
+        }, nb::arg("seq_id"), "Largest position held for the sequence, -1 if empty.")
+        .def_prop_ro("can_shift", [](Context & c) { auto lk = c.lock(); return llama_memory_can_shift(llama_get_memory(c.get())); })
+        // --- state ---
+        .def("state_get", [](Context & c) {
+            auto lk = c.lock();
+            std::vector<uint8_t> buf;
+            {
+                nb::gil_scoped_release release;
+                buf.resize(llama_state_get_size(c.get()));
+                buf.resize(llama_state_get_data(c.get(), buf.data(), buf.size()));
+            }
+            return to_bytes(buf);
+        }, "The whole context state (outputs and KV memory) as bytes.")
+        .def("state_set", [](Context & c, nb::bytes data) {
+            auto lk = c.lock();
+            size_t read = 0;
+            LogCapture capture;
+            {
+                nb::gil_scoped_release release;
+                read = llama_state_set_data(c.get(), reinterpret_cast<const uint8_t *>(data.c_str()), data.size());
+            }
+            if (read == 0) {
+                throw nb::value_error(("state data does not fit this context: " + capture.message("rejected by llama.cpp")).c_str());
+            }
+            return read;
+        }, nb::arg("data"), "Restore state from state_get(); returns the bytes read.")
+        .def("seq_state_get", [](Context & c, llama_seq_id s) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            std::vector<uint8_t> buf;
+            {
+                nb::gil_scoped_release release;
+                buf.resize(llama_state_seq_get_size(c.get(), s));
+                buf.resize(llama_state_seq_get_data(c.get(), buf.data(), buf.size(), s));
+            }
+            return to_bytes(buf);
+        }, nb::arg("seq_id"), "One sequence's KV memory as bytes.")
+        .def("seq_state_set", [](Context & c, nb::bytes data, llama_seq_id s) {
+            auto lk = c.lock();
+            c.check_seq_id(s);
+            size_t read = 0;
+            LogCapture capture;
+            {
+                nb::gil_scoped_release release;
+                read = llama_state_seq_set_data(c.get(), reinterpret_cast<const uint8_t *>(data.c_str()), data.size(), s);
+            }
+            if (read == 0) {
+                throw nb::value_error(("sequence state does not fit this context: " + capture.message("rejected by llama.cpp")).c_str());
+            }
+            return read;
+        }, nb::arg("data"), nb::arg("seq_id"), "Load seq_state_get() bytes into a sequence (which should be empty).")
+        // --- LoRA ---
+        .def("set_lora_adapters", [](Context & c, const std::vector<std::pair<const LoraAdapter *, float>> & adapters) {
+            auto lk = c.lock();
+            std::vector<llama_adapter_lora *> raw;
+            std::vector<float> scales;
+            std::vector<LoraPtr> keep;
+            for (const auto & [adapter, scale] : adapters) {
+                if (adapter == nullptr) {
+                    throw nb::type_error("expected LoraAdapter objects");
+                }
+                raw.push_back(adapter->ptr().get());
+                scales.push_back(scale);
+                keep.push_back(adapter->ptr());
+            }
+            if (llama_set_adapters_lora(c.get(), raw.data(), raw.size(), scales.data()) != 0) {
+                throw nb::value_error("llama.cpp rejected the LoRA adapters (were they loaded for this model?)");
+            }
+            c.adapters_ = std::move(keep);
+        }, nb::arg("adapters"), "Use these (adapter, scale) pairs for every following decode; [] removes all.")
+        // --- perf ---
+        .def("perf", [](Context & c) {
+            auto lk = c.lock();
+            const llama_perf_context_data d = llama_perf_context(c.get());
+            nb::dict out;
+            out["t_start_ms"] = d.t_start_ms;
+            out["t_load_ms"] = d.t_load_ms;
+            out["t_p_eval_ms"] = d.t_p_eval_ms;
+            out["t_eval_ms"] = d.t_eval_ms;
+            out["n_p_eval"] = d.n_p_eval;
+            out["n_eval"] = d.n_eval;
+            out["n_reused"] = d.n_reused;
+            return out;
+        }, "llama.cpp's counters: prompt tokens (n_p_eval), generated tokens (n_eval) and their times.")
+        .def("perf_reset", [](Context & c) { auto lk = c.lock(); llama_perf_context_reset(c.get()); });
+}
+
+}  // namespace allama

@@ -1,0 +1,92 @@
+// Context: a llama_context (KV memory, decode/encode, logits, state) over a Model.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include "batch.h"
+#include "model.h"
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+namespace allama {
+
+// The llama_context_params llama-cpp-python exposes. Defaults are llama.cpp's,
+// except the thread counts, which default to this machine's cores.
+struct ContextParams {
+    ContextParams();
+    uint32_t n_ctx;
+    uint32_t n_batch;
+    uint32_t n_ubatch;
+    uint32_t n_seq_max;
+    int32_t n_threads;
+    int32_t n_threads_batch;
+    int32_t rope_scaling_type;
+    int32_t pooling_type;
+    int32_t attention_type;
+    int32_t flash_attn_type;
+    float rope_freq_base;
+    float rope_freq_scale;
+    float yarn_ext_factor;
+    float yarn_attn_factor;
+    float yarn_beta_fast;
+    float yarn_beta_slow;
+    uint32_t yarn_orig_ctx;
+    int32_t type_k;
+    int32_t type_v;
+    bool embeddings;
+    bool offload_kqv;
+    bool no_perf;
+    bool op_offload;
+    bool swa_full;
+    bool kv_unified;
+};
+
+class Context {
+public:
+    Context(const Model & model, const ContextParams & params);
+    ~Context();
+    Context(const Context &) = delete;
+    Context & operator=(const Context &) = delete;
+
+    // The raw context; throws UseAfterClose after close(). Callers hold lock().
+    llama_context * get() const;
+    std::unique_lock<std::mutex> lock();
+    void close();
+    bool closed() const { return ctx_ == nullptr; }
+
+    void decode(const Batch & batch);
+    void encode(const Batch & batch);
+
+    // Validates an output row index as llama_get_logits_ith() reads it:
+    // i >= 0 is a batch index that requested output, i < 0 counts back from the last output.
+    void check_output_row(int32_t i) const;
+    void check_seq_id(llama_seq_id seq_id, bool allow_any = false) const;
+
+    const ModelPtr & model() const { return model_; }
+    int32_t n_vocab() const { return n_vocab_; }
+    int32_t n_outputs() const { return n_outputs_; }
+    void request_abort() { abort_requested_.store(true); }
+
+private:
+    void check_batch(const Batch & batch) const;
+    void record_outputs(const Batch & batch);
+    static bool abort_callback(void * data);
+
+    ModelPtr model_;
+    llama_context * ctx_ = nullptr;
+    std::mutex mu_;
+    std::atomic<bool> abort_requested_{false};
+    std::vector<int8_t> last_outputs_;  // output flags of the last decoded batch
+    int32_t n_outputs_ = 0;
+    int32_t n_vocab_ = 0;
+    uint32_t n_seq_max_ = 0;
+    std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
+
+    friend void init_context(nanobind::module_ & m);
+};
+
+void init_context(nanobind::module_ & m);
+
+}  // namespace allama

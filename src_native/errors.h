@@ -1,0 +1,45 @@
+// C++ exception types for failures that Python sees as allama.errors classes.
+// They are thrown anywhere in the native module (GIL held or not) and turned
+// into Python exceptions by the translator registered in init_errors().
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace allama {
+
+// A file that exists but is not a loadable GGUF model (allama.errors.ModelLoadError).
+struct ModelLoadFailure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// A grammar (GBNF) that does not parse, or that allows no token (allama.errors.GrammarError).
+struct GrammarFailure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// llama_decode found no free KV cells for the batch (allama.errors.KVCacheFullError).
+struct KVCacheFull : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// llama_decode/llama_encode was stopped by Context.abort() (allama.errors.DecodeAbortedError).
+struct DecodeAborted : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Any other failure reported by llama_decode/llama_encode (allama.errors.DecodeError).
+struct DecodeFailure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// An operation on a Model or Context after close() (allama.errors.ClosedError).
+struct UseAfterClose : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+void init_errors(nanobind::module_ & m);
+
+}  // namespace allama

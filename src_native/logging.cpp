@@ -1,0 +1,140 @@
+#include "logging.h"
+
+#include "llama.h"
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+namespace nb = nanobind;
+
+namespace allama {
+
+namespace {
+
+// Python logging level at or above which lines are forwarded; 0 means off.
+std::atomic<int> g_forward_level{0};
+nb::handle g_logger;  // logging.getLogger("allama.native"), never released
+
+struct ThreadLogState {
+    std::string pending;           // a line still being assembled from fragments
+    int pending_level = GGML_LOG_LEVEL_INFO;
+    int capture_depth = 0;
+    std::vector<std::string> captured;
+};
+
+thread_local ThreadLogState t_state;
+
+int python_level(int ggml_level) {
+    switch (ggml_level) {
+        case GGML_LOG_LEVEL_DEBUG: return 10;
+        case GGML_LOG_LEVEL_WARN: return 30;
+        case GGML_LOG_LEVEL_ERROR: return 40;
+        default: return 20;
+    }
+}
+
+bool python_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+}
+
+void forward_to_python(int level, const std::string & line) {
+    if (!Py_IsInitialized() || python_finalizing()) {
+        return;
+    }
+    nb::gil_scoped_acquire gil;
+    try {
+        g_logger.attr("log")(level, "%s", line);
+    } catch (...) {
+        // A broken handler must never take llama.cpp down with it.
+        PyErr_Clear();
+    }
+}
+
+void emit_line(int ggml_level, std::string line) {
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+        line.pop_back();
+    }
+    if (line.empty()) {
+        return;
+    }
+    const int level = python_level(ggml_level);
+    if (t_state.capture_depth > 0 && level >= 30 && t_state.captured.size() < 16) {
+        t_state.captured.push_back(line);
+    }
+    const int threshold = g_forward_level.load(std::memory_order_relaxed);
+    if (threshold > 0 && level >= threshold && g_logger.ptr() != nullptr) {
+        forward_to_python(level, line);
+    }
+}
+
+void log_callback(ggml_log_level level, const char * text, void *) {
+    if (text == nullptr) {
+        return;
+    }
+    ThreadLogState & st = t_state;
+    if (level != GGML_LOG_LEVEL_CONT) {
+        if (!st.pending.empty()) {
+            emit_line(st.pending_level, std::move(st.pending));
+            st.pending.clear();
+        }
+        st.pending_level = level;
+    }
+    st.pending += text;
+    size_t start = 0;
+    size_t nl;
+    while ((nl = st.pending.find('\n', start)) != std::string::npos) {
+        emit_line(st.pending_level, st.pending.substr(start, nl - start));
+        start = nl + 1;
+    }
+    st.pending.erase(0, start);
+}
+
+void set_log_level(nb::object level) {
+    g_forward_level.store(level.is_none() ? 0 : nb::cast<int>(level));
+}
+
+}  // namespace
+
+LogCapture::LogCapture() : outer_(t_state.capture_depth == 0) {
+    if (outer_) {
+        t_state.captured.clear();
+    }
+    ++t_state.capture_depth;
+}
+
+LogCapture::~LogCapture() {
+    --t_state.capture_depth;
+}
+
+std::string LogCapture::message(const std::string & fallback) const {
+    if (t_state.captured.empty()) {
+        return fallback;
+    }
+    std::string out;
+    for (const auto & line : t_state.captured) {
+        if (!out.empty()) {
+            out += "; ";
+        }
+        out += line;
+    }
+    return out;
+}
+
+void init_logging(nb::module_ & m) {
+    g_logger = nb::module_::import_("logging").attr("getLogger")("allama.native").release();
+    llama_log_set(log_callback, nullptr);
+    m.def("set_log_level", &set_log_level, nb::arg("level").none(),
+          "Forward llama.cpp log lines at or above this Python logging level to the "
+          "'allama.native' logger; None turns forwarding off (the default).");
+    m.def("log_level", []() -> nb::object {
+        int level = g_forward_level.load();
+        return level > 0 ? nb::object(nb::int_(level)) : nb::none();
+    }, "The level set by set_log_level(), or None when forwarding is off.");
+}
+
+}  // namespace allama

@@ -1,0 +1,23 @@
+// allama._native: the nanobind module. Each concept registers itself from its own file.
+#include <nanobind/nanobind.h>
+
+#include "backend.h"
+#include "batch.h"
+#include "context.h"
+#include "errors.h"
+#include "logging.h"
+#include "model.h"
+#include "sampler.h"
+#include "vocab.h"
+
+NB_MODULE(_native, m) {
+    m.doc() = "llama.cpp bound with nanobind: models, vocabularies, contexts, batches and samplers.";
+    allama::init_errors(m);
+    allama::init_logging(m);
+    allama::init_backend(m);
+    allama::init_model(m);
+    allama::init_vocab(m);
+    allama::init_batch(m);
+    allama::init_context(m);
+    allama::init_sampler(m);
+}
