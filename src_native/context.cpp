@@ -185,6 +185,12 @@ std::unique_lock<std::mutex> Context::lock() {
     return lk;
 }
 
+std::unique_lock<std::mutex> Context::lock_open() {
+    auto lk = lock();
+    get();
+    return lk;
+}
+
 void Context::close() {
     auto lk = lock();
     if (ctx_ != nullptr) {
@@ -366,13 +372,13 @@ void init_context(nb::module_ & m) {
             if (n < 1 || n_batch < 1) {
                 throw nb::value_error("thread counts must be at least 1");
             }
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             llama_set_n_threads(c.get(), n, n_batch);
         }, nb::arg("n_threads"), nb::arg("n_threads_batch"))
-        .def("set_embeddings", [](Context & c, bool on) { auto lk = c.lock(); llama_set_embeddings(c.get(), on); }, nb::arg("on"))
-        .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
+        .def("set_embeddings", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_embeddings(c.get(), on); }, nb::arg("on"))
+        .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
         .def("logits", [](Context & c, int32_t i) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_output_row(i);
             const float * row = llama_get_logits_ith(c.get(), i);
             if (row == nullptr) {
@@ -381,7 +387,7 @@ void init_context(nb::module_ & m) {
             return to_numpy(row, 1, c.n_vocab(), false);
         }, nb::arg("i") = -1, "A copy of one output row's logits (float32, n_vocab).")
         .def("logits_rows", [](Context & c, const std::vector<int32_t> & rows) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             const size_t n_vocab = c.n_vocab();
             std::vector<float> out(rows.size() * n_vocab);
             for (size_t k = 0; k < rows.size(); ++k) {
@@ -395,7 +401,7 @@ void init_context(nb::module_ & m) {
             return to_numpy(out.data(), rows.size(), n_vocab, true);
         }, nb::arg("rows"), "Copies of several output rows' logits (float32, len(rows) x n_vocab).")
         .def("embeddings", [](Context & c, int32_t i) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_output_row(i);
             const float * row = llama_get_embeddings_ith(c.get(), i);
             if (row == nullptr) {
@@ -404,7 +410,7 @@ void init_context(nb::module_ & m) {
             return to_numpy(row, 1, llama_model_n_embd_out(c.model().get()), false);
         }, nb::arg("i") = -1, "A copy of one output token's embedding.")
         .def("embeddings_seq", [](Context & c, llama_seq_id seq_id) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(seq_id);
             const int pooling = llama_pooling_type(c.get());
             if (pooling == LLAMA_POOLING_TYPE_NONE) {
@@ -419,27 +425,27 @@ void init_context(nb::module_ & m) {
             return to_numpy(row, 1, n, false);
         }, nb::arg("seq_id"), "A copy of a sequence's pooled embedding (rank pooling: its scores).")
         // --- memory ---
-        .def("memory_clear", [](Context & c, bool data) { auto lk = c.lock(); llama_memory_clear(llama_get_memory(c.get()), data); },
+        .def("memory_clear", [](Context & c, bool data) { auto lk = c.lock_open(); llama_memory_clear(llama_get_memory(c.get()), data); },
              nb::arg("data") = true, "Forget every sequence.")
         .def("seq_rm", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s, true);
             return llama_memory_seq_rm(llama_get_memory(c.get()), s, p0, p1);
         }, nb::arg("seq_id"), nb::arg("p0") = -1, nb::arg("p1") = -1,
            "Remove positions [p0, p1) of a sequence (-1: any sequence; negative bounds are open). False if a partial removal is not possible.")
         .def("seq_cp", [](Context & c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(src);
             c.check_seq_id(dst);
             llama_memory_seq_cp(llama_get_memory(c.get()), src, dst, p0, p1);
         }, nb::arg("src"), nb::arg("dst"), nb::arg("p0") = -1, nb::arg("p1") = -1, "Share positions [p0, p1) of src with dst.")
         .def("seq_keep", [](Context & c, llama_seq_id s) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             llama_memory_seq_keep(llama_get_memory(c.get()), s);
         }, nb::arg("seq_id"), "Remove every other sequence.")
         .def("seq_add", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, llama_pos delta) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             if (!llama_memory_can_shift(llama_get_memory(c.get()))) {
                 throw nb::value_error("this model's memory cannot shift positions");
@@ -447,7 +453,7 @@ void init_context(nb::module_ & m) {
             llama_memory_seq_add(llama_get_memory(c.get()), s, p0, p1, delta);
         }, nb::arg("seq_id"), nb::arg("p0"), nb::arg("p1"), nb::arg("delta"), "Shift positions [p0, p1) by delta.")
         .def("seq_div", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, int d) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             if (d < 1) {
                 throw nb::value_error("the divisor must be at least 1");
@@ -458,19 +464,19 @@ void init_context(nb::module_ & m) {
             llama_memory_seq_div(llama_get_memory(c.get()), s, p0, p1, d);
         }, nb::arg("seq_id"), nb::arg("p0"), nb::arg("p1"), nb::arg("d"), "Divide positions [p0, p1) by d.")
         .def("seq_pos_min", [](Context & c, llama_seq_id s) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             return llama_memory_seq_pos_min(llama_get_memory(c.get()), s);
         }, nb::arg("seq_id"), "Smallest position held for the sequence, -1 if empty.")
         .def("seq_pos_max", [](Context & c, llama_seq_id s) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             return llama_memory_seq_pos_max(llama_get_memory(c.get()), s);
         }, nb::arg("seq_id"), "Largest position held for the sequence, -1 if empty.")
-        .def_prop_ro("can_shift", [](Context & c) { auto lk = c.lock(); return llama_memory_can_shift(llama_get_memory(c.get())); })
+        .def_prop_ro("can_shift", [](Context & c) { auto lk = c.lock_open(); return llama_memory_can_shift(llama_get_memory(c.get())); })
         // --- state ---
         .def("state_get", [](Context & c) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             std::vector<uint8_t> buf;
             {
                 nb::gil_scoped_release release;
@@ -480,7 +486,7 @@ void init_context(nb::module_ & m) {
             return to_bytes(buf);
         }, "The whole context state (outputs and KV memory) as bytes.")
         .def("state_set", [](Context & c, nb::bytes data) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             size_t read = 0;
             LogCapture capture;
             {
@@ -493,7 +499,7 @@ void init_context(nb::module_ & m) {
             return read;
         }, nb::arg("data"), "Restore state from state_get(); returns the bytes read.")
         .def("seq_state_get", [](Context & c, llama_seq_id s) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             std::vector<uint8_t> buf;
             {
@@ -504,7 +510,7 @@ void init_context(nb::module_ & m) {
             return to_bytes(buf);
         }, nb::arg("seq_id"), "One sequence's KV memory as bytes.")
         .def("seq_state_set", [](Context & c, nb::bytes data, llama_seq_id s) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             c.check_seq_id(s);
             size_t read = 0;
             LogCapture capture;
@@ -519,7 +525,7 @@ void init_context(nb::module_ & m) {
         }, nb::arg("data"), nb::arg("seq_id"), "Load seq_state_get() bytes into a sequence (which should be empty).")
         // --- LoRA ---
         .def("set_lora_adapters", [](Context & c, const std::vector<std::pair<const LoraAdapter *, float>> & adapters) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
             std::vector<llama_adapter_lora *> raw;
             std::vector<float> scales;
             std::vector<LoraPtr> keep;
@@ -538,7 +544,12 @@ void init_context(nb::module_ & m) {
         }, nb::arg("adapters"), "Use these (adapter, scale) pairs for every following decode; [] removes all.")
         // --- perf ---
         .def("perf", [](Context & c) {
-            auto lk = c.lock();
+            auto lk = c.lock_open();
+            {
+                // llama.cpp adds a decode's tokens to its counters when it next synchronizes.
+                nb::gil_scoped_release release;
+                llama_synchronize(c.get());
+            }
             const llama_perf_context_data d = llama_perf_context(c.get());
             nb::dict out;
             out["t_start_ms"] = d.t_start_ms;
@@ -549,8 +560,9 @@ void init_context(nb::module_ & m) {
             out["n_eval"] = d.n_eval;
             out["n_reused"] = d.n_reused;
             return out;
-        }, "llama.cpp's counters: prompt tokens (n_p_eval), generated tokens (n_eval) and their times.")
-        .def("perf_reset", [](Context & c) { auto lk = c.lock(); llama_perf_context_reset(c.get()); });
+        }, "llama.cpp's counters: tokens of multi-token decodes (n_p_eval), single-token decodes (n_eval) "
+           "and their times. llama.cpp reports a zero count as 1.")
+        .def("perf_reset", [](Context & c) { auto lk = c.lock_open(); llama_perf_context_reset(c.get()); });
 }
 
 }  // namespace allama

@@ -53,6 +53,8 @@ public:
     // The raw context; throws UseAfterClose after close(). Callers hold lock().
     llama_context * get() const;
     std::unique_lock<std::mutex> lock();
+    // lock(), then raise UseAfterClose if the context is closed.
+    std::unique_lock<std::mutex> lock_open();
     void close();
     bool closed() const { return ctx_ == nullptr; }
 

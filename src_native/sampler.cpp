@@ -252,7 +252,7 @@ void init_sampler(nb::module_ & m) {
         .def(nb::init<const Model &, const SamplerParams &>(), nb::arg("model"), nb::arg("params") = SamplerParams(),
              "Build a chain; raises GrammarError when the grammar does not parse, ValueError on bad options.")
         .def("sample", [](SamplerChain & s, Context & ctx, int32_t i) {
-            auto lk = ctx.lock();
+            auto lk = ctx.lock_open();
             ctx.check_output_row(i);
             const float * row = llama_get_logits_ith(ctx.get(), i);
             if (row == nullptr || ctx.n_vocab() != s.n_vocab()) {
@@ -282,7 +282,7 @@ void init_sampler(nb::module_ & m) {
         }, "Names of the samplers in the chain, in order.");
 
     m.def("sample_batch", [](Context & ctx, const std::vector<std::pair<SamplerChain *, int32_t>> & jobs) {
-        auto lk = ctx.lock();
+        auto lk = ctx.lock_open();
         std::vector<const float *> rows(jobs.size(), nullptr);
         for (size_t k = 0; k < jobs.size(); ++k) {
             if (jobs[k].first == nullptr) {

@@ -1,0 +1,290 @@
+"""Build small GGUF models with seeded random weights, for tests, demos and benchmarks.
+
+Nothing can be downloaded from model hubs in CI, so tests make their own models:
+a llama-architecture causal LM (grouped-query attention, SwiGLU) and a BERT
+encoder, each with the tokenizer of one of llama.cpp's ``ggml-vocab-*.gguf``
+files. Random weights prove only self-consistency; ``tests/oracle`` keeps an
+independent NumPy forward pass of the llama architecture to check against.
+
+Needs the ``gguf`` package matching the llama.cpp tree (install it with
+``pip install ./vendor/llama.cpp/gguf-py``).
+
+Command line::
+
+    python -m allama.testing.model_builder llama OUT.gguf [--preset tiny|bench] [--dtype f32|f16]
+    python -m allama.testing.model_builder bert OUT.gguf
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LlamaConfig",
+    "BertConfig",
+    "LLAMA_PRESETS",
+    "vocab_dir",
+    "build_llama",
+    "build_bert",
+    "build_lora",
+    "LORA_TARGETS",
+]
+
+
+def vocab_dir() -> Path:
+    """The folder of llama.cpp's ``ggml-vocab-*.gguf`` files (vendor/llama.cpp/models)."""
+    env = os.environ.get("ALLAMA_LLAMA_CPP_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp"
+    path = root / "models"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"no llama.cpp vocab files at {path}: run `python vendor/fetch_llama_cpp.py` "
+            "or set ALLAMA_LLAMA_CPP_DIR"
+        )
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    """Shape of a llama-architecture model; the vocabulary comes from ``vocab``."""
+
+    vocab: str = "llama-spm"
+    n_embd: int = 64
+    n_ff: int = 128
+    n_layer: int = 2
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ctx_train: int = 4096
+    rope_freq_base: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    dtype: str = "f32"  # f32 or f16 for the matrices; norms stay f32
+    seed: int = 1234
+    chat_template: str | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+LLAMA_PRESETS: dict[str, LlamaConfig] = {
+    "tiny": LlamaConfig(),
+    # The engine benchmark model: about 125M parameters.
+    "bench": LlamaConfig(n_embd=768, n_ff=2048, n_layer=12, n_head=12, n_head_kv=4, dtype="f16"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Shape of a BERT encoder; the vocabulary comes from ``vocab``."""
+
+    vocab: str = "bert-bge"
+    n_embd: int = 64
+    n_ff: int = 128
+    n_layer: int = 2
+    n_head: int = 4
+    n_ctx_train: int = 512
+    layer_norm_eps: float = 1e-12
+    pooling_type: int = 1  # mean
+    dtype: str = "f32"
+    seed: int = 4321
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "building test models needs the gguf package: pip install ./vendor/llama.cpp/gguf-py"
+        ) from exc
+    return gguf
+
+
+def _copy_tokenizer(writer: Any, vocab: str) -> int:
+    """Copies every ``tokenizer.*`` key of ggml-vocab-<vocab>.gguf; returns the vocabulary size."""
+    gguf = _gguf()
+    reader = gguf.GGUFReader(vocab_dir() / f"ggml-vocab-{vocab}.gguf")
+    n_vocab = 0
+    for name, field in reader.fields.items():
+        if not name.startswith("tokenizer."):
+            continue
+        main_type = field.types[0]
+        value = field.contents()
+        if main_type == gguf.GGUFValueType.ARRAY:
+            sub_type = field.types[-1]
+            writer.add_key_value(name, value, main_type, sub_type=sub_type)
+            if name == "tokenizer.ggml.tokens":
+                n_vocab = len(value)
+        else:
+            writer.add_key_value(name, value, main_type)
+    if n_vocab == 0:
+        raise ValueError(f"ggml-vocab-{vocab}.gguf has no token list")
+    return n_vocab
+
+
+class _Weights:
+    """Seeded random tensors in GGUF layout (numpy shape = (rows, cols) = ggml ne reversed)."""
+
+    def __init__(self, seed: int, dtype: str) -> None:
+        if dtype not in ("f32", "f16"):
+            raise ValueError("dtype must be 'f32' or 'f16'")
+        self.rng = np.random.default_rng(seed)
+        self.matrix_dtype = np.float16 if dtype == "f16" else np.float32
+
+    def matrix(self, rows: int, cols: int, scale: float | None = None) -> np.ndarray:
+        std = scale if scale is not None else 1.0 / np.sqrt(cols)
+        return (self.rng.standard_normal((rows, cols), dtype=np.float32) * std).astype(self.matrix_dtype)
+
+    def norm(self, n: int) -> np.ndarray:
+        return (1.0 + 0.1 * self.rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+
+    def bias(self, n: int) -> np.ndarray:
+        return (0.02 * self.rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+
+
+def build_llama(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(), *, split_max_tensors: int = 0) -> list[Path]:
+    """Writes a llama model; returns the written files (several when split_max_tensors is set)."""
+    gguf = _gguf()
+    c = config
+    if c.n_embd % c.n_head or c.n_head % c.n_head_kv:
+        raise ValueError("n_embd must divide by n_head, and n_head by n_head_kv")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
+    n_vocab = _copy_tokenizer(writer, c.vocab)
+    writer.add_name(f"allama-test-llama-{c.n_layer}x{c.n_embd}")
+    writer.add_context_length(c.n_ctx_train)
+    writer.add_embedding_length(c.n_embd)
+    writer.add_feed_forward_length(c.n_ff)
+    writer.add_block_count(c.n_layer)
+    writer.add_head_count(c.n_head)
+    writer.add_head_count_kv(c.n_head_kv)
+    writer.add_rope_dimension_count(c.head_dim)
+    writer.add_rope_freq_base(c.rope_freq_base)
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_vocab_size(n_vocab)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    if c.chat_template is not None:
+        writer.add_chat_template(c.chat_template)
+
+    w = _Weights(c.seed, c.dtype)
+    kv_dim = c.head_dim * c.n_head_kv
+    writer.add_tensor("token_embd.weight", w.matrix(n_vocab, c.n_embd, scale=1.0))
+    for i in range(c.n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", w.norm(c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", w.matrix(c.n_embd, c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", w.matrix(kv_dim, c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", w.matrix(kv_dim, c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", w.matrix(c.n_embd, c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", w.norm(c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", w.matrix(c.n_ff, c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", w.matrix(c.n_ff, c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", w.matrix(c.n_embd, c.n_ff))
+    writer.add_tensor("output_norm.weight", w.norm(c.n_embd))
+    # A large output scale gives peaked next-token distributions, so greedy
+    # choices are decided by clear margins rather than rounding noise.
+    writer.add_tensor("output.weight", w.matrix(n_vocab, c.n_embd, scale=4.0 / np.sqrt(c.n_embd)))
+    return _finish(writer, path)
+
+
+def build_bert(path: str | os.PathLike[str], config: BertConfig = BertConfig()) -> list[Path]:
+    """Writes a BERT encoder (mean pooling by default); returns the written file."""
+    gguf = _gguf()
+    c = config
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "bert")
+    n_vocab = _copy_tokenizer(writer, c.vocab)
+    writer.add_name(f"allama-test-bert-{c.n_layer}x{c.n_embd}")
+    writer.add_context_length(c.n_ctx_train)
+    writer.add_embedding_length(c.n_embd)
+    writer.add_feed_forward_length(c.n_ff)
+    writer.add_block_count(c.n_layer)
+    writer.add_head_count(c.n_head)
+    writer.add_layer_norm_eps(c.layer_norm_eps)
+    writer.add_causal_attention(False)
+    writer.add_pooling_type(gguf.PoolingType(c.pooling_type))
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    if "tokenizer.ggml.token_type_count" not in writer.kv_data[0]:
+        writer.add_token_type_count(2)
+
+    w = _Weights(c.seed, c.dtype)
+    writer.add_tensor("token_embd.weight", w.matrix(n_vocab, c.n_embd, scale=1.0))
+    writer.add_tensor("token_types.weight", w.matrix(2, c.n_embd, scale=0.1).astype(np.float32))
+    writer.add_tensor("position_embd.weight", w.matrix(c.n_ctx_train, c.n_embd, scale=0.1).astype(np.float32))
+    writer.add_tensor("token_embd_norm.weight", w.norm(c.n_embd))
+    writer.add_tensor("token_embd_norm.bias", w.bias(c.n_embd))
+    for i in range(c.n_layer):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            writer.add_tensor(f"blk.{i}.{name}.weight", w.matrix(c.n_embd, c.n_embd))
+            writer.add_tensor(f"blk.{i}.{name}.bias", w.bias(c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output_norm.weight", w.norm(c.n_embd))
+        writer.add_tensor(f"blk.{i}.attn_output_norm.bias", w.bias(c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", w.matrix(c.n_ff, c.n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.bias", w.bias(c.n_ff))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", w.matrix(c.n_embd, c.n_ff))
+        writer.add_tensor(f"blk.{i}.ffn_down.bias", w.bias(c.n_embd))
+        writer.add_tensor(f"blk.{i}.layer_output_norm.weight", w.norm(c.n_embd))
+        writer.add_tensor(f"blk.{i}.layer_output_norm.bias", w.bias(c.n_embd))
+    return _finish(writer, path)
+
+
+# Weights a test LoRA adapts, in the tiny llama: attention queries and FFN up-projections.
+LORA_TARGETS = ("attn_q", "ffn_up")
+
+
+def build_lora(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(), *, rank: int = 4,
+               alpha: float = 8.0, seed: int = 99) -> Path:
+    """Writes a LoRA adapter for build_llama(config): lora_a (rank, in) and lora_b (out, rank)
+    for every LORA_TARGETS matrix; llama.cpp applies W + scale * alpha / rank * B @ A."""
+    gguf = _gguf()
+    c = config
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    rng = np.random.default_rng(seed)
+    shapes = {"attn_q": (c.n_embd, c.n_embd), "ffn_up": (c.n_ff, c.n_embd)}
+    for i in range(c.n_layer):
+        for name in LORA_TARGETS:
+            out_dim, in_dim = shapes[name]
+            a = (rng.standard_normal((rank, in_dim)) / np.sqrt(in_dim)).astype(np.float32)
+            b = (rng.standard_normal((out_dim, rank)) / np.sqrt(rank)).astype(np.float32)
+            writer.add_tensor(f"blk.{i}.{name}.weight.lora_a", a)
+            writer.add_tensor(f"blk.{i}.{name}.weight.lora_b", b)
+    return _finish(writer, path)[0]
+
+
+def _finish(writer: Any, path: Path) -> list[Path]:
+    shards = writer.format_shard_names(path)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return shards
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build a GGUF model with seeded random weights.")
+    parser.add_argument("arch", choices=["llama", "bert"])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny", help="llama size")
+    parser.add_argument("--dtype", choices=["f32", "f16"], help="override the preset's matrix type")
+    parser.add_argument("--seed", type=int, help="override the preset's seed")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("dtype", args.dtype), ("seed", args.seed)) if v is not None}
+    if args.arch == "llama":
+        files = build_llama(args.output, dataclasses.replace(LLAMA_PRESETS[args.preset], **overrides))
+    else:
+        files = build_bert(args.output, dataclasses.replace(BertConfig(), **overrides))
+    for f in files:
+        print(f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny GGUF models built once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The model builder and the tokenizer tests read llama.cpp's vocab files from the
+# vendored tree; an installed (non-editable) allama cannot find it on its own.
+os.environ.setdefault("ALLAMA_LLAMA_CPP_DIR", str(REPO_ROOT / "vendor" / "llama.cpp"))
+
+from allama.testing.model_builder import BertConfig, LlamaConfig, build_bert, build_llama  # noqa: E402
+
+TINY_LLAMA = LlamaConfig()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def llama_f32_path(models_dir: Path) -> Path:
+    """The tiny llama (F32 weights): exact-comparison tests use this one."""
+    return build_llama(models_dir / "llama-f32.gguf", TINY_LLAMA)[0]
+
+
+@pytest.fixture(scope="session")
+def llama_f16_path(models_dir: Path) -> Path:
+    return build_llama(models_dir / "llama-f16.gguf", dataclasses.replace(TINY_LLAMA, dtype="f16"))[0]
+
+
+@pytest.fixture(scope="session")
+def bert_path(models_dir: Path) -> Path:
+    return build_bert(models_dir / "bert.gguf", BertConfig())[0]
+
+
+@pytest.fixture(scope="session")
+def llama_model(llama_f32_path: Path):
+    from allama import _native
+
+    return _native.Model.load(str(llama_f32_path))
+
+
+@pytest.fixture(scope="session")
+def llama_vocab(llama_model):
+    from allama import _native
+
+    return _native.Vocab(llama_model)
+
+
+def make_context(model, *, n_ctx: int = 512, n_batch: int = 256, n_seq_max: int = 4, **extra):
+    """A context with small defaults; keyword arguments set ContextParams fields."""
+    from allama import _native
+
+    params = _native.ContextParams()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = n_seq_max
+    params.n_threads = params.n_threads_batch = 2
+    params.kv_unified = True
+    for key, value in extra.items():
+        setattr(params, key, value)
+    return _native.Context(model, params)
