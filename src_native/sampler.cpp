@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include "errors.h"
+#include "grammar_check.h"
 #include "logging.h"
 
 #include <nanobind/ndarray.h>
@@ -56,6 +57,10 @@ void validate(const SamplerParams & p, int32_t n_vocab) {
 }
 
 llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p) {
+    const std::string problem = grammar_problem(vocab, p.grammar, p.grammar_root);
+    if (!problem.empty()) {
+        throw GrammarFailure("the grammar does not parse: " + problem);
+    }
     llama_sampler * grammar = nullptr;
     std::string reason;
     LogCapture capture;
@@ -78,7 +83,7 @@ llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p)
         if (reason.empty()) {
             reason = capture.message("llama.cpp rejected it");
         }
-        throw GrammarFailure("the grammar does not parse: " + reason);
+        throw GrammarFailure("the grammar is not usable: " + reason);
     }
     return grammar;
 }

@@ -15,25 +15,25 @@ import json, sys
 try:
 {body}
 except BaseException as exc:
-    print(json.dumps({{"type": type(exc).__name__, "mro": [c.__name__ for c in type(exc).__mro__],
+    print(json.dumps({{"type_name": type(exc).__name__, "bases": [c.__name__ for c in type(exc).__mro__],
                       "message": str(exc)}}))
     sys.exit(0)
-print(json.dumps({{"type": None, "mro": [], "message": ""}}))
+print(json.dumps({{"type_name": None, "bases": [], "message": ""}}))
 """
 
 
 @dataclass
 class Outcome:
-    type: str | None
-    mro: list[str]
+    type_name: str | None
+    bases: list[str]
     message: str
 
     def is_a(self, name: str) -> bool:
-        return name in self.mro
+        return name in self.bases
 
 
 def run_isolated(code: str, timeout: float = 120.0) -> Outcome:
-    """Executes `code` in a subprocess and returns what it raised (type None: nothing)."""
+    """Executes `code` in a subprocess and returns what it raised (type_name None: nothing)."""
     body = textwrap.indent(textwrap.dedent(code), "    ")
     proc = subprocess.run(
         [sys.executable, "-c", _HARNESS.format(body=body)],
