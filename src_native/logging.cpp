@@ -48,7 +48,9 @@ void forward_to_python(int level, const std::string & line) {
     }
     nb::gil_scoped_acquire gil;
     try {
-        g_logger.attr("log")(level, "%s", line);
+        // llama.cpp may log invalid UTF-8 (token pieces): decode with replacement.
+        nb::object text = nb::steal(PyUnicode_DecodeUTF8(line.data(), static_cast<Py_ssize_t>(line.size()), "replace"));
+        g_logger.attr("log")(level, "%s", text);
     } catch (...) {
         // A broken handler must never take llama.cpp down with it.
         PyErr_Clear();
@@ -129,12 +131,13 @@ void init_logging(nb::module_ & m) {
     g_logger = nb::module_::import_("logging").attr("getLogger")("allama.native").release();
     llama_log_set(log_callback, nullptr);
     m.def("set_log_level", &set_log_level, nb::arg("level").none(),
+          nb::sig("def set_log_level(level: int | None) -> None"),
           "Forward llama.cpp log lines at or above this Python logging level to the "
           "'allama.native' logger; None turns forwarding off (the default).");
     m.def("log_level", []() -> nb::object {
         int level = g_forward_level.load();
         return level > 0 ? nb::object(nb::int_(level)) : nb::none();
-    }, "The level set by set_log_level(), or None when forwarding is off.");
+    }, nb::sig("def log_level() -> int | None"), "The level set by set_log_level(), or None when forwarding is off.");
 }
 
 }  // namespace allama
