@@ -13,6 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # vendored tree; an installed (non-editable) allama cannot find it on its own.
 os.environ.setdefault("ALLAMA_LLAMA_CPP_DIR", str(REPO_ROOT / "vendor" / "llama.cpp"))
 
+# Import the extension before any test captures output: with an editable install
+# built with editable.rebuild=true, this first import is what rebuilds it.
+from allama import _native  # noqa: E402,F401
 from allama.testing.model_builder import BertConfig, LlamaConfig, build_bert, build_llama  # noqa: E402
 
 TINY_LLAMA = LlamaConfig()
