@@ -7,21 +7,16 @@ namespace allama {
 namespace {
 
 // The Python classes live in allama/errors.py so that the whole hierarchy is
-// defined (and documented) in one place. The module reference is deliberately
-// never released: the translator may run until the interpreter is gone.
-nb::handle g_errors_module;
-
+// defined (and documented) in one place. It is imported on first use, so that
+// the extension also imports on its own (nanobind's stubgen does that).
 void raise_as(const char * class_name, const char * message) {
-    nb::object cls = g_errors_module.attr(class_name);
+    nb::object cls = nb::module_::import_("allama.errors").attr(class_name);
     PyErr_SetString(cls.ptr(), message);
 }
 
 }  // namespace
 
-void init_errors(nb::module_ & m) {
-    g_errors_module = nb::module_::import_("allama.errors").release();
-    m.attr("_errors") = g_errors_module;
-
+void init_errors(nb::module_ &) {
     nb::register_exception_translator([](const std::exception_ptr & p, void *) {
         try {
             std::rethrow_exception(p);

@@ -86,6 +86,10 @@ def unpack_tree(archive: Path, pin: dict[str, str]) -> None:
                 if not member.name:
                     continue
                 tar.extract(member, staging, filter="data")
+        # The sdist's tree carries a dangling git link from its own checkout.
+        gitlink = staging / ".git"
+        if gitlink.is_file():
+            gitlink.unlink()
         (staging / STAMP_FILE.name).write_text(f"{pin['version']} {pin['sha256']}\n")
         if TREE_DIR.exists():
             shutil.rmtree(TREE_DIR)

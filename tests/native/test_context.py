@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from allama import _native
-from allama.errors import DecodeAbortedError, KVCacheFullError
+from allama.errors import ClosedError, DecodeAbortedError, KVCacheFullError
 from allama.testing.model_builder import LORA_TARGETS, LlamaConfig, build_llama, build_lora
 
 from ..conftest import TINY_LLAMA, make_context
@@ -227,7 +227,7 @@ def test_closed_context_raises(llama_model):
     ctx = make_context(llama_model)
     ctx.close()
     assert ctx.closed
-    with pytest.raises(_native._errors.ClosedError):
+    with pytest.raises(ClosedError):
         ctx.logits(-1)
 
 
@@ -328,3 +328,68 @@ def test_lora_adapter_applies_w_plus_scaled_ba(tmp_path, llama_model, llama_voca
     ctx.memory_clear()
     prefill(ctx, tokens)
     np.testing.assert_allclose(ctx.logits(-1), forward(oracle_weights, tokens)[-1], atol=1e-3, rtol=0)
+
+
+def test_a_token_in_two_sequences_is_decoded_once_for_both(llama_model, llama_vocab):
+    """A shared prefix added with seq_ids=[0, 1] serves both sequences' continuations."""
+    prefix = llama_vocab.tokenize(PROMPTS[0])
+    ctx = make_context(llama_model, **EXACT)
+    batch = _native.Batch(len(prefix), 2)
+    for i, t in enumerate(prefix):
+        batch.add(t, i, [0, 1], False)
+    ctx.decode(batch)
+    assert ctx.seq_pos_max(0) == ctx.seq_pos_max(1) == len(prefix) - 1
+    step = _native.Batch(2)
+    step.add(500, len(prefix), 0, True)
+    step.add(600, len(prefix), 1, True)
+    ctx.decode(step)
+    for row, nxt in ((0, 500), (1, 600)):
+        fresh = make_context(llama_model, **EXACT)
+        prefill(fresh, prefix + [nxt])
+        np.testing.assert_allclose(ctx.logits(row), fresh.logits(-1), atol=1e-4, rtol=0)
+
+
+def test_input_embeddings_decode_like_their_tokens(llama_model, llama_vocab, oracle_weights):
+    tokens = llama_vocab.tokenize(PROMPTS[1])
+    rows = oracle_weights.tensors["token_embd.weight"][tokens].astype(np.float32)
+    ctx = make_context(llama_model, **EXACT)
+    batch = _native.Batch(len(tokens), 1, llama_model.n_embd)
+    batch.add_embeddings(rows, 0, 0, True)
+    ctx.decode(batch)
+    np.testing.assert_allclose(ctx.logits(-1), forward(oracle_weights, tokens)[-1], atol=1e-3, rtol=0)
+
+
+def test_f16_weights_stay_close_to_the_oracle(llama_f16_path, llama_vocab):
+    model = _native.Model.load(str(llama_f16_path))
+    weights = LlamaWeights.from_gguf(llama_f16_path)  # the F16 values, widened exactly
+    tokens = llama_vocab.tokenize(PROMPTS[0])
+    ctx = make_context(model, **EXACT)
+    prefill(ctx, tokens)
+    expected = forward(weights, tokens)[-1]
+    err = np.abs(ctx.logits(-1) - expected).max()
+    assert err < 0.05 * np.abs(expected).max()
+    assert int(np.argmax(ctx.logits(-1))) == int(np.argmax(expected))
+
+
+def test_set_threads_and_embeddings_switch(llama_model, llama_vocab):
+    ctx = make_context(llama_model)
+    ctx.set_threads(1, 1)
+    assert (ctx.n_threads, ctx.n_threads_batch) == (1, 1)
+    tokens = llama_vocab.tokenize(PROMPTS[0])
+    ctx.set_embeddings(True)
+    prefill(ctx, tokens)
+    hidden = ctx.embeddings(-1)  # a causal model's default pooling is none: per-token states
+    assert hidden.shape == (llama_model.n_embd,) and np.isfinite(hidden).all()
+    assert ctx.logits(-1).shape == (32000,)  # logits come along with the embeddings
+
+
+def test_encode_runs_an_encoder_batch(bert_path):
+    model = _native.Model.load(str(bert_path))
+    tokens = _native.Vocab(model).tokenize("hello world")
+    ctx = make_context(model, embeddings=True, **EXACT)
+    batch = _native.Batch(16)
+    batch.add_tokens(tokens, 0, 0, True)
+    ctx.encode(batch)
+    encoded = ctx.embeddings_seq(0)
+    ctx.decode(batch)
+    np.testing.assert_allclose(encoded, ctx.embeddings_seq(0), atol=1e-6)

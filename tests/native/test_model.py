@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from allama import _native
-from allama.errors import ModelLoadError
+from allama.errors import ClosedError, ModelLoadError
 from allama.testing.model_builder import LlamaConfig, build_llama
 
 from ..conftest import TINY_LLAMA
@@ -121,7 +121,7 @@ def test_model_close_keeps_contexts_working(llama_f32_path):
     vocab = _native.Vocab(model)
     model.close()
     assert model.closed
-    with pytest.raises(_native._errors.ClosedError):
+    with pytest.raises(ClosedError):
         model.n_params
     batch = _native.Batch(8)
     batch.add_tokens(vocab.tokenize("hi"), 0, 0)
