@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from allama import errors
+from allama.engine import EngineStats
+from allama.llama import Llama
+from allama.stream import AsyncStream
 from allama.errors import (
     AllamaError,
     ContextOverflowError,
@@ -16,6 +19,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllamaError",
+    "AsyncStream",
+    "EngineStats",
+    "Llama",
     "ContextOverflowError",
     "EngineClosedError",
     "GrammarError",

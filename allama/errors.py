@@ -15,6 +15,7 @@ __all__ = [
     "DecodeError",
     "DecodeAbortedError",
     "KVCacheFullError",
+    "RequestTimeoutError",
 ]
 
 
@@ -56,3 +57,7 @@ class DecodeAbortedError(DecodeError):
 
 class KVCacheFullError(DecodeError):
     """The KV cache has no free cells for the batch."""
+
+
+class RequestTimeoutError(AllamaError, TimeoutError):
+    """A request ran past its `timeout`."""

@@ -1,0 +1,42 @@
+"""A thread-safe way to run a callback on the event loop that made a request.
+
+The engine's decode thread hands each step's outputs to every waiting event loop
+with one call per loop (asyncio's `call_soon_threadsafe`, trio's
+`run_sync_soon`). The loop is captured per request, never at construction, so
+one model can serve several loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sniffio
+
+
+class LoopHandle:
+    __slots__ = ("key", "_post")
+
+    def __init__(self, key: object, post: Callable[..., Any]) -> None:
+        self.key = key
+        self._post = post
+
+    @classmethod
+    def current(cls) -> "LoopHandle":
+        """The handle of the running event loop (asyncio or trio)."""
+        library = sniffio.current_async_library()
+        if library == "asyncio":
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            return cls(loop, loop.call_soon_threadsafe)
+        if library == "trio":
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+            return cls(token, token.run_sync_soon)
+        raise RuntimeError(f"unsupported async library: {library}")
+
+    def post(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Schedules callback(*args) on the loop; raises RuntimeError if the loop is closed."""
+        self._post(callback, *args)

@@ -1,0 +1,72 @@
+"""What a caller asks the engine for, and what the engine sends back."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from allama import _native
+
+LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+StoppingCriteria = Callable[[np.ndarray, np.ndarray], bool]
+
+_request_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Request:
+    """One prompt to continue, as `n` independent choices.
+
+    The sampler chains are built by the caller (so that a bad grammar fails in the
+    caller's frame); the engine owns them once the request is submitted.
+    """
+
+    prompt: list[int]
+    chains: list[_native.SamplerChain]
+    max_tokens: int | None = None       # None: until the context window ends
+    stop: Sequence[str] = ()
+    logprobs: int | None = None          # top alternatives per generated token; 0: only the chosen one
+    prompt_logprobs: bool = False        # also score the prompt tokens (echo + logprobs)
+    ignore_eos: bool = False
+    priority: int = 0                    # higher is admitted first
+    timeout: float | None = None         # seconds from submission
+    logits_processor: LogitsProcessor | None = None
+    stopping_criteria: StoppingCriteria | None = None
+    id: int = field(default_factory=lambda: next(_request_ids))
+    submitted_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def n(self) -> int:
+        return len(self.chains)
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    """The chosen token's log-probability and the top alternatives (token id -> logprob)."""
+
+    token: int
+    logprob: float
+    top: dict[int, float]
+
+
+@dataclass(slots=True)
+class Output:
+    """What one step produced for one choice of a request.
+
+    `text` is valid UTF-8 and never holds a partly matched stop string. The last
+    Output of a choice has `finish_reason` ("stop", "length") or `error` set.
+    """
+
+    index: int
+    tokens: list[int]
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+    finish_reason: str | None = None
+    error: BaseException | None = None
+    usage: dict[str, Any] | None = None

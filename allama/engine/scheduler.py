@@ -1,0 +1,651 @@
+"""The scheduler: one decode thread per model runs every request's sequences.
+
+Each step builds one batch from one token of every generating sequence plus
+prompt chunks of sequences in prefill (up to n_batch tokens), decodes it with
+the GIL released, samples every sequence in one native call, and hands the
+outputs to each waiting event loop with one thread-safe call per loop.
+
+Only the decode thread touches the context. The event loop talks to it through
+`submit`, `cancel` and `close`, which only append to a locked inbox.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from allama import _native
+from allama.engine.loop_handle import LoopHandle
+from allama.engine.output_sink import OutputSink
+from allama.engine.request import Output, Request, TokenLogprob
+from allama.engine.stats import EngineStats
+from allama.engine.text_stream import TextStream
+from allama.errors import (
+    AllamaError,
+    EngineClosedError,
+    KVCacheFullError,
+    QueueFullError,
+    RequestTimeoutError,
+)
+
+log = logging.getLogger("allama.engine")
+
+# Sequence states on the decode thread.
+_FOLLOW = 0    # waits for a leader sequence to evaluate a shared prefix
+_PREFILL = 1
+_GENERATE = 2
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_ctx: int          # the window one request may use
+    n_parallel: int     # sequences decoded at once
+    n_batch: int        # tokens per decode step
+    n_keep: int         # extra sequence ids that keep finished KV for prefix reuse
+    max_queue: int      # requests waiting for a slot before QueueFullError
+    min_shared_prefix: int = 16  # tokens worth waiting for another request's prefill
+
+
+class _Choice:
+    """One sequence of a request, as the decode thread tracks it."""
+
+    __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
+                 "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
+                 "prompt_logprobs", "reused", "preempted")
+
+    def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
+        self.request = request
+        self.index = index
+        self.sink = sink
+        self.loop = loop
+        self.seq_id = seq_id
+        self.tokens: list[int] = list(request.prompt)
+        self.n_prompt = len(request.prompt)
+        self.n_past = 0
+        self.state = _PREFILL
+        self.chain = request.chains[index]
+        self.text = TextStream(request.stop)
+        self.generated = 0
+        self.leader: _Choice | None = None
+        self.target = 0
+        self.share_row = False
+        self.followers: list[_Choice] = []
+        self.logprobs: list[TokenLogprob] | None = None
+        self.prompt_logprobs: list[TokenLogprob | None] | None = None
+        self.reused = 0
+        self.preempted = False
+
+
+class _Entry:
+    """A submitted request with where its outputs go."""
+
+    __slots__ = ("request", "sink", "loop", "choices", "finished", "order")
+
+    def __init__(self, request: Request, sink: OutputSink, loop: LoopHandle, order: int) -> None:
+        self.request = request
+        self.sink = sink
+        self.loop = loop
+        self.choices: list[_Choice] = []
+        self.finished = 0
+        self.order = order
+
+    def __lt__(self, other: "_Entry") -> bool:
+        return (-self.request.priority, self.order) < (-other.request.priority, other.order)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """Continuous batching over one native context; see the module docstring."""
+
+    def __init__(self, model: _native.Model, context_params: _native.ContextParams, config: EngineConfig) -> None:
+        if config.n_parallel < 1:
+            raise ValueError("n_parallel must be at least 1")
+        n_ids = config.n_parallel + config.n_keep
+        if n_ids > _native.max_parallel_sequences():
+            raise ValueError(f"n_parallel + kept sequences must be at most {_native.max_parallel_sequences()}")
+        context_params.n_seq_max = n_ids
+        context_params.kv_unified = True
+        self.config = config
+        self.model = model
+        self.vocab = _native.Vocab(model)
+        self.ctx = _native.Context(model, context_params)
+        self._n_batch = min(config.n_batch, self.ctx.n_batch)
+        self._batch = _native.Batch(self._n_batch, 1)
+
+        self._lock = threading.Condition()
+        self._inbox: list[_Entry] = []
+        self._cancels: list[int] = []
+        self._closing = False
+        self._queued = 0                     # requests in the inbox or waiting
+        self._order = 0
+
+        # decode-thread state
+        self._waiting: list[_Entry] = []     # heap by priority, then arrival
+        self._entries: dict[int, _Entry] = {}
+        self._active: list[_Choice] = []
+        self._free_ids = list(range(n_ids - 1, -1, -1))
+        self._kept: OrderedDict[int, list[int]] = OrderedDict()
+        self._admission_paused = False
+
+        self._counters = dict(prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
+                              tokens_generated=0, decode_calls=0, preemptions=0, requests_finished=0,
+                              requests_cancelled=0)
+        self._llama_tokens = 0
+        self._multi_token_decodes = 0
+        self._single_token_decodes = 0
+        self._pending: dict[object, tuple[LoopHandle, list[tuple[OutputSink, Output]]]] = {}
+        self._thread = threading.Thread(target=self._run, name="allama-decode", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ loop side
+
+    def submit(self, request: Request, sink: OutputSink, loop: LoopHandle) -> None:
+        """Queues a request; raises QueueFullError or EngineClosedError at once."""
+        if request.n > self.config.n_parallel:
+            raise ValueError(f"n={request.n} is more than n_parallel={self.config.n_parallel}")
+        with self._lock:
+            if self._closing:
+                raise EngineClosedError("the model is closed")
+            if self._queued >= self.config.max_queue + max(0, self.config.n_parallel - self._n_active_estimate()):
+                raise QueueFullError(f"the request queue is full ({self.config.max_queue} waiting)")
+            self._order += 1
+            self._inbox.append(_Entry(request, sink, loop, self._order))
+            self._queued += 1
+            self._lock.notify()
+
+    def cancel(self, request: Request) -> None:
+        """Frees the request's sequences at the next step (safe from any thread)."""
+        with self._lock:
+            self._cancels.append(request.id)
+            self._lock.notify()
+
+    def stats(self) -> EngineStats:
+        c = self._counters
+        decode_calls = c["decode_calls"]
+        return EngineStats(
+            active=len(self._active), queued=self._queued, kept=len(self._kept),
+            prompt_tokens=c["prompt_tokens"], prompt_tokens_evaluated=c["prompt_tokens_evaluated"],
+            prompt_tokens_reused=c["prompt_tokens_reused"], tokens_generated=c["tokens_generated"],
+            decode_calls=decode_calls, llama_tokens_evaluated=self._llama_tokens,
+            mean_batch_size=self._llama_tokens / decode_calls if decode_calls else 0.0,
+            preemptions=c["preemptions"], requests_finished=c["requests_finished"],
+            requests_cancelled=c["requests_cancelled"])
+
+    def close(self, timeout: float | None = None) -> None:
+        """Fails pending and running requests with EngineClosedError and frees the context."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def _n_active_estimate(self) -> int:
+        return len(self._active)
+
+    # ------------------------------------------------------------------ decode thread
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not (self._inbox or self._cancels or self._closing or self._active or
+                               (self._waiting and not self._admission_paused)):
+                        self._lock.wait()
+                    inbox, self._inbox = self._inbox, []
+                    cancels, self._cancels = self._cancels, []
+                    closing = self._closing
+                for entry in inbox:
+                    heapq.heappush(self._waiting, entry)
+                    self._entries[entry.request.id] = entry
+                if cancels:
+                    self._apply_cancels(cancels)
+                if closing:
+                    self._shutdown()
+                    return
+                self._expire_deadlines()
+                self._admit()
+                if self._active:
+                    try:
+                        self._step()
+                    except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
+                        log.exception("decode step failed")
+                        for choice in list(self._active):
+                            self._finish(choice, error=exc)
+                        self._flush()
+        except BaseException:  # pragma: no cover - last resort
+            log.exception("the decode thread died")
+            raise
+
+    # --- admission ---------------------------------------------------------
+
+    def _take_seq_id(self) -> int:
+        if not self._free_ids:
+            seq_id, _ = self._kept.popitem(last=False)  # least recently used
+            self.ctx.seq_rm(seq_id)
+            return seq_id
+        return self._free_ids.pop()
+
+    def _admit(self) -> None:
+        while self._waiting and not self._admission_paused:
+            entry = self._waiting[0]
+            n = entry.request.n
+            if len(self._active) + n > self.config.n_parallel:
+                return
+            heapq.heappop(self._waiting)
+            with self._lock:
+                self._queued -= 1
+            self._start(entry)
+
+    def _start(self, entry: _Entry) -> None:
+        request = entry.request
+        self._counters["prompt_tokens"] += len(request.prompt)
+        leader = self._place_leader(entry)
+        entry.choices.append(leader)
+        self._active.append(leader)
+        for index in range(1, request.n):
+            follower = _Choice(request, index, entry.sink, entry.loop, self._take_seq_id())
+            follower.state = _FOLLOW
+            follower.leader = leader
+            follower.target = len(request.prompt)
+            follower.share_row = True
+            leader.followers.append(follower)
+            entry.choices.append(follower)
+            self._active.append(follower)
+
+    def _place_leader(self, entry: _Entry) -> _Choice:
+        """Starts the request's first sequence, reusing the longest cached prefix."""
+        request = entry.request
+        prompt = request.prompt
+        limit = len(prompt) - 1  # at least one token must be evaluated to get logits
+        best_kept, best_kept_len = -1, 0
+        if not request.prompt_logprobs:
+            for seq_id, tokens in self._kept.items():
+                n = _common_prefix(prompt, tokens, limit)
+                if n > best_kept_len:
+                    best_kept, best_kept_len = seq_id, n
+        best_live, best_live_len, best_future, best_future_len = None, 0, None, 0
+        if not request.prompt_logprobs:
+            for other in self._active:
+                if other.state == _FOLLOW:
+                    continue
+                evaluated = _common_prefix(prompt, other.tokens, min(limit, other.n_past))
+                if evaluated > best_live_len:
+                    best_live, best_live_len = other, evaluated
+                if other.state == _PREFILL:
+                    future = _common_prefix(prompt, other.tokens, min(limit, other.n_prompt))
+                    if future > best_future_len:
+                        best_future, best_future_len = other, future
+
+        if best_kept_len >= best_live_len and best_kept_len > 0:
+            seq_id = best_kept
+            del self._kept[seq_id]
+            self.ctx.seq_rm(seq_id, best_kept_len, -1)
+            choice = _Choice(request, 0, entry.sink, entry.loop, seq_id)
+            choice.n_past = choice.reused = best_kept_len
+        else:
+            choice = _Choice(request, 0, entry.sink, entry.loop, self._take_seq_id())
+            if best_live is not None and best_live_len > 0:
+                self.ctx.seq_cp(best_live.seq_id, choice.seq_id, 0, best_live_len)
+                choice.n_past = choice.reused = best_live_len
+        if (best_future is not None and best_future_len - choice.n_past >= self.config.min_shared_prefix):
+            # Another request is evaluating the same prefix right now: wait for it
+            # and copy its KV instead of computing the prefix twice.
+            choice.state = _FOLLOW
+            choice.leader = best_future
+            choice.target = best_future_len
+            best_future.followers.append(choice)
+        self._counters["prompt_tokens_reused"] += choice.reused
+        if request.prompt_logprobs:
+            choice.prompt_logprobs = [None]
+        if request.logprobs is not None:
+            choice.logprobs = []
+        return choice
+
+    # --- one step ----------------------------------------------------------
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        rows: list[tuple[_Choice, int]] = []
+        included: list[tuple[_Choice, int]] = []   # (choice, tokens added)
+        prompt_rows: list[tuple[_Choice, int, int]] = []  # (choice, first batch index, first position)
+        for choice in self._active:
+            if choice.state == _GENERATE:
+                rows.append((choice, batch.n_tokens))
+                batch.add(choice.tokens[-1], choice.n_past, choice.seq_id, True)
+                included.append((choice, 1))
+        budget = self._n_batch - batch.n_tokens
+        for choice in self._active:
+            if budget <= 0:
+                break
+            if choice.state != _PREFILL:
+                continue
+            start = choice.n_past
+            take = min(len(choice.tokens) - start, budget)
+            completes = start + take == len(choice.tokens)
+            if choice.prompt_logprobs is not None:
+                prompt_rows.append((choice, batch.n_tokens, start))
+                for k in range(take):
+                    batch.add(choice.tokens[start + k], start + k, choice.seq_id, True)
+            else:
+                batch.add_tokens(choice.tokens[start:start + take], start, choice.seq_id, completes)
+            if completes:
+                rows.append((choice, batch.n_tokens - 1))
+            included.append((choice, take))
+            budget -= take
+        if batch.n_tokens == 0:
+            return
+
+        try:
+            self.ctx.decode(batch)
+        except KVCacheFullError:
+            self._make_room()
+            return
+        self._counters["decode_calls"] += 1
+        if batch.n_tokens > 1:
+            self._multi_token_decodes += 1
+        else:
+            self._single_token_decodes += 1
+
+        for choice, added in included:
+            if choice.state == _PREFILL:
+                self._counters["prompt_tokens_evaluated"] += min(added, max(0, choice.n_prompt - choice.n_past))
+            choice.n_past += added
+        for choice, first, pos0 in prompt_rows:
+            self._score_prompt(choice, first, pos0)
+        self._activate_followers(rows)
+
+        jobs = []
+        special: list[tuple[_Choice, int]] = []
+        sampled: list[tuple[_Choice, int]] = []
+        for choice, row in rows:
+            if choice.request.logits_processor is not None:
+                special.append((choice, row))
+            else:
+                jobs.append((choice.chain, row))
+                sampled.append((choice, row))
+        results = _native.sample_batch(self.ctx, jobs) if jobs else []
+        for (choice, row), result in zip(sampled, results):
+            self._accept(choice, row, result)
+        for choice, row in special:
+            try:
+                ids = np.asarray(choice.tokens, dtype=np.intc)
+                scores = choice.request.logits_processor(ids, self.ctx.logits(row))
+                result: Any = choice.chain.sample_logits(np.ascontiguousarray(scores, dtype=np.float32))
+            except Exception as exc:  # noqa: BLE001 - a user callback failed: end that request
+                result = exc
+            self._accept(choice, row, result)
+        self._flush()
+        # llama.cpp's own count of evaluated tokens (it reports an empty counter as 1).
+        perf = self.ctx.perf()
+        self._llama_tokens = (perf["n_p_eval"] if self._multi_token_decodes else 0) + \
+            (perf["n_eval"] if self._single_token_decodes else 0)
+
+    def _activate_followers(self, rows: list[tuple[_Choice, int]]) -> None:
+        completed_row = {id(choice): row for choice, row in rows}
+        for leader in [c for c in self._active if c.followers]:
+            ready = [f for f in leader.followers if leader.n_past >= f.target]
+            for follower in ready:
+                leader.followers.remove(follower)
+                gained = follower.target - follower.n_past
+                self.ctx.seq_rm(follower.seq_id)  # its own shorter prefix, if any, is replaced
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, follower.target)
+                follower.n_past = follower.target
+                follower.leader = None
+                if follower.share_row:
+                    # n > 1: the same prompt, so the leader's last-token logits serve this choice too.
+                    row = completed_row.get(id(leader))
+                    follower.state = _GENERATE if row is not None else _PREFILL
+                    if row is None:
+                        follower.n_past = max(0, follower.target - 1)
+                        self.ctx.seq_rm(follower.seq_id, follower.n_past, -1)
+                    else:
+                        rows.append((follower, row))
+                else:
+                    follower.reused += gained
+                    self._counters["prompt_tokens_reused"] += gained
+                    follower.state = _PREFILL
+
+    def _release_followers(self, leader: _Choice) -> None:
+        for follower in leader.followers:
+            shared = min(leader.n_past, follower.target, len(follower.tokens) - 1)
+            if shared > follower.n_past:
+                self.ctx.seq_rm(follower.seq_id)
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, shared)
+                gained = shared - follower.n_past
+                follower.reused += gained
+                self._counters["prompt_tokens_reused"] += gained
+                follower.n_past = shared
+            follower.leader = None
+            follower.state = _PREFILL
+        leader.followers = []
+
+    def _accept(self, choice: _Choice, row: int, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self._finish(choice, error=result)
+            return
+        token = int(result)
+        request = choice.request
+        if choice.state != _GENERATE:
+            choice.state = _GENERATE
+        choice.tokens.append(token)
+        choice.generated += 1
+        self._counters["tokens_generated"] += 1
+        logprob = None
+        if choice.logprobs is not None:
+            logprob = self._logprob(self.ctx.logits(row), token, request.logprobs or 0)
+            choice.logprobs.append(logprob)
+        finish = None
+        text = ""
+        if self.vocab.is_eog(token) and not request.ignore_eos:
+            finish = "stop"
+        else:
+            text = choice.text.feed(self.vocab.token_to_piece(token))
+            if choice.text.stopped:
+                finish = "stop"
+        if finish is None:
+            if request.max_tokens is not None and choice.generated >= request.max_tokens:
+                finish = "length"
+            elif len(choice.tokens) >= self.config.n_ctx:
+                finish = "length"
+            elif request.stopping_criteria is not None:
+                try:
+                    ids = np.asarray(choice.tokens, dtype=np.intc)
+                    if request.stopping_criteria(ids, self.ctx.logits(row)):
+                        finish = "stop"
+                except Exception as exc:  # noqa: BLE001
+                    self._finish(choice, error=exc)
+                    return
+        out = Output(choice.index, [token], text, logprobs=[logprob] if logprob is not None else None)
+        if finish is not None:
+            self._finish(choice, finish_reason=finish, last=out)
+        else:
+            self._emit(choice, out)
+
+    @staticmethod
+    def _logprob(logits: np.ndarray, token: int, top: int) -> TokenLogprob:
+        shifted = logits - logits.max()
+        logsum = float(np.log(np.exp(shifted, dtype=np.float64).sum()))
+        logprobs = shifted - logsum
+        top_ids = np.argpartition(-logprobs, top)[:top] if 0 < top < len(logprobs) else np.arange(0)
+        top_ids = top_ids[np.argsort(-logprobs[top_ids])]
+        return TokenLogprob(token, float(logprobs[token]), {int(t): float(logprobs[t]) for t in top_ids})
+
+    def _score_prompt(self, choice: _Choice, first: int, pos0: int) -> None:
+        """Logprobs of the prompt tokens that follow the rows decoded this step."""
+        top = choice.request.logprobs or 0
+        n_rows = choice.n_past - pos0
+        for k in range(n_rows):
+            nxt = pos0 + k + 1
+            if nxt >= choice.n_prompt:
+                break
+            choice.prompt_logprobs.append(self._logprob(self.ctx.logits(first + k), choice.tokens[nxt], top))
+
+    # --- finishing -----------------------------------------------------------
+
+    def _emit(self, choice: _Choice, out: Output) -> None:
+        self._pending.setdefault(choice.loop.key, (choice.loop, []))[1].append((choice.sink, out))
+
+    def _finish(self, choice: _Choice, *, finish_reason: str | None = None, error: BaseException | None = None,
+                last: Output | None = None, notify: bool = True) -> None:
+        if choice not in self._active:
+            return
+        self._active.remove(choice)
+        if choice.leader is not None:
+            choice.leader.followers.remove(choice)
+            choice.leader = None
+        if choice.followers:
+            self._release_followers(choice)
+        # Keep the KV of a cleanly finished sequence for prefix reuse.
+        if error is None and self.config.n_keep > 0 and choice.n_past > 0:
+            self._kept[choice.seq_id] = choice.tokens[:choice.n_past]
+            self._kept.move_to_end(choice.seq_id)
+        else:
+            self.ctx.seq_rm(choice.seq_id)
+            self._free_ids.append(choice.seq_id)
+        if self._admission_paused:
+            self._admission_paused = False
+        entry = self._entries.get(choice.request.id)
+        if entry is None:
+            return
+        entry.finished += 1
+        done = entry.finished == len(entry.choices)
+        if done:
+            del self._entries[choice.request.id]
+            self._counters["requests_finished"] += 1
+        if not notify:
+            return
+        out = last or Output(choice.index, [], "")
+        if error is None:
+            if not choice.text.stopped:
+                out.text += choice.text.flush()
+            out.finish_reason = finish_reason or "stop"
+            if choice.prompt_logprobs is not None:
+                out.prompt_logprobs = choice.prompt_logprobs
+        else:
+            out.error = error
+        if done and error is None:
+            out.usage = {
+                "prompt_tokens": len(choice.request.prompt),
+                "completion_tokens": sum(c.generated for c in entry.choices),
+                "cached_tokens": entry.choices[0].reused if entry.choices else 0,
+            }
+        self._emit(choice, out)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for loop, items in pending.values():
+            try:
+                loop.post(_deliver, items)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                for sink, out in items:
+                    self._drop_request_of(sink)
+
+    def _drop_request_of(self, sink: OutputSink) -> None:
+        for choice in [c for c in self._active if c.sink is sink]:
+            self._finish(choice, error=EngineClosedError("the event loop closed"), notify=False)
+
+    def _apply_cancels(self, ids: list[int]) -> None:
+        wanted = set(ids)
+        kept_waiting = [e for e in self._waiting if e.request.id not in wanted]
+        if len(kept_waiting) != len(self._waiting):
+            removed = len(self._waiting) - len(kept_waiting)
+            self._waiting = kept_waiting
+            heapq.heapify(self._waiting)
+            with self._lock:
+                self._queued -= removed
+            self._counters["requests_cancelled"] += removed
+        for choice in [c for c in self._active if c.request.id in wanted]:
+            entry = self._entries.get(choice.request.id)
+            self._finish(choice, error=AllamaError("cancelled"), notify=False)
+            if entry is not None and choice.index == 0:
+                self._counters["requests_cancelled"] += 1
+        for request_id in wanted:
+            self._entries.pop(request_id, None)
+
+    def _expire_deadlines(self) -> None:
+        now = time.monotonic()
+        for entry in list(self._entries.values()):
+            timeout = entry.request.timeout
+            if timeout is None or now - entry.request.submitted_at < timeout:
+                continue
+            error = RequestTimeoutError(f"the request did not finish within its timeout of {timeout} s")
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+                with self._lock:
+                    self._queued -= 1
+                del self._entries[entry.request.id]
+                self._emit_direct(entry, Output(0, [], "", error=error))
+            for choice in [c for c in self._active if c.request is entry.request]:
+                self._finish(choice, error=error)
+        self._flush()
+
+    def _emit_direct(self, entry: _Entry, out: Output) -> None:
+        self._pending.setdefault(entry.loop.key, (entry.loop, []))[1].append((entry.sink, out))
+
+    def _make_room(self) -> None:
+        """The KV cache is full: drop kept sequences first, else preempt the newest sequence."""
+        if self._kept:
+            seq_id, _ = self._kept.popitem(last=False)
+            self.ctx.seq_rm(seq_id)
+            self._free_ids.append(seq_id)
+            return
+        running = [c for c in self._active if c.state != _FOLLOW and c.n_past > 0]
+        if len(running) <= 1:
+            victim = running[0] if running else self._active[-1]
+            self._finish(victim, error=KVCacheFullError("the KV cache cannot hold this request"))
+            self._flush()
+            return
+        victim = max(running, key=lambda c: (-c.request.priority, c.request.submitted_at, c.index))
+        if victim.followers:
+            self._release_followers(victim)
+        self.ctx.seq_rm(victim.seq_id)
+        victim.n_past = 0
+        victim.state = _PREFILL
+        victim.preempted = True
+        self._admission_paused = True
+        self._counters["preemptions"] += 1
+        log.info("KV cache full: request %d will be recomputed", victim.request.id)
+
+    def _shutdown(self) -> None:
+        error = EngineClosedError("the model was closed")
+        for choice in list(self._active):
+            self._finish(choice, error=error)
+        for entry in self._waiting:
+            self._emit_direct(entry, Output(0, [], "", error=error))
+        with self._lock:
+            self._queued = 0
+            inbox, self._inbox = self._inbox, []
+        for entry in inbox:
+            self._emit_direct(entry, Output(0, [], "", error=error))
+        self._waiting = []
+        self._flush()
+        self.ctx.close()
+
+
+def _deliver(items: list[tuple[OutputSink, Output]]) -> None:
+    """Runs on the event loop: hands each output to its request's sink."""
+    by_sink: dict[int, tuple[OutputSink, list[Output]]] = {}
+    for sink, out in items:
+        by_sink.setdefault(id(sink), (sink, []))[1].append(out)
+    for sink, outs in by_sink.values():
+        sink.push(outs)

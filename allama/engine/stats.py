@@ -1,0 +1,28 @@
+"""A snapshot of the engine's counters."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """Counters since the engine started. Token and decode counts come from
+    llama.cpp's perf counters where it keeps them (`llama_tokens_evaluated`)."""
+
+    active: int                  # sequences prefilling or generating
+    queued: int                  # requests waiting for a sequence slot
+    kept: int                    # finished sequences whose KV is kept for prefix reuse
+    prompt_tokens: int           # prompt tokens of all admitted requests
+    prompt_tokens_evaluated: int # of those, tokens actually run through the model
+    prompt_tokens_reused: int    # of those, tokens served from kept or shared KV
+    tokens_generated: int
+    decode_calls: int
+    llama_tokens_evaluated: int  # llama.cpp's n_p_eval + n_eval
+    mean_batch_size: float       # llama_tokens_evaluated / decode_calls
+    preemptions: int
+    requests_finished: int
+    requests_cancelled: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)

@@ -1,0 +1,49 @@
+"""Turns a sequence's token pieces into text deltas for streaming.
+
+Deltas are valid UTF-8 (a character split across tokens waits for its last
+byte) and never include a stop string, or the start of one that may still
+complete: such text is held back until it is clear.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+
+class TextStream:
+    def __init__(self, stops: Sequence[str] = ()) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = [s for s in stops if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, piece: bytes) -> str:
+        """The text that can be emitted after this piece; sets `stopped` at a stop string."""
+        text = self._decoder.decode(piece)
+        if not self._stops:
+            return text
+        buf = self._held + text
+        cut = -1
+        for stop in self._stops:
+            i = buf.find(stop)
+            if i != -1 and (cut == -1 or i < cut):
+                cut = i
+        if cut != -1:
+            self.stopped = True
+            self._held = ""
+            return buf[:cut]
+        hold = 0
+        for stop in self._stops:
+            for k in range(min(len(stop) - 1, len(buf)), hold, -1):
+                if buf.endswith(stop[:k]):
+                    hold = k
+                    break
+        self._held = buf[len(buf) - hold:] if hold else ""
+        return buf[: len(buf) - hold]
+
+    def flush(self) -> str:
+        """Whatever is held back, at the end of the sequence (no stop string matched)."""
+        text = self._held + self._decoder.decode(b"", final=True)
+        self._held = ""
+        return text

@@ -1,0 +1,546 @@
+"""Llama: the asyncio-native high-level API.
+
+Every model call is awaitable and every stream is an async iterator; concurrent
+calls share the model through the engine's continuous batching. Parameter names
+and defaults follow llama-cpp-python.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import numpy as np
+
+from allama import _native
+from allama.completion import ChoiceText, chunk, completion_id, logprobs_block, now, usage
+from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
+from allama.engine.loop_handle import LoopHandle
+from allama.engine.output_sink import OutputSink
+from allama.errors import ContextOverflowError, EngineClosedError
+from allama.stream import AsyncStream
+
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+
+Prompt = str | bytes | Sequence[int]
+
+
+class Llama:
+    """A GGUF model served by a continuous-batching engine.
+
+    `Llama(model_path, ...)` loads in the calling thread; `await Llama.load(...)`
+    loads off the event loop. `n_ctx` is the context window of one request; the
+    KV cache holds `kv_size` cells (default `n_ctx * n_parallel`), shared by up to
+    `n_parallel` concurrent sequences.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        # model
+        n_gpu_layers: int = 0,
+        split_mode: int = 1,
+        main_gpu: int = 0,
+        tensor_split: Sequence[float] | None = None,
+        rpc_servers: str | Sequence[str] | None = None,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        kv_overrides: dict[str, bool | int | float | str] | None = None,
+        # context
+        seed: int = LLAMA_DEFAULT_SEED,
+        n_ctx: int = 512,
+        n_batch: int = 512,
+        n_ubatch: int = 512,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        rope_scaling_type: int | None = -1,
+        pooling_type: int = -1,
+        attention_type: int = -1,
+        rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0,
+        yarn_ext_factor: float = -1.0,
+        yarn_attn_factor: float = 1.0,
+        yarn_beta_fast: float = 32.0,
+        yarn_beta_slow: float = 1.0,
+        yarn_orig_ctx: int = 0,
+        logits_all: bool = False,
+        embedding: bool = False,
+        offload_kqv: bool = True,
+        flash_attn: bool = False,
+        op_offload: bool | None = None,
+        swa_full: bool | None = None,
+        no_perf: bool = False,
+        last_n_tokens_size: int = 64,
+        type_k: int | None = None,
+        type_v: int | None = None,
+        # adapters
+        lora_base: str | None = None,
+        lora_scale: float = 1.0,
+        lora_path: str | None = None,
+        # chat and misc (accepted for llama-cpp-python compatibility)
+        numa: bool | int = False,
+        chat_format: str | None = None,
+        chat_handler: Any = None,
+        draft_model: Any = None,
+        tokenizer: Any = None,
+        spm_infill: bool = False,
+        verbose: bool = False,
+        # allama
+        n_parallel: int = 4,
+        max_queue: int = 1024,
+        kv_size: int | None = None,
+        n_keep: int | None = None,
+        progress_callback: Callable[[float], bool | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if verbose:
+            _native.set_log_level(logging.INFO)
+        self.model_path = os.fspath(model_path)
+        self.verbose = verbose
+        self.chat_format = chat_format
+        self.chat_handler = chat_handler
+        self.draft_model = draft_model
+        self.tokenizer_ = tokenizer
+        self.spm_infill = spm_infill
+        self.logits_all = logits_all
+        self.last_n_tokens_size = last_n_tokens_size
+        self.lora_path = lora_path
+        self.lora_scale = lora_scale
+        self._seed = seed
+        self._closed = False
+
+        mp = _native.ModelParams()
+        mp.n_gpu_layers = n_gpu_layers
+        mp.split_mode = split_mode
+        mp.main_gpu = main_gpu
+        mp.tensor_split = list(tensor_split or [])
+        mp.vocab_only = vocab_only
+        mp.use_mmap = use_mmap and lora_path is None
+        mp.use_mlock = use_mlock
+        mp.kv_overrides = dict(kv_overrides or {})
+        if rpc_servers:
+            mp.rpc_servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else list(rpc_servers)
+        self._model = _native.Model.load(self.model_path, mp, progress_callback)
+        self._vocab = _native.Vocab(self._model)
+        self.metadata: dict[str, str] = self._model.metadata
+        self._n_ctx = n_ctx if n_ctx > 0 else self._model.n_ctx_train
+        self._n_parallel = n_parallel
+        self._scheduler: Scheduler | None = None
+        if vocab_only:
+            return
+
+        if n_parallel < 1:
+            raise ValueError("n_parallel must be at least 1")
+        cpu = os.cpu_count() or 1
+        cp = _native.ContextParams()
+        cp.n_ctx = kv_size if kv_size is not None else self._n_ctx * n_parallel
+        cp.n_batch = n_batch
+        cp.n_ubatch = min(n_ubatch, n_batch)
+        cp.n_threads = n_threads or max(cpu // 2, 1)
+        cp.n_threads_batch = n_threads_batch or cpu
+        cp.rope_scaling_type = -1 if rope_scaling_type is None else rope_scaling_type
+        cp.pooling_type = pooling_type
+        cp.attention_type = attention_type
+        cp.rope_freq_base = rope_freq_base
+        cp.rope_freq_scale = rope_freq_scale
+        cp.yarn_ext_factor = yarn_ext_factor
+        cp.yarn_attn_factor = yarn_attn_factor
+        cp.yarn_beta_fast = yarn_beta_fast
+        cp.yarn_beta_slow = yarn_beta_slow
+        cp.yarn_orig_ctx = yarn_orig_ctx
+        cp.embeddings = embedding
+        cp.offload_kqv = offload_kqv
+        cp.flash_attn_type = 1 if flash_attn else 0
+        cp.no_perf = no_perf
+        if op_offload is not None:
+            cp.op_offload = op_offload
+        if swa_full is not None:
+            cp.swa_full = swa_full
+        if type_k is not None:
+            cp.type_k = type_k
+        if type_v is not None:
+            cp.type_v = type_v
+        config = EngineConfig(
+            n_ctx=self._n_ctx,
+            n_parallel=n_parallel,
+            n_batch=n_batch,
+            n_keep=n_parallel if n_keep is None else n_keep,
+            max_queue=max_queue,
+        )
+        self._scheduler = Scheduler(self._model, cp, config)
+        if lora_path is not None:
+            adapter = self._model.load_lora(lora_path)
+            self._scheduler.ctx.set_lora_adapters([(adapter, lora_scale)])
+
+    @classmethod
+    async def load(cls, model_path: str | os.PathLike[str], **params: Any) -> "Llama":
+        """Loads the model in a worker thread, keeping the event loop free."""
+        return await anyio.to_thread.run_sync(partial(cls, model_path, **params))
+
+    # ------------------------------------------------------------------ plain calls
+
+    def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self._vocab.tokenize(text, add_bos, special)
+
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
+                   special: bool = False) -> bytes:
+        if prev_tokens is None:
+            return self._vocab.detokenize(list(tokens), False, special)
+        whole = self._vocab.detokenize(list(prev_tokens) + list(tokens), False, special)
+        return whole[len(self._vocab.detokenize(list(prev_tokens), False, special)):]
+
+    def n_ctx(self) -> int:
+        """The context window one request may use."""
+        return self._n_ctx
+
+    def n_vocab(self) -> int:
+        return self._vocab.n_tokens
+
+    def n_embd(self) -> int:
+        return self._model.n_embd
+
+    def token_bos(self) -> int:
+        return self._vocab.bos
+
+    def token_eos(self) -> int:
+        return self._vocab.eos
+
+    def token_nl(self) -> int:
+        return self._vocab.nl
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's counters."""
+        return self._engine().stats()
+
+    def reset(self) -> None:
+        """Kept for llama-cpp-python compatibility: the engine keeps no single token history."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        """Fails pending requests with EngineClosedError and frees the native memory."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scheduler is not None:
+            await anyio.to_thread.run_sync(self._scheduler.close)
+        self._model.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._model.close()
+
+    async def __aenter__(self) -> "Llama":
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def _engine(self) -> Scheduler:
+        if self._closed:
+            raise EngineClosedError("the model is closed")
+        if self._scheduler is None:
+            raise ValueError("this model was loaded with vocab_only=True: it can tokenize but not generate")
+        return self._scheduler
+
+    # ------------------------------------------------------------------ completions
+
+    async def __call__(self, prompt: Prompt | list[str], **kwargs: Any) -> Any:
+        return await self.create_completion(prompt, **kwargs)
+
+    async def create_completion(
+        self,
+        prompt: Prompt | list[str] | list[list[int]],
+        suffix: str | None = None,
+        max_tokens: int | None = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        logprobs: int | None = None,
+        echo: bool = False,
+        stop: str | Sequence[str] | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int | None = None,
+        top_k: int = 40,
+        stream: bool = False,
+        seed: int | None = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        stopping_criteria: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+        logits_processor: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        grammar: Any = None,
+        logit_bias: dict[int | str, float] | None = None,
+        n: int = 1,
+        xtc_probability: float = 0.0,
+        xtc_threshold: float = 0.1,
+        dry_multiplier: float = 0.0,
+        dry_base: float = 1.75,
+        dry_allowed_length: int = 2,
+        dry_penalty_last_n: int = 0,
+        dry_sequence_breakers: Sequence[str] | None = None,
+        top_n_sigma: float = -1.0,
+        ignore_eos: bool = False,
+        priority: int = 0,
+        timeout: float | None = None,
+        stream_options: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
+        """Continues one prompt, or several (a list of prompts), as OpenAI's legacy completions do.
+
+        Returns the response dict, or with `stream=True` an AsyncStream of chunks.
+        """
+        engine = self._engine()
+        prompts = self._prompt_token_lists(prompt, suffix)
+        for tokens in prompts:
+            if len(tokens) >= self._n_ctx:
+                raise ContextOverflowError(
+                    f"Requested tokens ({len(tokens)}) exceed context window of {self._n_ctx}")
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        if logprobs is not None and logprobs < 0:
+            raise ValueError("logprobs must be >= 0")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        params = self._sampler_params(
+            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            penalty_last_n=self.last_n_tokens_size if repeat_last_n is None else repeat_last_n,
+            mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta,
+            xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, top_n_sigma=top_n_sigma,
+            dry_multiplier=dry_multiplier, dry_base=dry_base, dry_allowed_length=dry_allowed_length,
+            dry_penalty_last_n=dry_penalty_last_n)
+        if dry_sequence_breakers is not None:
+            params.dry_sequence_breakers = list(dry_sequence_breakers)
+        if logit_bias:
+            params.logit_bias = {int(k): float(v) for k, v in logit_bias.items()}
+        if grammar is not None:
+            params.grammar = grammar if isinstance(grammar, str) else str(getattr(grammar, "_grammar", grammar))
+        base_seed = self._seed if seed is None else seed
+        requests = []
+        for tokens in prompts:
+            chains = []
+            for i in range(n):
+                params.seed = base_seed if base_seed == LLAMA_DEFAULT_SEED else (base_seed + i) & 0xFFFFFFFF
+                chains.append(_native.SamplerChain(self._model, params))
+            requests.append(Request(
+                prompt=tokens, chains=chains,
+                max_tokens=max_tokens if max_tokens is not None and max_tokens > 0 else None,
+                stop=stops, logprobs=logprobs, prompt_logprobs=echo and logprobs is not None,
+                ignore_eos=ignore_eos, priority=priority, timeout=timeout,
+                logits_processor=logits_processor, stopping_criteria=stopping_criteria))
+        model_name = model if model is not None else self.model_path
+        job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts)
+        if stream:
+            include_usage = bool(stream_options and stream_options.get("include_usage"))
+            return AsyncStream(job.chunks(include_usage))
+        return await job.result()
+
+    def _prompt_token_lists(self, prompt: Any, suffix: str | None) -> list[list[int]]:
+        if isinstance(prompt, (str, bytes)):
+            return [self._prompt_tokens(prompt, suffix)]
+        items = list(prompt)
+        if not items:
+            raise ValueError("the prompt is empty")
+        if all(isinstance(t, (int, np.integer)) for t in items):
+            return [self._prompt_tokens([int(t) for t in items], suffix)]
+        return [self._prompt_tokens(p if isinstance(p, (str, bytes)) else [int(t) for t in p], suffix)
+                for p in items]
+
+    def _prompt_tokens(self, prompt: str | bytes | list[int], suffix: str | None) -> list[int]:
+        if isinstance(prompt, list):
+            for t in prompt:
+                if not 0 <= t < self._vocab.n_tokens:
+                    raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
+            tokens = list(prompt)
+        else:
+            text = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
+            tokens = self._vocab.tokenize(text, True, suffix is None) if text else (
+                [self._vocab.bos] if self._vocab.bos >= 0 else [])
+        if suffix is not None:
+            tokens = self._fim_tokens(tokens, suffix)
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        return tokens
+
+    def _fim_tokens(self, prefix: list[int], suffix: str) -> list[int]:
+        v = self._vocab
+        if min(v.fim_pre, v.fim_suf, v.fim_mid) < 0:
+            raise ValueError("suffix (fill-in-the-middle) needs a model with FIM tokens; this vocabulary has none")
+        if prefix and prefix[0] == v.bos:
+            prefix = prefix[1:]
+        suffix_tokens = v.tokenize(suffix, False, False)
+        head = [v.bos] if v.add_bos and v.bos >= 0 else []
+        if self.spm_infill:
+            return head + [v.fim_suf] + suffix_tokens + [v.fim_pre] + prefix + [v.fim_mid]
+        return head + [v.fim_pre] + prefix + [v.fim_suf] + suffix_tokens + [v.fim_mid]
+
+    @staticmethod
+    def _sampler_params(**fields: Any) -> _native.SamplerParams:
+        params = _native.SamplerParams()
+        for key, value in fields.items():
+            setattr(params, key, value)
+        return params
+
+
+class _CompletionJob:
+    """Runs the requests of one create_completion call and shapes what they return."""
+
+    def __init__(self, llm: Llama, engine: Scheduler, requests: list[Request], n: int, model: str,
+                 echo: bool, logprobs: int | None, suffix: str | None, prompts: list[list[int]]) -> None:
+        self.llm = llm
+        self.engine = engine
+        self.requests = requests
+        self.n = n
+        self.model = model
+        self.echo = echo
+        self.logprobs = logprobs
+        self.suffix = suffix
+        self.prompts = prompts
+        self.id = completion_id()
+        self.created = now()
+
+    async def _outputs(self) -> AsyncIterator[tuple[int, Output]]:
+        """Yields (request number, output) until every choice has finished."""
+        loop = LoopHandle.current()
+        sink = OutputSink()
+        owner: dict[int, int] = {}
+        submitted: list[Request] = []
+        remaining = sum(r.n for r in self.requests)
+        try:
+            for number, request in enumerate(self.requests):
+                self.engine.submit(request, _Tagged(sink, number), loop)
+                submitted.append(request)
+                owner[request.id] = number
+            while remaining:
+                number, out = await sink.get()
+                if out.error is not None:
+                    raise out.error
+                if out.finish_reason is not None:
+                    remaining -= 1
+                yield number, out
+        finally:
+            if remaining:
+                for request in submitted:
+                    self.engine.cancel(request)
+
+    def _prompt_text(self, number: int) -> str:
+        return self.llm._vocab.detokenize(self.prompts[number], True, False).decode("utf-8", errors="ignore")
+
+    def _choice_index(self, number: int, index: int) -> int:
+        return number * self.n + index
+
+    async def result(self) -> dict[str, Any]:
+        texts: dict[tuple[int, int], ChoiceText] = {}
+        usages: dict[int, dict[str, int]] = {}
+        async with aclosing(self._outputs()) as outputs:
+            async for number, out in outputs:
+                key = (number, out.index)
+                texts.setdefault(key, ChoiceText(out.index)).add(out)
+                if out.usage is not None:
+                    usages[number] = out.usage
+        choices = []
+        for (number, index), acc in sorted(texts.items()):
+            prompt_text = self._prompt_text(number) if self.echo else ""
+            text = prompt_text + acc.text
+            if self.suffix is not None and self.llm._vocab.fim_suf < 0:
+                text += self.suffix
+            choices.append({
+                "text": text,
+                "index": self._choice_index(number, index),
+                "logprobs": self._logprobs(number, acc),
+                "finish_reason": acc.finish_reason,
+            })
+        prompt_tokens = sum(len(p) for p in self.prompts)
+        completion_tokens = sum(len(a.tokens) for a in texts.values())
+        cached = sum(u.get("cached_tokens", 0) for u in usages.values())
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": usage(prompt_tokens, completion_tokens, cached),
+        }
+
+    def _logprobs(self, number: int, acc: ChoiceText) -> dict[str, Any] | None:
+        if self.logprobs is None:
+            return None
+        vocab = self.llm._vocab
+        entries: list[tuple[int, Any]] = []
+        text_offset = 0
+        if self.echo:
+            prompt = self.prompts[number]
+            start = 1 if prompt and prompt[0] == vocab.bos else 0
+            scored = acc.prompt_logprobs or []
+            for pos in range(start, len(prompt)):
+                entries.append((prompt[pos], scored[pos] if pos < len(scored) and pos > start else None))
+        else:
+            text_offset = len(self._prompt_text(number))
+        gen_tokens = [t for t in acc.tokens]
+        for token, lp in zip(gen_tokens, acc.logprobs):
+            entries.append((token, lp))
+        return logprobs_block(vocab, entries, text_offset, self.logprobs)
+
+    async def chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        vocab = self.llm._vocab
+        offsets: dict[tuple[int, int], int] = {}
+        completion_tokens = 0
+        cached = 0
+        if self.echo:
+            for number in range(len(self.requests)):
+                for index in range(self.n):
+                    text = self._prompt_text(number)
+                    offsets[(number, index)] = len(text)
+                    yield chunk(self.id, self.created, self.model, self._choice_index(number, index), text, None)
+        async with aclosing(self._outputs()) as outputs:
+            async for number, out in outputs:
+                completion_tokens += len(out.tokens)
+                if out.usage is not None:
+                    cached += out.usage.get("cached_tokens", 0)
+                logprobs = None
+                if self.logprobs is not None and out.logprobs:
+                    key = (number, out.index)
+                    start = offsets.get(key, 0)
+                    logprobs = logprobs_block(vocab, list(zip(out.tokens, out.logprobs)), start, self.logprobs)
+                    offsets[key] = start + len(out.text)
+                if out.text or out.finish_reason is not None or logprobs is not None:
+                    yield chunk(self.id, self.created, self.model, self._choice_index(number, out.index),
+                                out.text, out.finish_reason, logprobs)
+        if include_usage:
+            prompt_tokens = sum(len(p) for p in self.prompts)
+            yield {
+                "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                "choices": [], "usage": usage(prompt_tokens, completion_tokens, cached),
+            }
+
+
+class _Tagged:
+    """Routes one request's outputs into a sink shared by several requests, tagged by number."""
+
+    __slots__ = ("sink", "number")
+
+    def __init__(self, sink: OutputSink, number: int) -> None:
+        self.sink = sink
+        self.number = number
+
+    def push(self, outputs: list[Output]) -> None:
+        self.sink.push([(self.number, out) for out in outputs])  # type: ignore[misc]

@@ -1,0 +1,37 @@
+"""AsyncStream: what `await llm.create_completion(..., stream=True)` returns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class AsyncStream(Generic[T]):
+    """An async iterator of OpenAI-shaped chunks, like the OpenAI async client's.
+
+    `async for chunk in stream`, `await stream.aclose()`, `async with stream`.
+    Leaving early (break, aclose, cancellation) cancels the request in the
+    engine; an engine error mid-stream is raised from `__anext__`.
+    """
+
+    def __init__(self, chunks: AsyncIterator[T]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> "AsyncStream[T]":
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> "AsyncStream[T]":
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
