@@ -348,11 +348,26 @@ class Llama:
                 ignore_eos=ignore_eos, priority=priority, timeout=timeout,
                 logits_processor=logits_processor, stopping_criteria=stopping_criteria))
         model_name = model if model is not None else self.model_path
-        job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts)
+        job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
+                             self._prompt_texts(prompt, prompts))
         if stream:
             include_usage = bool(stream_options and stream_options.get("include_usage"))
             return AsyncStream(job.chunks(include_usage))
         return await job.result()
+
+    def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:
+        """Each prompt as text, for echo: the caller's string itself, else the detokenized ids."""
+        items = [prompt] if isinstance(prompt, (str, bytes)) or (
+            prompt and all(isinstance(t, (int, np.integer)) for t in prompt)) else list(prompt)
+        texts = []
+        for item, tokens in zip(items, token_lists):
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, bytes):
+                texts.append(item.decode("utf-8", errors="ignore"))
+            else:
+                texts.append(self._vocab.detokenize(tokens, True, False).decode("utf-8", errors="ignore"))
+        return texts
 
     def _prompt_token_lists(self, prompt: Any, suffix: str | None) -> list[list[int]]:
         if isinstance(prompt, (str, bytes)):
@@ -405,7 +420,8 @@ class _CompletionJob:
     """Runs the requests of one create_completion call and shapes what they return."""
 
     def __init__(self, llm: Llama, engine: Scheduler, requests: list[Request], n: int, model: str,
-                 echo: bool, logprobs: int | None, suffix: str | None, prompts: list[list[int]]) -> None:
+                 echo: bool, logprobs: int | None, suffix: str | None, prompts: list[list[int]],
+                 prompt_texts: list[str]) -> None:
         self.llm = llm
         self.engine = engine
         self.requests = requests
@@ -415,6 +431,7 @@ class _CompletionJob:
         self.logprobs = logprobs
         self.suffix = suffix
         self.prompts = prompts
+        self.prompt_texts = prompt_texts
         self.id = completion_id()
         self.created = now()
 
@@ -443,7 +460,7 @@ class _CompletionJob:
                     self.engine.cancel(request)
 
     def _prompt_text(self, number: int) -> str:
-        return self.llm._vocab.detokenize(self.prompts[number], True, False).decode("utf-8", errors="ignore")
+        return self.prompt_texts[number]
 
     def _choice_index(self, number: int, index: int) -> int:
         return number * self.n + index

@@ -12,6 +12,9 @@
 
 NB_MODULE(_native, m) {
     m.doc() = "llama.cpp bound with nanobind: models, vocabularies, contexts, batches and samplers.";
+    // Models may legitimately be alive at interpreter exit (an unclosed Llama's
+    // decode thread holds them); that is not a reference-counting bug.
+    nanobind::set_leak_warnings(false);
     allama::init_errors(m);
     allama::init_logging(m);
     allama::init_backend(m);

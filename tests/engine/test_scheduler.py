@@ -1,0 +1,226 @@
+"""The engine under concurrency: equality with solo runs, real batching,
+cancellation, prefix reuse and KV pressure. Runs under asyncio and trio."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import numpy as np
+import pytest
+
+from allama import Llama
+
+pytestmark = pytest.mark.anyio
+
+GREEDY = {"temperature": 0.0}
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def llm(llama_f32_path):
+    """One model shared by tests on both backends (the loop is captured per request)."""
+    model = Llama(str(llama_f32_path), n_ctx=1024, n_parallel=8, n_batch=256, n_threads=2, n_threads_batch=2)
+    yield model
+    model.close()
+
+
+async def complete(llm: Llama, prompt, max_tokens: int, **kw):
+    out = await llm.create_completion(prompt, max_tokens=max_tokens, logprobs=0, **{**GREEDY, **kw})
+    choice = out["choices"][0]
+    return choice["logprobs"]["tokens"], choice["text"]
+
+
+def margin_report(llm: Llama, prompt: str, solo: list[str], batched: list[str]) -> str:
+    """Where two greedy runs diverge and how close the top two logits were there."""
+    from allama import _native
+
+    k = next(i for i, (a, b) in enumerate(zip(solo + [None], batched + [None])) if a != b)
+    ctx = _native.Context(llm._model)
+    tokens = llm.tokenize(prompt.encode(), special=True) + [
+        llm._vocab.tokenize(t.encode(), False, False)[-1] for t in solo[:k]]
+    batch = _native.Batch(len(tokens))
+    batch.add_tokens(tokens, 0, 0, True)
+    ctx.decode(batch)
+    top = np.sort(ctx.logits(-1))[-2:]
+    return f"diverged at generated token {k}: {solo[k:k+1]} vs {batched[k:k+1]}, logit margin {top[1] - top[0]:.6f}"
+
+
+async def test_eight_concurrent_requests_match_each_alone(llm):
+    prompts = [("Once upon a time " * (i + 1), 6 + 5 * i) for i in range(8)]
+    alone = [await complete(llm, p, n) for p, n in prompts]
+    together = [None] * 8
+
+    async def run(i):
+        together[i] = await complete(llm, *prompts[i])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(run, i)
+    for i, ((p, n), solo, batched) in enumerate(zip(prompts, alone, together)):
+        assert len(solo[0]) == n
+        assert batched == solo, margin_report(llm, p, solo[0], batched[0])
+
+
+async def test_batching_is_real_and_streams_interleave(llm):
+    before = llm.stats()
+    arrivals: list[int] = []
+
+    async def stream(i):
+        s = await llm.create_completion(f"Stream {i}:", max_tokens=32, temperature=0, ignore_eos=True, stream=True)
+        async for chunk in s:
+            arrivals.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(stream, i)
+    after = llm.stats()
+    generated = after.tokens_generated - before.tokens_generated
+    calls = after.decode_calls - before.decode_calls
+    assert generated == 8 * 32
+    assert calls < generated / 4, (calls, generated)
+    assert after.llama_tokens_evaluated - before.llama_tokens_evaluated >= generated
+    first_done = min(max(k for k, r in enumerate(arrivals) if r == i) for i in range(8))
+    assert len(set(arrivals[:first_done])) == 8  # every stream produced before any finished
+
+
+async def test_max_tokens_none_runs_to_the_end_of_the_window(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=64, n_parallel=1) as small:
+        out = await small.create_completion("Hi", max_tokens=None, temperature=0, ignore_eos=True)
+        assert out["choices"][0]["finish_reason"] == "length"
+        assert out["usage"]["total_tokens"] == 64
+
+
+async def wait_idle(llm: Llama, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while llm.stats().active or llm.stats().queued:
+            await anyio.sleep(0.01)
+
+
+async def test_cancel_while_queued_prefilling_and_generating(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=2048, n_parallel=1, n_batch=16) as one:
+        base = one.stats().requests_cancelled
+        # generating: leave the stream after 3 chunks
+        stream = await one.create_completion("Tell me", max_tokens=500, ignore_eos=True, stream=True)
+        got = 0
+        async for _ in stream:
+            got += 1
+            if got == 3:
+                break
+        await stream.aclose()
+        await wait_idle(one)
+
+        # prefilling: a long prompt in 16-token chunks, cancelled mid-way
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one.create_completion, list(range(100, 1900)))
+            with anyio.fail_after(10):
+                while one.stats().prompt_tokens_evaluated < 64:
+                    await anyio.sleep(0.001)
+            assert one.stats().active == 1
+            tg.cancel_scope.cancel()
+        await wait_idle(one)
+
+        # queued: behind a long request
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: one.create_completion("first", max_tokens=300, ignore_eos=True))
+            with anyio.fail_after(10):
+                while one.stats().active == 0:
+                    await anyio.sleep(0.001)
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # cancelled at its first await: after submission, while queued
+                await one.create_completion("second", max_tokens=5)
+            tg.cancel_scope.cancel()
+        await wait_idle(one)
+        assert one.stats().requests_cancelled - base >= 3
+
+
+async def test_random_cancellations_leak_no_sequence(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=256, n_parallel=4, n_keep=2, max_queue=400) as llm:
+        rng = random.Random(7)
+
+        async def one(i):
+            with anyio.move_on_after(rng.random() * 0.2):
+                if i % 2:
+                    stream = await llm.create_completion(f"req {i}", max_tokens=rng.randint(1, 40), stream=True)
+                    async with stream:
+                        async for _ in stream:
+                            pass
+                else:
+                    await llm.create_completion(f"req {i}", max_tokens=rng.randint(1, 40))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(one, i)
+        await wait_idle(llm)
+        stats = llm.stats()
+        assert stats.active == 0 and stats.queued == 0
+        ctx = llm._scheduler.ctx
+        holding = [s for s in range(ctx.n_seq_max) if ctx.seq_pos_max(s) >= 0]
+        assert len(holding) <= 2  # only kept sequences hold KV
+        assert stats.kept == len(holding)
+
+
+async def test_prefix_reuse_evaluates_only_the_suffix(llama_f32_path):
+    rng = np.random.default_rng(0)
+    prefix = [1] + rng.integers(100, 30000, size=499).tolist()
+    first = prefix + [500, 501, 502]
+    second = prefix + [700, 701, 702, 703]
+    async with Llama(str(llama_f32_path), n_ctx=1024, n_parallel=2) as warm:
+        await warm.create_completion(first, max_tokens=4, temperature=0)
+        before = warm.stats()
+        reused = await warm.create_completion(second, max_tokens=12, temperature=0)
+        after = warm.stats()
+    assert after.prompt_tokens_evaluated - before.prompt_tokens_evaluated == len(second) - 500
+    assert after.prompt_tokens_reused - before.prompt_tokens_reused == 500
+    assert reused["usage"]["prompt_tokens_details"]["cached_tokens"] == 500
+    async with Llama(str(llama_f32_path), n_ctx=1024, n_parallel=2, n_keep=0) as cold:
+        expected = await cold.create_completion(second, max_tokens=12, temperature=0)
+    assert reused["choices"][0]["text"] == expected["choices"][0]["text"]
+
+
+async def test_concurrent_requests_share_a_long_prefix(llama_f32_path):
+    rng = np.random.default_rng(1)
+    prefix = [1] + rng.integers(100, 30000, size=299).tolist()
+    prompts = [prefix + [800 + i, 900 + i] for i in range(2)]
+    async with Llama(str(llama_f32_path), n_ctx=1024, n_parallel=2, n_batch=64) as llm:
+        results = [None, None]
+
+        async def run(i):
+            results[i] = await llm.create_completion(prompts[i], max_tokens=8, temperature=0)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(2):
+                tg.start_soon(run, i)
+        stats = llm.stats()
+        assert stats.prompt_tokens_evaluated < 2 * 300
+        assert stats.prompt_tokens_reused >= 290
+    async with Llama(str(llama_f32_path), n_ctx=1024, n_parallel=2, n_keep=0) as cold:
+        for i in range(2):
+            alone = await cold.create_completion(prompts[i], max_tokens=8, temperature=0)
+            assert results[i]["choices"][0]["text"] == alone["choices"][0]["text"]
+
+
+async def test_kv_pressure_preempts_and_recomputes_without_changing_results(llama_f32_path):
+    prompts = [[1] + list(range(1000 + 200 * i, 1100 + 200 * i)) for i in range(2)]
+    async with Llama(str(llama_f32_path), n_ctx=256, n_parallel=2, n_keep=0, n_batch=32) as roomy:
+        expected = [(await roomy.create_completion(p, max_tokens=100, temperature=0, ignore_eos=True))
+                    ["choices"][0]["text"] for p in prompts]
+    # 256 cells (llama.cpp's minimum) for two sequences that need 201 each
+    async with Llama(str(llama_f32_path), n_ctx=256, n_parallel=2, n_keep=0, n_batch=32, kv_size=256) as tight:
+        assert tight._scheduler.ctx.n_ctx == 256
+        got = [None, None]
+
+        async def run(i):
+            out = await tight.create_completion(prompts[i], max_tokens=100, temperature=0, ignore_eos=True)
+            got[i] = out["choices"][0]["text"]
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for i in range(2):
+                    tg.start_soon(run, i)
+        assert tight.stats().preemptions >= 1
+    assert got == expected

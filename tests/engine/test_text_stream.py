@@ -1,0 +1,47 @@
+"""TextStream: UTF-8 safe deltas and stop strings that never leak."""
+
+from __future__ import annotations
+
+from allama.engine.text_stream import TextStream
+
+
+def feed_all(stream: TextStream, pieces: list[bytes]) -> list[str]:
+    return [stream.feed(p) for p in pieces]
+
+
+def test_a_character_split_across_pieces_waits_for_its_last_byte():
+    stream = TextStream()
+    deltas = feed_all(stream, [b"caf", b"\xc3", b"\xa9!"])
+    assert deltas == ["caf", "", "\xe9!"]
+
+
+def test_stop_string_split_across_pieces_is_never_emitted():
+    stream = TextStream(["STOP"])
+    deltas = feed_all(stream, [b"abc S", b"T", b"O", b"P tail"])
+    assert "".join(deltas) == "abc "
+    assert stream.stopped
+    assert all("S" not in d for d in deltas)
+
+
+def test_held_text_that_does_not_complete_a_stop_is_released():
+    stream = TextStream(["STOP"])
+    deltas = feed_all(stream, [b"ab ST", b"ART"])
+    assert deltas == ["ab ", "START"]
+    assert not stream.stopped
+
+
+def test_the_earliest_of_several_stops_wins():
+    stream = TextStream(["world", "lo w"])
+    assert stream.feed(b"hello world") == "hel"
+    assert stream.stopped
+
+
+def test_flush_returns_what_was_held_back():
+    stream = TextStream(["</end>"])
+    assert stream.feed(b"text </e") == "text "
+    assert stream.flush() == "</e"
+
+
+def test_invalid_bytes_become_replacement_characters():
+    stream = TextStream()
+    assert stream.feed(b"a\xffb") == "a\ufffdb"
