@@ -144,6 +144,7 @@ class Scheduler:
         self._counters = dict(prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
                               tokens_generated=0, decode_calls=0, preemptions=0, requests_finished=0,
                               requests_cancelled=0)
+        self._seconds = dict(step=0.0, decode=0.0, sample=0.0)
         self._llama_tokens = 0
         self._multi_token_decodes = 0
         self._single_token_decodes = 0
@@ -183,7 +184,8 @@ class Scheduler:
             decode_calls=decode_calls, llama_tokens_evaluated=self._llama_tokens,
             mean_batch_size=self._llama_tokens / decode_calls if decode_calls else 0.0,
             preemptions=c["preemptions"], requests_finished=c["requests_finished"],
-            requests_cancelled=c["requests_cancelled"])
+            requests_cancelled=c["requests_cancelled"], step_seconds=self._seconds["step"],
+            decode_seconds=self._seconds["decode"], sample_seconds=self._seconds["sample"])
 
     def close(self, timeout: float | None = None) -> None:
         """Fails pending and running requests with EngineClosedError and frees the context."""
@@ -322,6 +324,13 @@ class Scheduler:
     # --- one step ----------------------------------------------------------
 
     def _step(self) -> None:
+        t_start = time.perf_counter()
+        try:
+            self._step_inner()
+        finally:
+            self._seconds["step"] += time.perf_counter() - t_start
+
+    def _step_inner(self) -> None:
         batch = self._batch
         batch.clear()
         rows: list[tuple[_Choice, int]] = []
@@ -354,11 +363,14 @@ class Scheduler:
         if batch.n_tokens == 0:
             return
 
+        t_decode = time.perf_counter()
         try:
             self.ctx.decode(batch)
         except KVCacheFullError:
             self._make_room()
             return
+        finally:
+            self._seconds["decode"] += time.perf_counter() - t_decode
         self._counters["decode_calls"] += 1
         if batch.n_tokens > 1:
             self._multi_token_decodes += 1
@@ -382,7 +394,9 @@ class Scheduler:
             else:
                 jobs.append((choice.chain, row))
                 sampled.append((choice, row))
+        t_sample = time.perf_counter()
         results = _native.sample_batch(self.ctx, jobs) if jobs else []
+        self._seconds["sample"] += time.perf_counter() - t_sample
         for (choice, row), result in zip(sampled, results):
             self._accept(choice, row, result)
         for choice, row in special:

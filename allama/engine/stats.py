@@ -23,6 +23,9 @@ class EngineStats:
     preemptions: int
     requests_finished: int
     requests_cancelled: int
+    step_seconds: float          # decode thread time in steps; minus the two below: Python's share
+    decode_seconds: float        # in llama_decode
+    sample_seconds: float        # in the batched native sampling call
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the peers the benchmarks compare against, from the same vendored
+# llama.cpp tree and build options as allama, so all use identical kernels:
+#   - build/peers/bin/llama-batched-bench   (llama.cpp's own batched ceiling)
+#   - build/peers/bin/lib*.so               (shared llama/ggml libraries)
+#   - llama-cpp-python 0.3.36 installed with LLAMA_BUILD=OFF, loading those
+#     libraries through LLAMA_CPP_LIB_PATH=build/peers/bin
+# Run inside the project's environment (scripts/bootstrap.sh). Takes minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
+cmake -S vendor/llama.cpp -B build/peers -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_OPENSSL=OFF -DLLAMA_SUBPROCESS=OFF -DGGML_OPENMP=OFF ${CMAKE_ARGS:-} >/dev/null
+cmake --build build/peers --target llama-batched-bench llama ggml
+if ! python -c "import llama_cpp" 2>/dev/null; then
+    CMAKE_ARGS="-DLLAMA_BUILD=OFF" python -m pip install --quiet --no-deps "llama-cpp-python==0.3.36"
+    python -m pip install --quiet diskcache
+fi
+echo "peers ready: build/peers/bin (set LLAMA_CPP_LIB_PATH=$PWD/build/peers/bin for llama-cpp-python)"

@@ -1,0 +1,278 @@
+"""Throughput and latency of concurrent streams: allama vs llama-cpp-python vs llama.cpp.
+
+For each concurrency level it runs that many streaming completions at once (distinct
+random prompts of --prompt-tokens tokens, --max-tokens generated each, EOS ignored) and
+measures aggregate generated tokens/s, time to first token (TTFT) and inter-token
+latency (ITL), for:
+
+  allama            in-process, one Llama with n_parallel = the largest level
+  llama-cpp-python  0.3.36 in-process, driven from threads behind a lock (as its users
+                    must: it serves one request at a time), on the same llama.cpp build
+                    when benchmarks/build_peers.sh made one
+  batched-bench     llama.cpp's llama-batched-bench at the same batch sizes: the ceiling
+
+Prints a markdown table and writes a plot. Usage:
+
+    python benchmarks/concurrency.py                     # the ~125M F16 benchmark model
+    python benchmarks/concurrency.py --smoke             # seconds: tiny model, CI smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_BIN = ROOT / "build" / "peers" / "bin"
+
+
+@dataclass
+class Run:
+    """Timings of one concurrency level for one system."""
+
+    system: str
+    concurrency: int
+    generated: int = 0
+    wall: float = 0.0
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated / self.wall if self.wall else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def prompts_for(n: int, length: int, n_vocab: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[1] + rng.integers(100, n_vocab - 100, size=length - 1).tolist() for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- allama
+
+async def allama_level(llm, prompts: list[list[int]], max_tokens: int) -> Run:
+    run = Run("allama", len(prompts))
+    stamps: list[list[float]] = [[] for _ in prompts]
+
+    async def one(i: int) -> None:
+        start = time.perf_counter()
+        stream = await llm.create_completion(prompts[i], max_tokens=max_tokens, temperature=0.0,
+                                             ignore_eos=True, stream=True)
+        async for chunk in stream:
+            stamps[i].append(time.perf_counter())
+        stamps[i].insert(0, start)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(len(prompts))))
+    run.wall = time.perf_counter() - t0
+    run.generated = len(prompts) * max_tokens
+    for s in stamps:
+        run.ttft.append(s[1] - s[0])
+        run.itl.extend(b - a for a, b in zip(s[1:], s[2:]))
+    return run
+
+
+def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tuple[list[Run], dict]:
+    from allama import Llama
+
+    llm = Llama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_parallel=max(levels),
+                n_batch=512, n_threads=args.threads, n_threads_batch=args.threads, n_keep=0)
+    runs = []
+    try:
+        asyncio.run(allama_level(llm, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99), 4))  # warm up
+        before = llm.stats()
+        for level in levels:
+            prompts = prompts_for(level, args.prompt_tokens, llm.n_vocab(), level)
+            runs.append(asyncio.run(allama_level(llm, prompts, args.max_tokens)))
+        after = llm.stats()
+    finally:
+        llm.close()
+    overhead = {
+        "tokens": after.tokens_generated - before.tokens_generated,
+        "step_s": after.step_seconds - before.step_seconds,
+        "decode_s": after.decode_seconds - before.decode_seconds,
+        "sample_s": after.sample_seconds - before.sample_seconds,
+    }
+    return runs, overhead
+
+
+# --------------------------------------------------------------------------- llama-cpp-python
+
+def bench_llama_cpp_python(model: str, levels: list[int], args: argparse.Namespace) -> list[Run]:
+    if PEERS_BIN.joinpath("libllama.so").exists():
+        os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))
+    try:
+        from llama_cpp import Llama as PeerLlama
+    except Exception as exc:  # noqa: BLE001
+        print(f"llama-cpp-python unavailable ({exc}); run benchmarks/build_peers.sh", file=sys.stderr)
+        return []
+    llm = PeerLlama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_threads=args.threads,
+                    n_threads_batch=args.threads, n_batch=512, verbose=False, flash_attn=False)
+    lock = threading.Lock()
+    runs = []
+
+    def one(prompt: list[int], stamps: list[float]) -> None:
+        stamps.append(time.perf_counter())
+        with lock:  # llama-cpp-python serves one request at a time
+            for _ in llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=0.0, stream=True,
+                                           logit_bias={llm.token_eos(): -1e9}):
+                stamps.append(time.perf_counter())
+
+    def level_run(level: int, prompts: list[list[int]], max_tokens: int) -> Run:
+        run = Run("llama-cpp-python", level)
+        stamps = [[] for _ in prompts]
+        threads = [threading.Thread(target=one, args=(p, s)) for p, s in zip(prompts, stamps)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        run.wall = time.perf_counter() - t0
+        run.generated = sum(len(s) - 1 for s in stamps)
+        for s in stamps:
+            run.ttft.append(s[1] - s[0])
+            run.itl.extend(b - a for a, b in zip(s[1:], s[2:]))
+        return run
+
+    level_run(1, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99), 4)  # warm up
+    for level in levels:
+        runs.append(level_run(level, prompts_for(level, args.prompt_tokens, llm.n_vocab(), level), args.max_tokens))
+    llm.close()
+    return runs
+
+
+# --------------------------------------------------------------------------- llama.cpp ceiling
+
+def bench_batched(model: str, levels: list[int], args: argparse.Namespace) -> dict[int, float]:
+    exe = PEERS_BIN / "llama-batched-bench"
+    if not exe.exists():
+        print("llama-batched-bench not built; run benchmarks/build_peers.sh", file=sys.stderr)
+        return {}
+    ctx = max(levels) * (args.prompt_tokens + args.max_tokens) + 64
+    cmd = [str(exe), "-m", model, "-c", str(ctx), "-b", "512", "-ub", "512", "-npp", str(args.prompt_tokens),
+           "-ntg", str(args.max_tokens), "-npl", ",".join(map(str, levels)), "-t", str(args.threads),
+           "-tb", str(args.threads), "-fa", "off", "--output-format", "jsonl"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    speeds = {}
+    for line in (out.stdout + out.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            speeds[int(row["pl"])] = float(row["speed_tg"])
+    return speeds
+
+
+# --------------------------------------------------------------------------- report
+
+def table(allama: list[Run], peer: list[Run], ceiling: dict[int, float]) -> str:
+    peer_by = {r.concurrency: r for r in peer}
+    lines = [
+        "| streams | allama tok/s | llama-cpp-python tok/s | batched-bench tok/s | vs llama-cpp-python | vs ceiling "
+        "| allama TTFT p50/p95 ms | allama ITL p50/p95 ms | llama-cpp-python TTFT p50/p95 ms | llama-cpp-python ITL p50/p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in allama:
+        p = peer_by.get(r.concurrency)
+        c = ceiling.get(r.concurrency)
+        lines.append(
+            f"| {r.concurrency} | {r.tokens_per_s:.1f} | {p.tokens_per_s if p else float('nan'):.1f} "
+            f"| {c if c else float('nan'):.1f} "
+            f"| {r.tokens_per_s / p.tokens_per_s if p else float('nan'):.2f}x "
+            f"| {r.tokens_per_s / c if c else float('nan'):.2f}x "
+            f"| {pct(r.ttft, 50) * 1e3:.0f} / {pct(r.ttft, 95) * 1e3:.0f} "
+            f"| {pct(r.itl, 50) * 1e3:.1f} / {pct(r.itl, 95) * 1e3:.1f} "
+            f"| {pct(p.ttft, 50) * 1e3 if p else float('nan'):.0f} / {pct(p.ttft, 95) * 1e3 if p else float('nan'):.0f} "
+            f"| {pct(p.itl, 50) * 1e3 if p else float('nan'):.1f} / {pct(p.itl, 95) * 1e3 if p else float('nan'):.1f} |")
+    return "\n".join(lines)
+
+
+def plot(allama: list[Run], peer: list[Run], ceiling: dict[int, float], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r.concurrency for r in allama], [r.tokens_per_s for r in allama], "o-", label="allama")
+    if peer:
+        ax.plot([r.concurrency for r in peer], [r.tokens_per_s for r in peer], "s-", label="llama-cpp-python 0.3.36")
+    if ceiling:
+        levels = sorted(ceiling)
+        ax.plot(levels, [ceiling[k] for k in levels], "k--", label="llama-batched-bench (ceiling)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("generated tokens/s (aggregate)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a GGUF model; default: the ~125M F16 benchmark model (built if missing)")
+    parser.add_argument("--levels", default="1,2,4,8,16")
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--systems", default="allama,llama-cpp-python,batched-bench")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "benchmarks-concurrency.png")
+    parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the script runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.levels, args.prompt_tokens, args.max_tokens = "1,2", 8, 8
+        args.systems = "allama"
+        args.plot = None
+    levels = [int(x) for x in args.levels.split(",")]
+    model = args.model or str(default_model(args.smoke))
+    systems = args.systems.split(",")
+    print(f"model {model}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}", file=sys.stderr)
+
+    allama_runs, overhead = bench_allama(model, levels, args) if "allama" in systems else ([], {})
+    peer_runs = bench_llama_cpp_python(model, levels, args) if "llama-cpp-python" in systems else []
+    ceiling = bench_batched(model, levels, args) if "batched-bench" in systems else {}
+    print(table(allama_runs, peer_runs, ceiling))
+    if overhead.get("tokens"):
+        python_s = overhead["step_s"] - overhead["decode_s"] - overhead["sample_s"]
+        print(f"\nallama decode thread, per generated token: step {overhead['step_s'] / overhead['tokens'] * 1e6:.0f} us "
+              f"= decode {overhead['decode_s'] / overhead['tokens'] * 1e6:.0f} us + sampling "
+              f"{overhead['sample_s'] / overhead['tokens'] * 1e6:.0f} us + Python "
+              f"{python_s / overhead['tokens'] * 1e6:.1f} us")
+    if args.plot:
+        plot(allama_runs, peer_runs, ceiling, args.plot)
+    return 0
+
+
+def default_model(smoke: bool) -> Path:
+    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
+
+    preset = "tiny" if smoke else "bench"
+    path = ROOT / ".cache" / f"bench-{preset}.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_llama(path, LLAMA_PRESETS[preset])
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

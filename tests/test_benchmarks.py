@@ -1,0 +1,16 @@
+"""Every benchmark script runs at tiny scale (a smoke test, not a timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import REPO_ROOT
+
+
+def test_concurrency_benchmark_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "concurrency.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| 1 |" in run.stdout and "| 2 |" in run.stdout
+    assert "per generated token" in run.stdout
