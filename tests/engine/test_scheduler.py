@@ -224,3 +224,48 @@ async def test_kv_pressure_preempts_and_recomputes_without_changing_results(llam
                     tg.start_soon(run, i)
         assert tight.stats().preemptions >= 1
     assert got == expected
+
+
+async def test_one_loop_wakeup_per_step_not_per_token(llm, monkeypatch):
+    from allama.engine.loop_handle import LoopHandle
+
+    posts = []
+    original = LoopHandle.post
+
+    def counting(self, callback, *args):
+        posts.append(len(args[0]))
+        original(self, callback, *args)
+
+    monkeypatch.setattr(LoopHandle, "post", counting)
+    before = llm.stats()
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(lambda i=i: llm.create_completion(f"wake {i}", max_tokens=16, ignore_eos=True))
+    steps = llm.stats().decode_calls - before.decode_calls
+    assert sum(posts) >= 4 * 16          # every output was delivered...
+    assert len(posts) <= steps + 4       # ...in about one wake-up per step
+    assert max(posts) >= 4               # outputs of several requests share a wake-up
+
+
+async def test_higher_priority_is_admitted_first(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=512, n_parallel=1) as one:
+        order = []
+
+        async def run(name, priority, n):
+            await one.create_completion(name, max_tokens=n, ignore_eos=True, priority=priority)
+            order.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "busy", 0, 60)
+            with anyio.fail_after(10):
+                while one.stats().active == 0:
+                    await anyio.sleep(0.001)
+            tg.start_soon(run, "low", 0, 2)
+            with anyio.fail_after(10):
+                while one.stats().queued < 1:
+                    await anyio.sleep(0.001)
+            tg.start_soon(run, "high", 5, 2)
+            with anyio.fail_after(10):
+                while one.stats().queued < 2:
+                    await anyio.sleep(0.001)
+        assert order == ["busy", "high", "low"]
