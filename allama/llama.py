@@ -350,9 +350,10 @@ class Llama:
         model_name = model if model is not None else self.model_path
         job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
                              self._prompt_texts(prompt, prompts))
+        job.submit()
         if stream:
             include_usage = bool(stream_options and stream_options.get("include_usage"))
-            return AsyncStream(job.chunks(include_usage))
+            return AsyncStream(job.chunks(include_usage), on_abandon=job.cancel)
         return await job.result()
 
     def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:
@@ -435,29 +436,39 @@ class _CompletionJob:
         self.id = completion_id()
         self.created = now()
 
-    async def _outputs(self) -> AsyncIterator[tuple[int, Output]]:
-        """Yields (request number, output) until every choice has finished."""
-        loop = LoopHandle.current()
-        sink = OutputSink()
-        owner: dict[int, int] = {}
-        submitted: list[Request] = []
-        remaining = sum(r.n for r in self.requests)
+    def submit(self) -> None:
+        """Hands the requests to the engine now (so queue errors raise at the call)."""
+        self.loop = LoopHandle.current()
+        self.sink = OutputSink()
+        self.submitted: list[Request] = []
+        self.remaining = sum(r.n for r in self.requests)
         try:
             for number, request in enumerate(self.requests):
-                self.engine.submit(request, _Tagged(sink, number), loop)
-                submitted.append(request)
-                owner[request.id] = number
-            while remaining:
-                number, out = await sink.get()
+                self.engine.submit(request, _Tagged(self.sink, number), self.loop)
+                self.submitted.append(request)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def cancel(self) -> None:
+        """Frees whatever is still running (safe to call more than once, from any thread)."""
+        if self.remaining:
+            self.remaining = 0
+            for request in self.submitted:
+                self.engine.cancel(request)
+
+    async def _outputs(self) -> AsyncIterator[tuple[int, Output]]:
+        """Yields (request number, output) until every choice has finished."""
+        try:
+            while self.remaining:
+                number, out = await self.sink.get()
                 if out.error is not None:
                     raise out.error
                 if out.finish_reason is not None:
-                    remaining -= 1
+                    self.remaining -= 1
                 yield number, out
         finally:
-            if remaining:
-                for request in submitted:
-                    self.engine.cancel(request)
+            self.cancel()
 
     def _prompt_text(self, number: int) -> str:
         return self.prompt_texts[number]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -17,8 +17,14 @@ class AsyncStream(Generic[T]):
     engine; an engine error mid-stream is raised from `__anext__`.
     """
 
-    def __init__(self, chunks: AsyncIterator[T]) -> None:
+    def __init__(self, chunks: AsyncIterator[T], on_abandon: Callable[[], None] | None = None) -> None:
         self._chunks = chunks
+        self._on_abandon = on_abandon
+
+    def __del__(self) -> None:
+        # A stream dropped without being read to the end or closed still frees its request.
+        if self._on_abandon is not None:
+            self._on_abandon()
 
     def __aiter__(self) -> "AsyncStream[T]":
         return self
@@ -28,6 +34,8 @@ class AsyncStream(Generic[T]):
 
     async def aclose(self) -> None:
         await self._chunks.aclose()  # type: ignore[attr-defined]
+        if self._on_abandon is not None:
+            self._on_abandon()
 
     async def __aenter__(self) -> "AsyncStream[T]":
         return self

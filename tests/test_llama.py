@@ -271,3 +271,31 @@ async def test_vocab_only_model_tokenizes_but_cannot_generate(llama_f32_path):
     with pytest.raises(ValueError, match="vocab_only"):
         await tok.create_completion("hi")
     tok.close()
+
+
+async def test_a_stream_dropped_unread_frees_its_request(llama_f32_path):
+    import gc
+
+    async with Llama(str(llama_f32_path), n_ctx=1024, n_parallel=1) as one:
+        stream = await one.create_completion("never read", max_tokens=900, ignore_eos=True, stream=True)
+        with anyio.fail_after(10):
+            while one.stats().active == 0:  # submitted at the await, before any read
+                await anyio.sleep(0.001)
+        del stream
+        gc.collect()
+        with anyio.fail_after(10):
+            while one.stats().active:
+                await anyio.sleep(0.01)
+        assert one.stats().tokens_generated < 900
+
+
+async def test_stream_errors_raise_at_the_await(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=256, n_parallel=1, max_queue=0) as one:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: one.create_completion("busy", max_tokens=200, ignore_eos=True))
+            with anyio.fail_after(10):
+                while one.stats().active == 0:
+                    await anyio.sleep(0.001)
+            with pytest.raises(QueueFullError):
+                await one.create_completion("rejected", stream=True)
+            tg.cancel_scope.cancel()

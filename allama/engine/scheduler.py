@@ -140,6 +140,7 @@ class Scheduler:
         self._free_ids = list(range(n_ids - 1, -1, -1))
         self._kept: OrderedDict[int, list[int]] = OrderedDict()
         self._admission_paused = False
+        self._timed: list[_Entry] = []       # entries with a timeout
 
         self._counters = dict(prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
                               tokens_generated=0, decode_calls=0, preemptions=0, requests_finished=0,
@@ -217,6 +218,8 @@ class Scheduler:
                 for entry in inbox:
                     heapq.heappush(self._waiting, entry)
                     self._entries[entry.request.id] = entry
+                    if entry.request.timeout is not None:
+                        self._timed.append(entry)
                 if cancels:
                     self._apply_cancels(cancels)
                 if closing:
@@ -596,10 +599,13 @@ class Scheduler:
             self._entries.pop(request_id, None)
 
     def _expire_deadlines(self) -> None:
+        if not self._timed:
+            return
         now = time.monotonic()
-        for entry in list(self._entries.values()):
+        self._timed = [e for e in self._timed if e.request.id in self._entries]
+        for entry in list(self._timed):
             timeout = entry.request.timeout
-            if timeout is None or now - entry.request.submitted_at < timeout:
+            if now - entry.request.submitted_at < timeout:
                 continue
             error = RequestTimeoutError(f"the request did not finish within its timeout of {timeout} s")
             if entry in self._waiting:
