@@ -48,10 +48,15 @@ class Run:
     wall: float = 0.0
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
+    loop_cpu: float = 0.0  # CPU time of the event loop thread (allama only)
 
     @property
     def tokens_per_s(self) -> float:
         return self.generated / self.wall if self.wall else 0.0
+
+    def steady_tokens_per_s(self, streams_at_once: int) -> float:
+        """The generation-phase rate: streams decoding together / median inter-token latency."""
+        return streams_at_once / pct(self.itl, 50) if self.itl else float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,7 +83,9 @@ async def allama_level(llm, prompts: list[list[int]], max_tokens: int) -> Run:
         stamps[i].insert(0, start)
 
     t0 = time.perf_counter()
+    cpu0 = time.thread_time()
     await asyncio.gather(*(one(i) for i in range(len(prompts))))
+    run.loop_cpu = time.thread_time() - cpu0
     run.wall = time.perf_counter() - t0
     run.generated = len(prompts) * max_tokens
     for s in stamps:
@@ -91,7 +98,8 @@ def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tup
     from allama import Llama
 
     llm = Llama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_parallel=max(levels),
-                n_batch=512, n_threads=args.threads, n_threads_batch=args.threads, n_keep=0)
+                n_batch=512, n_threads=args.threads, n_threads_batch=args.threads, n_keep=0,
+                flash_attn=args.flash_attn)
     runs = []
     try:
         asyncio.run(allama_level(llm, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99), 4))  # warm up
@@ -107,6 +115,7 @@ def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tup
         "step_s": after.step_seconds - before.step_seconds,
         "decode_s": after.decode_seconds - before.decode_seconds,
         "sample_s": after.sample_seconds - before.sample_seconds,
+        "loop_cpu_s": sum(r.loop_cpu for r in runs),
     }
     return runs, overhead
 
@@ -122,15 +131,16 @@ def bench_llama_cpp_python(model: str, levels: list[int], args: argparse.Namespa
         print(f"llama-cpp-python unavailable ({exc}); run benchmarks/build_peers.sh", file=sys.stderr)
         return []
     llm = PeerLlama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_threads=args.threads,
-                    n_threads_batch=args.threads, n_batch=512, verbose=False, flash_attn=False)
+                    n_threads_batch=args.threads, n_batch=512, verbose=False, flash_attn=args.flash_attn)
     lock = threading.Lock()
     runs = []
 
     def one(prompt: list[int], stamps: list[float]) -> None:
         stamps.append(time.perf_counter())
         with lock:  # llama-cpp-python serves one request at a time
-            for _ in llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=0.0, stream=True,
-                                           logit_bias={llm.token_eos(): -1e9}):
+            # (no logit_bias against EOS: llama-cpp-python applies it in Python, which would slow it;
+            # greedy decoding of the random-weight model does not pick EOS, and tokens are counted)
+            for _ in llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=0.0, stream=True):
                 stamps.append(time.perf_counter())
 
     def level_run(level: int, prompts: list[list[int]], max_tokens: int) -> Run:
@@ -158,46 +168,62 @@ def bench_llama_cpp_python(model: str, levels: list[int], args: argparse.Namespa
 
 # --------------------------------------------------------------------------- llama.cpp ceiling
 
-def bench_batched(model: str, levels: list[int], args: argparse.Namespace) -> dict[int, float]:
+def bench_batched(model: str, levels: list[int], args: argparse.Namespace) -> dict[str, dict[int, float]]:
+    """llama-batched-bench at the same sizes, with a unified KV cache (as allama uses) and
+    without (llama.cpp's default). Returns, per mode, generated tokens/s over the
+    generation phase only (S_TG) and over prefill + generation (what allama's aggregate
+    measures: every stream's prompt is evaluated, then its tokens generated)."""
     exe = PEERS_BIN / "llama-batched-bench"
     if not exe.exists():
         print("llama-batched-bench not built; run benchmarks/build_peers.sh", file=sys.stderr)
         return {}
     ctx = max(levels) * (args.prompt_tokens + args.max_tokens) + 64
-    cmd = [str(exe), "-m", model, "-c", str(ctx), "-b", "512", "-ub", "512", "-npp", str(args.prompt_tokens),
-           "-ntg", str(args.max_tokens), "-npl", ",".join(map(str, levels)), "-t", str(args.threads),
-           "-tb", str(args.threads), "-fa", "off", "--output-format", "jsonl"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    speeds = {}
-    for line in (out.stdout + out.stderr).splitlines():
-        line = line.strip()
-        if line.startswith("{") and '"speed_tg"' in line:
-            row = json.loads(line)
-            speeds[int(row["pl"])] = float(row["speed_tg"])
-    return speeds
+    results: dict[str, dict[int, float]] = {}
+    for mode, extra in (("unified", ["-kvu"]), ("split", [])):
+        cmd = [str(exe), "-m", model, "-c", str(ctx), "-b", "512", "-ub", "512", "-npp", str(args.prompt_tokens),
+               "-ntg", str(args.max_tokens), "-npl", ",".join(map(str, levels)), "-t", str(args.threads),
+               "-tb", str(args.threads), "-fa", "on" if args.flash_attn else "off", "--output-format", "jsonl", *extra]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        s_tg, e2e = {}, {}
+        for line in (out.stdout + out.stderr).splitlines():
+            line = line.strip()
+            if line.startswith("{") and '"speed_tg"' in line:
+                row = json.loads(line)
+                s_tg[int(row["pl"])] = float(row["speed_tg"])
+                e2e[int(row["pl"])] = int(row["pl"]) * int(row["tg"]) / float(row["t"])
+        results[f"{mode} S_TG"] = s_tg
+        results[f"{mode} end-to-end"] = e2e
+    return results
 
 
 # --------------------------------------------------------------------------- report
 
-def table(allama: list[Run], peer: list[Run], ceiling: dict[int, float]) -> str:
+def table(allama: list[Run], peer: list[Run], ceiling: dict[str, dict[int, float]]) -> str:
     peer_by = {r.concurrency: r for r in peer}
+    nan = float("nan")
+    e2e = ceiling.get("unified end-to-end", {})
     lines = [
-        "| streams | allama tok/s | llama-cpp-python tok/s | batched-bench tok/s | vs llama-cpp-python | vs ceiling "
+        "| streams | allama tok/s | llama-cpp-python tok/s | ratio | batched-bench end-to-end, unified KV (ratio) "
+        "| generation phase: allama / llama-cpp-python tok/s (ratio) | batched-bench S_TG unified / split KV (allama ratio) "
         "| allama TTFT p50/p95 ms | allama ITL p50/p95 ms | llama-cpp-python TTFT p50/p95 ms | llama-cpp-python ITL p50/p95 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in allama:
         p = peer_by.get(r.concurrency)
-        c = ceiling.get(r.concurrency)
+        c = e2e.get(r.concurrency, nan)
+        su = ceiling.get("unified S_TG", {}).get(r.concurrency, nan)
+        ss = ceiling.get("split S_TG", {}).get(r.concurrency, nan)
         lines.append(
-            f"| {r.concurrency} | {r.tokens_per_s:.1f} | {p.tokens_per_s if p else float('nan'):.1f} "
-            f"| {c if c else float('nan'):.1f} "
-            f"| {r.tokens_per_s / p.tokens_per_s if p else float('nan'):.2f}x "
-            f"| {r.tokens_per_s / c if c else float('nan'):.2f}x "
+            f"| {r.concurrency} | {r.tokens_per_s:.1f} | {p.tokens_per_s if p else nan:.1f} "
+            f"| {r.tokens_per_s / p.tokens_per_s if p else nan:.2f}x "
+            f"| {c:.1f} ({r.tokens_per_s / c:.2f}x) "
+            f"| {r.steady_tokens_per_s(r.concurrency):.1f} / {p.steady_tokens_per_s(1) if p else nan:.1f} "
+            f"({r.steady_tokens_per_s(r.concurrency) / p.steady_tokens_per_s(1) if p else nan:.2f}x) "
+            f"| {su:.1f} / {ss:.1f} ({r.steady_tokens_per_s(r.concurrency) / su:.2f}x) "
             f"| {pct(r.ttft, 50) * 1e3:.0f} / {pct(r.ttft, 95) * 1e3:.0f} "
             f"| {pct(r.itl, 50) * 1e3:.1f} / {pct(r.itl, 95) * 1e3:.1f} "
-            f"| {pct(p.ttft, 50) * 1e3 if p else float('nan'):.0f} / {pct(p.ttft, 95) * 1e3 if p else float('nan'):.0f} "
-            f"| {pct(p.itl, 50) * 1e3 if p else float('nan'):.1f} / {pct(p.itl, 95) * 1e3 if p else float('nan'):.1f} |")
+            f"| {pct(p.ttft, 50) * 1e3 if p else nan:.0f} / {pct(p.ttft, 95) * 1e3 if p else nan:.0f} "
+            f"| {pct(p.itl, 50) * 1e3 if p else nan:.1f} / {pct(p.itl, 95) * 1e3 if p else nan:.1f} |")
     return "\n".join(lines)
 
 
@@ -214,9 +240,10 @@ def plot(allama: list[Run], peer: list[Run], ceiling: dict[int, float], path: Pa
     ax.plot([r.concurrency for r in allama], [r.tokens_per_s for r in allama], "o-", label="allama")
     if peer:
         ax.plot([r.concurrency for r in peer], [r.tokens_per_s for r in peer], "s-", label="llama-cpp-python 0.3.36")
-    if ceiling:
-        levels = sorted(ceiling)
-        ax.plot(levels, [ceiling[k] for k in levels], "k--", label="llama-batched-bench (ceiling)")
+    for key, style in (("unified end-to-end", "k--"), ("split S_TG", "k:")):
+        if ceiling.get(key):
+            levels = sorted(ceiling[key])
+            ax.plot(levels, [ceiling[key][k] for k in levels], style, label=f"llama-batched-bench, {key}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent streams")
     ax.set_ylabel("generated tokens/s (aggregate)")
@@ -234,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--flash-attn", action="store_true", help="flash attention on, for all systems")
     parser.add_argument("--systems", default="allama,llama-cpp-python,batched-bench")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "benchmarks-concurrency.png")
+    parser.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the script runs")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -246,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or str(default_model(args.smoke))
     systems = args.systems.split(",")
     print(f"model {model}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}", file=sys.stderr)
+          f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}; "
+          f"flash attention {'on' if args.flash_attn else 'off'}", file=sys.stderr)
 
     allama_runs, overhead = bench_allama(model, levels, args) if "allama" in systems else ([], {})
     peer_runs = bench_llama_cpp_python(model, levels, args) if "llama-cpp-python" in systems else []
@@ -257,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nallama decode thread, per generated token: step {overhead['step_s'] / overhead['tokens'] * 1e6:.0f} us "
               f"= decode {overhead['decode_s'] / overhead['tokens'] * 1e6:.0f} us + sampling "
               f"{overhead['sample_s'] / overhead['tokens'] * 1e6:.0f} us + Python "
-              f"{python_s / overhead['tokens'] * 1e6:.1f} us")
+              f"{python_s / overhead['tokens'] * 1e6:.1f} us; event loop thread: "
+              f"{overhead['loop_cpu_s'] / overhead['tokens'] * 1e6:.1f} us CPU")
     if args.plot:
         plot(allama_runs, peer_runs, ceiling, args.plot)
     return 0
