@@ -17,7 +17,10 @@ from typing import Any
 import anyio.from_thread
 
 from allama.engine import EngineStats
+from allama.llama import LLAMA_DEFAULT_SEED
 from allama.llama import Llama as AsyncLlama
+from allama.sequential import LlamaState, SequentialContext
+from allama.tokenizer import LlamaTokenizer
 
 __all__ = ["Llama"]
 
@@ -27,6 +30,8 @@ class Llama:
 
     def __init__(self, model_path: str | os.PathLike[str], **params: Any) -> None:
         self._llm = AsyncLlama(model_path, **params)
+        self._params = params
+        self._sequential: SequentialContext | None = None
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         self.model_path = self._llm.model_path
@@ -87,9 +92,102 @@ class Llama:
     def set_seed(self, seed: int) -> None:
         """The seed of requests that do not pass their own."""
         self._llm._seed = seed
+        if self._sequential is not None:
+            self._sequential.seed = seed
+
+    def tokenizer(self) -> LlamaTokenizer:
+        return LlamaTokenizer(self)
+
+    # --- llama-cpp-python's single-sequence API (a private context; see allama.sequential) ---
+
+    def _seq(self) -> SequentialContext:
+        if self._sequential is None:
+            p = self._params
+            cpu = os.cpu_count() or 1
+            self._sequential = SequentialContext(
+                self._llm._model, self._llm.n_ctx(), p.get("n_batch", 512),
+                p.get("n_threads") or max(cpu // 2, 1), p.get("n_threads_batch") or cpu,
+                bool(p.get("logits_all", False)), self._llm._seed, bool(p.get("flash_attn", False)))
+        return self._sequential
+
+    @property
+    def n_tokens(self) -> int:
+        return self._sequential.n_tokens if self._sequential is not None else 0
+
+    @property
+    def input_ids(self) -> Any:
+        return self._seq().input_ids
+
+    @property
+    def scores(self) -> Any:
+        return self._seq().scores
+
+    @property
+    def _input_ids(self) -> Any:
+        return self._seq().input_ids[: self.n_tokens]
+
+    @property
+    def _scores(self) -> Any:
+        seq = self._seq()
+        return seq.scores[: self.n_tokens] if seq.logits_all else seq.scores
+
+    @property
+    def logits_all(self) -> bool:
+        return self._seq().logits_all
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Appends tokens to the single-sequence history (llama-cpp-python's eval)."""
+        self._seq().eval(tokens)
 
     def reset(self) -> None:
-        self._llm.reset()
+        if self._sequential is not None:
+            self._sequential.reset()
+
+    def _chain(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
+               temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+               presence_penalty: float = 0.0, mirostat_mode: int = 0, mirostat_eta: float = 0.1,
+               mirostat_tau: float = 5.0, grammar: Any = None, **_ignored: Any) -> Any:
+        seq = self._seq()
+        seed = seq.seed if seq.seed != LLAMA_DEFAULT_SEED else LLAMA_DEFAULT_SEED
+        return seq.chain(
+            top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, temperature=temp,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            penalty_last_n=self._llm.last_n_tokens_size, mirostat_mode=mirostat_mode, mirostat_eta=mirostat_eta,
+            mirostat_tau=mirostat_tau, seed=seed,
+            grammar="" if grammar is None else (grammar if isinstance(grammar, str) else str(getattr(grammar, "_grammar", grammar))))
+
+    def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
+               temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+               presence_penalty: float = 0.0, tfs_z: float = 1.0, mirostat_mode: int = 0,
+               mirostat_eta: float = 0.1, mirostat_tau: float = 5.0, penalize_nl: bool = True,
+               logits_processor: Any = None, grammar: Any = None, idx: int | None = None) -> int:
+        """Samples the next token from the last evaluated logits (llama-cpp-python's sample)."""
+        chain = self._chain(top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, temp=temp,
+                            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                            presence_penalty=presence_penalty, mirostat_mode=mirostat_mode,
+                            mirostat_eta=mirostat_eta, mirostat_tau=mirostat_tau, grammar=grammar)
+        return self._seq().sample(chain, logits_processor)
+
+    def generate(self, tokens: Sequence[int], top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+                 typical_p: float = 1.0, temp: float = 0.80, repeat_penalty: float = 1.0, reset: bool = True,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, tfs_z: float = 1.0,
+                 mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
+                 penalize_nl: bool = True, logits_processor: Any = None, stopping_criteria: Any = None,
+                 grammar: Any = None) -> Iterator[int]:
+        """Evaluates `tokens`, then yields sampled tokens forever (llama-cpp-python's generate)."""
+        chain = self._chain(top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, temp=temp,
+                            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                            presence_penalty=presence_penalty, mirostat_mode=mirostat_mode,
+                            mirostat_eta=mirostat_eta, mirostat_tau=mirostat_tau, grammar=grammar)
+        if reset:
+            chain.reset()
+        return self._seq().generate(tokens, chain, reset, logits_processor, stopping_criteria)
+
+    def save_state(self) -> LlamaState:
+        return self._seq().save_state()
+
+    def load_state(self, state: LlamaState) -> None:
+        self._seq().load_state(state)
 
     def stats(self) -> EngineStats:
         return self._llm.stats()

@@ -72,3 +72,52 @@ def test_tokenizer_calls_match_llama_cpp_python(llm):
     assert tokens[0] == llm.token_bos()
     assert llm.detokenize(tokens).strip() == b"Hello world"
     assert llm.n_ctx() == 256 and llm.n_vocab() == 32000
+
+
+def test_eval_and_sample_follow_greedy_completion(llm):
+    expected = llm.create_completion("Step by step", max_tokens=6, temperature=0)["choices"][0]["text"]
+    llm.reset()
+    prompt = llm.tokenize(b"Step by step", special=True)
+    llm.eval(prompt)
+    out = []
+    for _ in range(6):
+        token = llm.sample(temp=0.0)
+        out.append(token)
+        llm.eval([token])
+    assert llm.detokenize(out, prev_tokens=prompt).decode() == expected
+    assert llm.n_tokens == len(llm.tokenize(b"Step by step")) + 6
+    assert list(llm._input_ids[-6:]) == out
+    assert llm._scores.shape[-1] == llm.n_vocab()
+
+
+def test_generate_yields_the_same_tokens(llm):
+    expected = llm.create_completion("Generate", max_tokens=5, temperature=0)["choices"][0]["text"]
+    tokens = []
+    prompt = llm.tokenize(b"Generate", special=True)
+    for token in llm.generate(prompt, temp=0.0):
+        tokens.append(token)
+        if len(tokens) == 5:
+            break
+    assert llm.detokenize(tokens, prev_tokens=prompt).decode() == expected
+
+
+def test_saved_state_restores_the_history(llm):
+    llm.reset()
+    llm.eval(llm.tokenize(b"Remember this"))
+    state = llm.save_state()
+    first = llm.sample(temp=0.0)
+    llm.eval([5, 6, 7])
+    llm.load_state(state)
+    assert llm.n_tokens == state.n_tokens
+    assert llm.sample(temp=0.0) == first
+
+
+def test_tokenizer_object_encodes_and_decodes(llm, llama_f32_path):
+    from allama.tokenizer import LlamaTokenizer
+
+    tok = llm.tokenizer()
+    ids = tok.encode("Hello world")
+    assert ids == llm.tokenize(b"Hello world", special=True)
+    assert tok.decode(ids).strip() == "Hello world"
+    standalone = LlamaTokenizer.from_ggml_file(llama_f32_path)
+    assert standalone.encode("Hello world") == ids
