@@ -26,6 +26,7 @@ from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.errors import ContextOverflowError, EngineClosedError
 from allama.stream import AsyncStream
+from allama.tokenizer import detokenize
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
@@ -193,10 +194,7 @@ class Llama:
 
     def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
                    special: bool = False) -> bytes:
-        if prev_tokens is None:
-            return self._vocab.detokenize(list(tokens), False, special)
-        whole = self._vocab.detokenize(list(prev_tokens) + list(tokens), False, special)
-        return whole[len(self._vocab.detokenize(list(prev_tokens), False, special)):]
+        return detokenize(self._vocab, tokens, prev_tokens, special)
 
     def n_ctx(self) -> int:
         """The context window one request may use."""
@@ -523,8 +521,7 @@ class _CompletionJob:
                 entries.append((prompt[pos], scored[pos] if pos < len(scored) and pos > start else None))
         else:
             text_offset = len(self._prompt_text(number))
-        gen_tokens = [t for t in acc.tokens]
-        for token, lp in zip(gen_tokens, acc.logprobs):
+        for token, lp in zip(acc.tokens, acc.logprobs):
             entries.append((token, lp))
         return logprobs_block(vocab, entries, text_offset, self.logprobs)
 

@@ -8,6 +8,16 @@ from collections.abc import Sequence
 from allama import _native
 
 
+def detokenize(vocab: _native.Vocab, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
+               special: bool = False) -> bytes:
+    """The bytes of `tokens`; after `prev_tokens` when given, so that a leading space the
+    tokenizer would strip at the start of a text is kept (streaming detokenization)."""
+    if prev_tokens is None:
+        return vocab.detokenize(list(tokens), False, special)
+    whole = vocab.detokenize(list(prev_tokens) + list(tokens), False, special)
+    return whole[len(vocab.detokenize(list(prev_tokens), False, special)):]
+
+
 class LlamaTokenizer:
     """Tokenizes with a loaded model's vocabulary (or a vocab-only load of a GGUF file)."""
 
@@ -34,10 +44,7 @@ class LlamaTokenizer:
 
     def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
                    special: bool = False) -> bytes:
-        if prev_tokens is None:
-            return self._vocab.detokenize(list(tokens), False, special)
-        whole = self._vocab.detokenize(list(prev_tokens) + list(tokens), False, special)
-        return whole[len(self._vocab.detokenize(list(prev_tokens), False, special)):]
+        return detokenize(self._vocab, tokens, prev_tokens, special)
 
     def encode(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:
         return self.tokenize(text.encode("utf-8", errors="ignore"), add_bos=add_bos, special=special)

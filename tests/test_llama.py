@@ -299,3 +299,11 @@ async def test_stream_errors_raise_at_the_await(llama_f32_path):
             with pytest.raises(QueueFullError):
                 await one.create_completion("rejected", stream=True)
             tg.cancel_scope.cancel()
+
+
+async def test_end_of_generation_token_is_not_text_or_a_completion_token(llm):
+    ids = [byte_token(llm, b) for b in b"ok"]
+    out = await llm.create_completion("x", max_tokens=10, logits_processor=scripted(llm.token_eos(), ids))
+    assert out["choices"][0]["text"] == "ok"
+    assert out["choices"][0]["finish_reason"] == "stop"
+    assert out["usage"]["completion_tokens"] == 2

@@ -491,7 +491,12 @@ class Scheduler:
                 except Exception as exc:  # noqa: BLE001
                     self._finish(choice, error=exc)
                     return
-        out = Output(choice.index, [token], text, logprobs=[logprob] if logprob is not None else None)
+        if finish == "stop" and not text and self.vocab.is_eog(token) and not request.ignore_eos:
+            # As llama-cpp-python: the end-of-generation token is neither text nor a completion token.
+            choice.generated -= 1
+            out = Output(choice.index, [], "")
+        else:
+            out = Output(choice.index, [token], text, logprobs=[logprob] if logprob is not None else None)
         if finish is not None:
             self._finish(choice, finish_reason=finish, last=out)
         else:
