@@ -307,3 +307,26 @@ async def test_end_of_generation_token_is_not_text_or_a_completion_token(llm):
     assert out["choices"][0]["text"] == "ok"
     assert out["choices"][0]["finish_reason"] == "stop"
     assert out["usage"]["completion_tokens"] == 2
+
+
+async def test_logit_bias_through_the_api(llm):
+    out = await llm.create_completion("x", max_tokens=3, temperature=0, logit_bias={"1234": 1000.0})
+    assert out["choices"][0]["logprobs"] is None
+    again = await llm.create_completion("x", max_tokens=3, temperature=0, logit_bias={1234: 1000.0}, logprobs=0)
+    assert again["choices"][0]["logprobs"]["tokens"] == [llm._vocab.token_to_piece(1234).decode()] * 3
+
+
+async def test_suffix_builds_a_fill_in_the_middle_prompt(tmp_path):
+    from allama.testing.model_builder import LlamaConfig, build_llama
+
+    path = build_llama(tmp_path / "coder.gguf", LlamaConfig(vocab="deepseek-coder"))[0]
+    async with Llama(str(path), n_ctx=256, n_parallel=1) as coder:
+        v = coder._vocab
+        assert min(v.fim_pre, v.fim_suf, v.fim_mid) >= 0
+        prompt = coder._prompt_tokens("def f(", "):\n    pass")
+        body = v.tokenize(b"def f(", False, False)
+        tail = v.tokenize(b"):\n    pass", False, False)
+        assert prompt[-len(tail) - 2:] == [v.fim_suf] + tail + [v.fim_mid]
+        assert [v.fim_pre] + body == prompt[prompt.index(v.fim_pre):prompt.index(v.fim_suf)]
+        out = await coder.create_completion("def f(", suffix="):\n    pass", max_tokens=4, temperature=0)
+        assert out["choices"][0]["finish_reason"] in ("length", "stop")

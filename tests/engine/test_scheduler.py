@@ -269,3 +269,31 @@ async def test_higher_priority_is_admitted_first(llama_f32_path):
                 while one.stats().queued < 2:
                     await anyio.sleep(0.001)
         assert order == ["busy", "high", "low"]
+
+
+async def test_a_long_prompt_does_not_stall_running_streams(llama_f32_path):
+    """Chunked prefill: while a 4,000-token prompt is evaluated, a running stream gets a
+    token at every step, so it waits at most one chunk's decode between tokens."""
+    async with Llama(str(llama_f32_path), n_ctx=4200, n_parallel=2, n_batch=256) as llm:
+        arrivals: list[int] = []  # decode_calls at each token of the running stream
+
+        async def running():
+            stream = await llm.create_completion("running", max_tokens=400, ignore_eos=True, stream=True)
+            async for _ in stream:
+                arrivals.append(llm.stats().decode_calls)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(running)
+            with anyio.fail_after(30):
+                while len(arrivals) < 2:
+                    await anyio.sleep(0.001)
+            start = llm.stats().decode_calls
+            long = await llm.create_completion(list(range(100, 4100)), max_tokens=1, stream=True)
+            async for _ in long:
+                break
+            end = llm.stats().decode_calls
+            tg.cancel_scope.cancel()
+        steps = end - start
+        assert steps >= 4000 // 256  # the prompt was split into chunks
+        during = [a for a in arrivals if start < a <= end]
+        assert len(during) >= steps - 2  # one token per step while the prompt was evaluated
