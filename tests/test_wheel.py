@@ -41,13 +41,14 @@ def test_extension_links_only_system_libraries(tmp_path):
     assert all(any(lib.startswith(s) for s in SYSTEM_LIBS) for lib in needed), needed
 
 
-def test_wheel_imports_and_decodes_from_a_fresh_environment(tmp_path, llama_f32_path):
+def test_wheel_installs_and_decodes_in_a_fresh_environment(tmp_path, llama_f32_path):
     env_dir = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", WHEEL], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    zipfile.ZipFile(WHEEL).extractall(purelib)  # installing a wheel is unpacking it into site-packages
     script = f"""
 import allama, allama._native as n
 assert allama.__file__.startswith({purelib!r}), allama.__file__
@@ -63,3 +64,6 @@ print("token", n.SamplerChain(m, p).sample(c, -1))
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.startswith("token ")
     assert sysconfig.get_paths()["purelib"] != purelib
+    cli = subprocess.run([str(env_dir / "bin" / "allama"), "demo", "--model", str(llama_f32_path), "-n", "4"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-2000:]

@@ -8,10 +8,10 @@ one model can serve several loops.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
-
-import sniffio
 
 
 class LoopHandle:
@@ -24,18 +24,21 @@ class LoopHandle:
     @classmethod
     def current(cls) -> "LoopHandle":
         """The handle of the running event loop (asyncio or trio)."""
-        library = sniffio.current_async_library()
-        if library == "asyncio":
-            import asyncio
-
+        try:
             loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
             return cls(loop, loop.call_soon_threadsafe)
-        if library == "trio":
-            import trio
-
-            token = trio.lowlevel.current_trio_token()
-            return cls(token, token.run_sync_soon)
-        raise RuntimeError(f"unsupported async library: {library}")
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            try:
+                token = trio.lowlevel.current_trio_token()
+            except RuntimeError:
+                pass
+            else:
+                return cls(token, token.run_sync_soon)
+        raise RuntimeError("allama's async API needs a running asyncio or trio event loop")
 
     def post(self, callback: Callable[..., Any], *args: Any) -> None:
         """Schedules callback(*args) on the loop; raises RuntimeError if the loop is closed."""
