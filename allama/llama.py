@@ -348,7 +348,7 @@ class Llama:
         model_name = model if model is not None else self.model_path
         job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
                              self._prompt_texts(prompt, prompts))
-        job.submit()
+        job.submit(stream)
         if stream:
             include_usage = bool(stream_options and stream_options.get("include_usage"))
             return AsyncStream(job.chunks(include_usage), on_abandon=job.cancel)
@@ -434,10 +434,10 @@ class _CompletionJob:
         self.id = completion_id()
         self.created = now()
 
-    def submit(self) -> None:
+    def submit(self, stream: bool) -> None:
         """Hands the requests to the engine now (so queue errors raise at the call)."""
         self.loop = LoopHandle.current()
-        self.sink = OutputSink()
+        self.sink = OutputSink(eager=stream)
         self.submitted: list[Request] = []
         self.remaining = sum(r.n for r in self.requests)
         try:
@@ -567,5 +567,5 @@ class _Tagged:
         self.sink = sink
         self.number = number
 
-    def push(self, outputs: list[Output]) -> None:
-        self.sink.push([(self.number, out) for out in outputs])  # type: ignore[misc]
+    def push(self, outputs: list[Output], final: bool = False) -> None:
+        self.sink.push([(self.number, out) for out in outputs], final)

@@ -330,3 +330,22 @@ async def test_suffix_builds_a_fill_in_the_middle_prompt(tmp_path):
         assert [v.fim_pre] + body == prompt[prompt.index(v.fim_pre):prompt.index(v.fim_suf)]
         out = await coder.create_completion("def f(", suffix="):\n    pass", max_tokens=4, temperature=0)
         assert out["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+async def test_a_whole_result_wakes_the_loop_once_not_per_token(llm, monkeypatch):
+    from allama.engine import output_sink
+
+    sinks = []
+    original = output_sink.OutputSink.__init__
+
+    def tracking(self, eager=True):
+        original(self, eager)
+        sinks.append(self)
+
+    monkeypatch.setattr(output_sink.OutputSink, "__init__", tracking)
+    out = await llm.create_completion("Wake once", max_tokens=24, temperature=0, ignore_eos=True)
+    assert out["usage"]["completion_tokens"] == 24
+    assert sinks[-1].wakeups <= 1
+    stream = await llm.create_completion("Wake often", max_tokens=24, temperature=0, ignore_eos=True, stream=True)
+    assert len([c async for c in stream]) == 24
+    assert sinks[-1].wakeups >= 12  # a stream is woken as tokens arrive

@@ -3,37 +3,41 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import anyio
-
-from allama.engine.request import Output
 
 
 class OutputSink:
     """Buffers a request's outputs; `get()` waits for the next one.
 
     `push` runs on the event loop thread (posted by the decode thread), so no
-    locking is needed.
+    locking is needed. A sink made with `eager=False` (a caller that wants only the
+    whole result) wakes its waiter only when a choice finishes or fails, not for
+    every token, sparing the event loop a task switch per token.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "_eager", "wakeups")
 
-    def __init__(self) -> None:
-        self._items: deque[Output] = deque()
+    def __init__(self, eager: bool = True) -> None:
+        self._items: deque[Any] = deque()
         self._waiter: anyio.Event | None = None
+        self._eager = eager
+        self.wakeups = 0
 
-    def push(self, outputs: list[Output]) -> None:
+    def push(self, outputs: list[Any], final: bool = False) -> None:
         self._items.extend(outputs)
         waiter = self._waiter
-        if waiter is not None:
+        if waiter is not None and (self._eager or final):
             self._waiter = None
+            self.wakeups += 1
             waiter.set()
 
-    async def get(self) -> Output:
+    async def get(self) -> Any:
         while not self._items:
             self._waiter = anyio.Event()
             await self._waiter.wait()
         return self._items.popleft()
 
-    def get_nowait(self) -> Output | None:
+    def get_nowait(self) -> Any:
         return self._items.popleft() if self._items else None

@@ -673,4 +673,4 @@ def _deliver(items: list[tuple[OutputSink, Output]]) -> None:
     for sink, out in items:
         by_sink.setdefault(id(sink), (sink, []))[1].append(out)
     for sink, outs in by_sink.values():
-        sink.push(outs)
+        sink.push(outs, any(o.finish_reason is not None or o.error is not None for o in outs))

@@ -69,15 +69,17 @@ async def test_eight_concurrent_requests_match_each_alone(llm):
 async def test_batching_is_real_and_streams_interleave(llm):
     before = llm.stats()
     arrivals: list[int] = []
+    # Submitted back to back (a stream is submitted at the await), then read concurrently.
+    streams = [await llm.create_completion(f"Stream {i}:", max_tokens=32, temperature=0, ignore_eos=True,
+                                           stream=True) for i in range(8)]
 
-    async def stream(i):
-        s = await llm.create_completion(f"Stream {i}:", max_tokens=32, temperature=0, ignore_eos=True, stream=True)
-        async for chunk in s:
+    async def read(i):
+        async for chunk in streams[i]:
             arrivals.append(i)
 
     async with anyio.create_task_group() as tg:
         for i in range(8):
-            tg.start_soon(stream, i)
+            tg.start_soon(read, i)
     after = llm.stats()
     generated = after.tokens_generated - before.tokens_generated
     calls = after.decode_calls - before.decode_calls
