@@ -410,11 +410,12 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - a user callback failed: end that request
                 result = exc
             self._accept(choice, row, result)
-        self._flush()
-        # llama.cpp's own count of evaluated tokens (it reports an empty counter as 1).
+        # llama.cpp's own count of evaluated tokens (it reports an empty counter as 1),
+        # updated before the outputs go out so that a caller sees counts that include them.
         perf = self.ctx.perf()
         self._llama_tokens = (perf["n_p_eval"] if self._multi_token_decodes else 0) + \
             (perf["n_eval"] if self._single_token_decodes else 0)
+        self._flush()
 
     def _activate_followers(self, rows: list[tuple[_Choice, int]]) -> None:
         completed_row = {id(choice): row for choice, row in rows}
