@@ -38,6 +38,3 @@ class OutputSink:
             self._waiter = anyio.Event()
             await self._waiter.wait()
         return self._items.popleft()
-
-    def get_nowait(self) -> Any:
-        return self._items.popleft() if self._items else None

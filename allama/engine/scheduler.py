@@ -58,7 +58,7 @@ class _Choice:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "preempted")
+                 "prompt_logprobs", "reused")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -80,7 +80,6 @@ class _Choice:
         self.logprobs: list[TokenLogprob] | None = None
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.reused = 0
-        self.preempted = False
 
 
 class _Entry:
@@ -162,7 +161,7 @@ class Scheduler:
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
-            if self._queued >= self.config.max_queue + max(0, self.config.n_parallel - self._n_active_estimate()):
+            if self._queued >= self.config.max_queue + max(0, self.config.n_parallel - len(self._active)):
                 raise QueueFullError(f"the request queue is full ({self.config.max_queue} waiting)")
             self._order += 1
             self._inbox.append(_Entry(request, sink, loop, self._order))
@@ -199,9 +198,6 @@ class Scheduler:
     @property
     def closed(self) -> bool:
         return self._closing
-
-    def _n_active_estimate(self) -> int:
-        return len(self._active)
 
     # ------------------------------------------------------------------ decode thread
 
@@ -524,8 +520,9 @@ class Scheduler:
 
     # --- finishing -----------------------------------------------------------
 
-    def _emit(self, choice: _Choice, out: Output) -> None:
-        self._pending.setdefault(choice.loop.key, (choice.loop, []))[1].append((choice.sink, out))
+    def _emit(self, to: _Choice | _Entry, out: Output) -> None:
+        """Queues an output for the request's event loop; _flush() delivers a step's outputs."""
+        self._pending.setdefault(to.loop.key, (to.loop, []))[1].append((to.sink, out))
 
     def _finish(self, choice: _Choice, *, finish_reason: str | None = None, error: BaseException | None = None,
                 last: Output | None = None, notify: bool = True) -> None:
@@ -620,13 +617,10 @@ class Scheduler:
                 with self._lock:
                     self._queued -= 1
                 del self._entries[entry.request.id]
-                self._emit_direct(entry, Output(0, [], "", error=error))
+                self._emit(entry, Output(0, [], "", error=error))
             for choice in [c for c in self._active if c.request is entry.request]:
                 self._finish(choice, error=error)
         self._flush()
-
-    def _emit_direct(self, entry: _Entry, out: Output) -> None:
-        self._pending.setdefault(entry.loop.key, (entry.loop, []))[1].append((entry.sink, out))
 
     def _make_room(self) -> None:
         """The KV cache is full: drop kept sequences first, else preempt the newest sequence."""
@@ -647,7 +641,6 @@ class Scheduler:
         self.ctx.seq_rm(victim.seq_id)
         victim.n_past = 0
         victim.state = _PREFILL
-        victim.preempted = True
         self._admission_paused = True
         self._counters["preemptions"] += 1
         log.info("KV cache full: request %d will be recomputed", victim.request.id)
@@ -657,12 +650,12 @@ class Scheduler:
         for choice in list(self._active):
             self._finish(choice, error=error)
         for entry in self._waiting:
-            self._emit_direct(entry, Output(0, [], "", error=error))
+            self._emit(entry, Output(0, [], "", error=error))
         with self._lock:
             self._queued = 0
             inbox, self._inbox = self._inbox, []
         for entry in inbox:
-            self._emit_direct(entry, Output(0, [], "", error=error))
+            self._emit(entry, Output(0, [], "", error=error))
         self._waiting = []
         self._flush()
         self.ctx.close()
