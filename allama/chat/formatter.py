@@ -1,0 +1,120 @@
+"""Rendering chat messages into a prompt.
+
+`Jinja2ChatFormatter` renders a model's own chat template (as shipped in GGUF
+metadata) in Jinja2's immutable sandbox, with the helpers real templates use:
+`raise_exception`, `strftime_now`, `tojson` with json.dumps' arguments, and
+loop controls. A template that reaches for Python internals (the
+CVE-2024-34359 family) raises `TemplateError` and executes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jinja2
+import jinja2.ext
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+import numpy as np
+
+
+class TemplateError(ValueError):
+    """A chat template failed to render: its own raise_exception, bad syntax, or a sandbox violation."""
+
+
+@dataclass
+class ChatFormatterResponse:
+    """A rendered prompt and what ends its completion."""
+
+    prompt: str
+    stop: str | list[str] | None = None
+    stopping_criteria: Callable[[np.ndarray, np.ndarray], bool] | None = None
+    added_special: bool = False  # the prompt text already holds BOS and other special tokens
+
+
+class ChatFormatter(Protocol):
+    def __call__(self, *, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatFormatterResponse: ...
+
+
+class _GenerationTag(jinja2.ext.Extension):
+    """Hugging Face's `{% generation %}...{% endgeneration %}` marks; rendered as their body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> list[jinja2.nodes.Node]:
+        parser.stream.skip(1)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.datetime.now().strftime(fmt)
+
+
+def make_environment(sandboxed: bool = True) -> jinja2.Environment:
+    """The Jinja2 environment chat templates render in (sandboxed unless asked otherwise)."""
+    cls = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
+    env = cls(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
+              extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
+    return env
+
+
+class Jinja2ChatFormatter:
+    """Renders messages with a Jinja2 chat template (llama-cpp-python's interface)."""
+
+    def __init__(self, template: str, eos_token: str, bos_token: str, add_generation_prompt: bool = True,
+                 stop_token_ids: Sequence[int] | None = None) -> None:
+        self.template = template
+        self.eos_token = eos_token
+        self.bos_token = bos_token
+        self.add_generation_prompt = add_generation_prompt
+        self.stop_token_ids = set(stop_token_ids) if stop_token_ids is not None else None
+        try:
+            self._compiled = make_environment().from_string(template)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"the chat template does not parse: {exc}") from exc
+
+    def __call__(self, *, messages: Sequence[dict[str, Any]], functions: Any = None, function_call: Any = None,
+                 tools: Any = None, tool_choice: Any = None, **kwargs: Any) -> ChatFormatterResponse:
+        variables = dict(kwargs)
+        variables.setdefault("add_generation_prompt", self.add_generation_prompt)
+        try:
+            prompt = self._compiled.render(
+                messages=list(messages), eos_token=self.eos_token, bos_token=self.bos_token,
+                functions=functions, function_call=function_call, tools=tools, tool_choice=tool_choice,
+                **variables)
+        except TemplateError:
+            raise
+        except SecurityError as exc:
+            raise TemplateError(f"the chat template tried an unsafe operation: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"the chat template failed: {exc}") from exc
+        stopping_criteria = None
+        if self.stop_token_ids is not None:
+            stop_ids = self.stop_token_ids
+
+            def stop_on_token(tokens: np.ndarray, logits: np.ndarray) -> bool:
+                return int(tokens[-1]) in stop_ids
+
+            stopping_criteria = stop_on_token
+        return ChatFormatterResponse(prompt=prompt, stop=[self.eos_token] if self.eos_token else None,
+                                     stopping_criteria=stopping_criteria, added_special=True)
+
+    # llama-cpp-python names this method format_messages in its docs
+    def format_messages(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatFormatterResponse:
+        return self(messages=messages, **kwargs)
