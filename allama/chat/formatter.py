@@ -9,6 +9,7 @@ CVE-2024-34359 family) raises `TemplateError` and executes nothing.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 from collections.abc import Callable, Sequence
@@ -51,9 +52,17 @@ class _GenerationTag(jinja2.ext.Extension):
         return parser.parse_statements(("name:endgeneration",), drop_needle=True)
 
 
+def _json_default(value: Any) -> Any:
+    """Lets tojson serialise what Jinja2 filters produce: generators and other iterables."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return list(value)
+
+
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
             separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys,
+                      default=_json_default)
 
 
 def _raise_exception(message: str) -> None:
@@ -64,9 +73,24 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+class ChatTemplateSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, except that lists and dicts may be changed in place.
+
+    Real templates build lists with `.append()` (Kimi K2's, for one). That is safe
+    here because templates only ever see deep copies of the caller's data; access
+    to Python internals (what template-injection payloads need) stays blocked by
+    the sandbox's attribute checks.
+    """
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, (list, dict)) and not attr.startswith("_"):
+            return super(ImmutableSandboxedEnvironment, self).is_safe_attribute(obj, attr, value)
+        return super().is_safe_attribute(obj, attr, value)
+
+
 def make_environment(sandboxed: bool = True) -> jinja2.Environment:
     """The Jinja2 environment chat templates render in (sandboxed unless asked otherwise)."""
-    cls = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
+    cls = ChatTemplateSandbox if sandboxed else jinja2.Environment
     env = cls(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
               extensions=[_GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
@@ -91,13 +115,14 @@ class Jinja2ChatFormatter:
 
     def __call__(self, *, messages: Sequence[dict[str, Any]], functions: Any = None, function_call: Any = None,
                  tools: Any = None, tool_choice: Any = None, **kwargs: Any) -> ChatFormatterResponse:
-        variables = dict(kwargs)
+        # Templates may change what they are given: they get copies.
+        variables = copy.deepcopy(dict(kwargs))
         variables.setdefault("add_generation_prompt", self.add_generation_prompt)
         try:
             prompt = self._compiled.render(
-                messages=list(messages), eos_token=self.eos_token, bos_token=self.bos_token,
-                functions=functions, function_call=function_call, tools=tools, tool_choice=tool_choice,
-                **variables)
+                messages=copy.deepcopy(list(messages)), eos_token=self.eos_token, bos_token=self.bos_token,
+                functions=copy.deepcopy(functions), function_call=copy.deepcopy(function_call),
+                tools=copy.deepcopy(tools), tool_choice=copy.deepcopy(tool_choice), **variables)
         except TemplateError:
             raise
         except SecurityError as exc:
