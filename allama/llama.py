@@ -354,6 +354,74 @@ class Llama:
             return AsyncStream(job.chunks(include_usage), on_abandon=job.cancel)
         return await job.result()
 
+    # ------------------------------------------------------------------ chat
+
+    def chat_formatter(self) -> Any:
+        """The formatter chat requests use: an explicit chat_handler, then chat_format, then the
+        model's own template (GGUF metadata), then llama-2."""
+        from allama.chat import Jinja2ChatFormatter, get_chat_format
+
+        if self.chat_handler is not None:
+            return self.chat_handler
+        if self.chat_format is not None:
+            return get_chat_format(self.chat_format)
+        template = self._model.chat_template()
+        if template:
+            v = self._vocab
+            eos = v.token_to_piece(v.eos, special=True).decode("utf-8", "ignore") if v.eos >= 0 else ""
+            bos = v.token_to_piece(v.bos, special=True).decode("utf-8", "ignore") if v.bos >= 0 else ""
+            stop_ids = [t for t in (v.eos, v.eot) if t >= 0]
+            return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, stop_token_ids=stop_ids)
+        return get_chat_format("llama-2")
+
+    async def create_chat_completion(
+        self,
+        messages: Sequence[dict[str, Any]],
+        functions: Any = None,
+        function_call: Any = None,
+        tools: Any = None,
+        tool_choice: Any = None,
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        stream: bool = False,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        max_completion_tokens: int | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        **sampling: Any,
+    ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
+        """An OpenAI chat completion: the messages rendered with the chat format, then completed.
+
+        Takes create_completion's sampling options too (penalties, mirostat, logit_bias,
+        grammar, n, ...). Returns the response dict, or with `stream=True` an AsyncStream of
+        `chat.completion.chunk` dicts.
+        """
+        from allama.chat.completion import chat_chunks, chat_response
+
+        if not messages:
+            raise ValueError("messages must not be empty")
+        formatter = self.chat_formatter()
+        rendered = formatter(messages=messages, functions=functions, function_call=function_call, tools=tools,
+                             tool_choice=tool_choice, **(chat_template_kwargs or {}))
+        prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
+        stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
+        stops += [stop] if isinstance(stop, str) else list(stop or [])
+        limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
+        completion = await self.create_completion(
+            prompt, max_tokens=limit, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            typical_p=typical_p, stream=stream, stop=stops, seed=seed,
+            logprobs=(top_logprobs or 0) if logprobs else None,
+            stopping_criteria=sampling.pop("stopping_criteria", None) or rendered.stopping_criteria, **sampling)
+        if stream:
+            return AsyncStream(chat_chunks(completion, sampling.get("n", 1)), on_abandon=completion._on_abandon)
+        return chat_response(completion)
+
     def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:
         """Each prompt as text, for echo: the caller's string itself, else the detokenized ids."""
         items = [prompt] if isinstance(prompt, (str, bytes)) or (

@@ -51,6 +51,12 @@ class Llama:
 
     __call__ = create_completion
 
+    def create_chat_completion(self, messages: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """As allama.Llama.create_chat_completion; with stream=True, a generator of chunks."""
+        if kwargs.get("stream"):
+            return self._stream(partial(self._llm.create_chat_completion, messages, **kwargs))
+        return self._portal.call(partial(self._llm.create_chat_completion, messages, **kwargs))
+
     def _stream(self, start: Any) -> Iterator[dict[str, Any]]:
         stream = self._portal.call(start)
         try:

@@ -121,3 +121,12 @@ def test_tokenizer_object_encodes_and_decodes(llm, llama_f32_path):
     assert tok.decode(ids).strip() == "Hello world"
     standalone = LlamaTokenizer.from_ggml_file(llama_f32_path)
     assert standalone.encode("Hello world") == ids
+
+
+def test_chat_completion_blocking_and_streamed(llm):
+    messages = [{"role": "user", "content": "Hi"}]
+    out = llm.create_chat_completion(messages, max_tokens=3, temperature=0)
+    assert out["object"] == "chat.completion"
+    chunks = list(llm.create_chat_completion(messages, max_tokens=3, temperature=0, stream=True))
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == out["choices"][0]["message"]["content"]

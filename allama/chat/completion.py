@@ -1,0 +1,62 @@
+"""Shaping completions as OpenAI chat completions (responses and stream chunks)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The chat `logprobs` object from a legacy completions `logprobs` block."""
+    if block is None:
+        return None
+    content = []
+    for token, logprob, top in zip(block["tokens"], block["token_logprobs"], block["top_logprobs"]):
+        alternatives = [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))}
+                        for t, v in (top or {}).items() if t != token]
+        content.append({"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8")),
+                        "top_logprobs": alternatives})
+    return {"content": content, "refusal": None}
+
+
+def chat_response(completion: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "chat" + completion["id"],
+        "object": "chat.completion",
+        "created": completion["created"],
+        "model": completion["model"],
+        "choices": [
+            {
+                "index": choice["index"],
+                "message": {"role": "assistant", "content": choice["text"]},
+                "logprobs": chat_logprobs(choice["logprobs"]),
+                "finish_reason": choice["finish_reason"],
+            }
+            for choice in completion["choices"]
+        ],
+        "usage": completion["usage"],
+    }
+
+
+async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], n: int) -> AsyncIterator[dict[str, Any]]:
+    """OpenAI's chunk protocol: a role delta per choice first, then content deltas, then an
+    empty delta with the finish reason; a usage chunk (no choices) passes through."""
+    started: set[int] = set()
+    async for chunk in chunks:
+        base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
+                "model": chunk["model"]}
+        if not chunk["choices"]:
+            yield {**base, "choices": [], "usage": chunk.get("usage")}
+            continue
+        choice = chunk["choices"][0]
+        index = choice["index"]
+        if index not in started:
+            started.add(index)
+            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
+                                        "logprobs": None, "finish_reason": None}]}
+        if choice["text"] or choice["logprobs"]:
+            yield {**base, "choices": [{"index": index, "delta": {"content": choice["text"]},
+                                        "logprobs": chat_logprobs(choice["logprobs"]), "finish_reason": None}]}
+        if choice["finish_reason"] is not None:
+            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
+                                        "finish_reason": choice["finish_reason"]}]}
