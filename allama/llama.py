@@ -331,7 +331,7 @@ class Llama:
         if logit_bias:
             params.logit_bias = {int(k): float(v) for k, v in logit_bias.items()}
         if grammar is not None:
-            params.grammar = grammar if isinstance(grammar, str) else str(getattr(grammar, "_grammar", grammar))
+            params.grammar = str(grammar)  # GBNF text or a LlamaGrammar
         base_seed = self._seed if seed is None else seed
         requests = []
         for tokens in prompts:
@@ -393,6 +393,7 @@ class Llama:
         max_completion_tokens: int | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        response_format: dict[str, Any] | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         **sampling: Any,
     ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
@@ -413,6 +414,8 @@ class Llama:
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += [stop] if isinstance(stop, str) else list(stop or [])
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
+        if response_format is not None:
+            sampling["grammar"] = _response_format_grammar(response_format) or sampling.get("grammar")
         completion = await self.create_completion(
             prompt, max_tokens=limit, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
             typical_p=typical_p, stream=stream, stop=stops, seed=seed,
@@ -481,6 +484,24 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+def _response_format_grammar(response_format: dict[str, Any]) -> str | None:
+    """The grammar for OpenAI's response_format: json_object, json_schema, or text (none)."""
+    from allama.grammar import json_schema_to_gbnf
+
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json_schema_to_gbnf(response_format.get("schema") or {"type": "object"})
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema", spec if "type" in spec or "properties" in spec else None)
+        if schema is None:
+            raise ValueError("response_format json_schema needs json_schema.schema")
+        return json_schema_to_gbnf(schema)
+    raise ValueError(f"response_format type must be text, json_object or json_schema, not {kind!r}")
 
 
 class _CompletionJob:

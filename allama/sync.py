@@ -160,7 +160,7 @@ class Llama:
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=self._llm.last_n_tokens_size, mirostat_mode=mirostat_mode, mirostat_eta=mirostat_eta,
             mirostat_tau=mirostat_tau, seed=seed,
-            grammar="" if grammar is None else (grammar if isinstance(grammar, str) else str(getattr(grammar, "_grammar", grammar))))
+            grammar="" if grammar is None else str(grammar))
 
     def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
                temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,

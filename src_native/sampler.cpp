@@ -286,6 +286,13 @@ void init_sampler(nb::module_ & m) {
             return out;
         }, "Names of the samplers in the chain, in order.");
 
+    m.def("grammar_problem", [](const std::string & grammar, const std::string & root) -> nb::object {
+        const std::string problem = grammar_problem(nullptr, grammar, root);
+        return problem.empty() ? nb::none() : nb::object(nb::str(problem.c_str()));
+    }, nb::arg("grammar"), nb::arg("root") = "root",
+    nb::sig("def grammar_problem(grammar: str, root: str = 'root') -> str | None"),
+    "Why a GBNF grammar does not parse (or lacks its root rule), or None when it is fine.");
+
     m.def("sample_batch", [](Context & ctx, const std::vector<std::pair<SamplerChain *, int32_t>> & jobs) {
         auto lk = ctx.lock_open();
         std::vector<const float *> rows(jobs.size(), nullptr);

@@ -1,0 +1,435 @@
+"""Grammars for constrained generation: LlamaGrammar and a JSON Schema -> GBNF converter.
+
+`json_schema_to_gbnf(schema)` covers objects (required and optional properties,
+additionalProperties), arrays (items, prefixItems, minItems/maxItems), enum, const,
+anyOf/oneOf/allOf, $ref/$defs (recursion included), string pattern/minLength/
+maxLength, integer bounds where they are representable, and the formats date, time,
+date-time and uuid. JSON is generated compactly (at most one space after ':' and ',').
+What cannot be converted raises GrammarError with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from allama import _native
+from allama.errors import GrammarError
+
+__all__ = ["LlamaGrammar", "json_schema_to_gbnf", "JSON_GBNF"]
+
+_PRIMITIVES = {
+    "ws": '" "?',
+    "value": "object | array | string | number | boolean | null",
+    "object": '"{" ws ( string ":" ws value ( "," ws string ":" ws value )* )? "}"',
+    "array": '"[" ws ( value ( "," ws value )* )? "]"',
+    "string": '"\\"" char* "\\""',
+    "char": '[^"\\\\\\x7F\\x00-\\x1F] | "\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
+    "integer": '"-"? ( [0-9] | [1-9] [0-9]{1,15} )',
+    "number": 'integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
+    "boolean": '"true" | "false"',
+    "null": '"null"',
+}
+_FORMATS = {
+    "date": '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )',
+    "time": '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{3} )? '
+            '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',
+    "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
+}
+
+
+def _literal(text: str) -> str:
+    """A GBNF string literal matching `text` exactly."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+class _Converter:
+    def __init__(self, root_schema: Any) -> None:
+        self.root_schema = root_schema
+        self.rules: dict[str, str] = {}
+        self.used: set[str] = set()
+        self.refs: dict[str, str] = {}
+
+    # --- rules --------------------------------------------------------------
+
+    def primitive(self, name: str) -> str:
+        self.used.add(name)
+        return name
+
+    def add(self, hint: str, body: str) -> str:
+        name = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
+        candidate, k = name, 1
+        while candidate in self.rules and self.rules[candidate] != body:
+            k += 1
+            candidate = f"{name}-{k}"
+        self.rules[candidate] = body
+        return candidate
+
+    def grammar(self) -> str:
+        """All rules, followed by the primitives they use (directly or through each other)."""
+        needed: set[str] = set()
+        frontier = list(self.rules.values())
+        while frontier:
+            for word in re.findall(r"[a-z]+", frontier.pop()):
+                if word in _PRIMITIVES and word not in needed:
+                    needed.add(word)
+                    frontier.append(_PRIMITIVES[word])
+        lines = [f"{name} ::= {body}" for name, body in self.rules.items()]
+        lines += [f"{name} ::= {_PRIMITIVES[name]}" for name in sorted(needed) if name not in self.rules]
+        return "\n".join(lines) + "\n"
+
+    # --- schemas ------------------------------------------------------------
+
+    def visit(self, schema: Any, hint: str) -> str:
+        """A GBNF expression for `schema` (a rule name or an inline alternative in parentheses)."""
+        if schema is True or schema == {}:
+            return self.primitive("value")
+        if schema is False:
+            raise GrammarError("a false schema allows no value")
+        if not isinstance(schema, dict):
+            raise GrammarError(f"not a JSON schema: {schema!r}")
+        if "$ref" in schema:
+            return self.ref(schema["$ref"])
+        if "const" in schema:
+            return _literal(json.dumps(schema["const"], ensure_ascii=False, separators=(",", ":")))
+        if "enum" in schema:
+            values = [_literal(json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for v in schema["enum"]]
+            if not values:
+                raise GrammarError("an empty enum allows no value")
+            return self.add(hint, " | ".join(values))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema[key])]
+                return self.add(hint, " | ".join(options))
+        if "allOf" in schema:
+            return self.visit(self.merge(schema), hint)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            options = [self.visit({**schema, "type": t}, f"{hint}-{t}") for t in kind]
+            return self.add(hint, " | ".join(options))
+        if kind is None:
+            if "properties" in schema or "additionalProperties" in schema:
+                kind = "object"
+            elif "items" in schema or "prefixItems" in schema:
+                kind = "array"
+            else:
+                return self.primitive("value")
+        if kind == "object":
+            return self.object(schema, hint)
+        if kind == "array":
+            return self.array(schema, hint)
+        if kind == "string":
+            return self.string(schema, hint)
+        if kind == "integer":
+            return self.integer(schema, hint)
+        if kind in ("number", "boolean", "null"):
+            return self.primitive(kind)
+        raise GrammarError(f"unsupported JSON schema type: {kind!r}")
+
+    def merge(self, schema: dict[str, Any]) -> dict[str, Any]:
+        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+        properties = dict(merged.get("properties", {}))
+        required = list(merged.get("required", []))
+        for part in schema["allOf"]:
+            if "$ref" in part:
+                part = self.resolve(part["$ref"])
+            if "allOf" in part:
+                part = self.merge(part)
+            properties.update(part.get("properties", {}))
+            required += [r for r in part.get("required", []) if r not in required]
+            for key, value in part.items():
+                if key not in ("properties", "required"):
+                    merged.setdefault(key, value)
+        if properties:
+            merged["properties"] = properties
+            merged.setdefault("type", "object")
+        if required:
+            merged["required"] = required
+        return merged
+
+    def resolve(self, ref: str) -> Any:
+        if not ref.startswith("#"):
+            raise GrammarError(f"only local $ref are supported, not {ref!r}")
+        node: Any = self.root_schema
+        for part in [p for p in ref[1:].split("/") if p]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, dict) or part not in node:
+                raise GrammarError(f"$ref {ref!r} does not resolve")
+            node = node[part]
+        return node
+
+    def ref(self, ref: str) -> str:
+        if ref not in self.refs:
+            name = self.add("ref-" + ref.rsplit("/", 1)[-1], "")  # reserve the name: refs may recurse
+            self.refs[ref] = name
+            self.rules[name] = self.visit(self.resolve(ref), name + "-body")
+        return self.refs[ref]
+
+    def object(self, schema: dict[str, Any], hint: str) -> str:
+        properties: dict[str, Any] = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        unknown = required - set(properties)
+        for name in unknown:  # required but undescribed: any value
+            properties = {**properties, name: {}}
+        extra = schema.get("additionalProperties", False if properties else True)
+        ws = self.primitive("ws")
+        pairs = []
+        for name, sub in properties.items():
+            value = self.visit(sub, f"{hint}-{name}")
+            pairs.append((name in required, f'{_literal(json.dumps(name, ensure_ascii=False))} ":" {ws} {value}'))
+        if extra is not False:
+            value = self.visit({} if extra is True else extra, f"{hint}-extra")
+            extra_pair = f'{self.primitive("string")} ":" {ws} {value}'
+        # rest(i, first): properties i.. given whether nothing has been written yet
+        memo: dict[tuple[int, bool], str] = {}
+
+        def rest(i: int, first: bool) -> str:
+            if (i, first) in memo:
+                return memo[(i, first)]
+            if i == len(pairs):
+                if extra is False:
+                    body = ""
+                elif first:
+                    body = f'( {extra_pair} ( "," {ws} {extra_pair} )* )?'
+                else:
+                    body = f'( "," {ws} {extra_pair} )*'
+            else:
+                is_required, pair = pairs[i]
+                lead = "" if first else f'"," {ws} '
+                take = f"{lead}{pair} {rest(i + 1, False)}".strip()
+                body = take if is_required else f"( {take} ) | ( {rest(i + 1, first) or chr(34) * 2} )"
+            name = self.add(f"{hint}-rest{i}{'f' if first else ''}", body or '""')
+            memo[(i, first)] = name
+            return name
+
+        return self.add(hint, f'"{{" {ws} {rest(0, True)} "}}"')
+
+    def array(self, schema: dict[str, Any], hint: str) -> str:
+        ws = self.primitive("ws")
+        if "prefixItems" in schema:
+            items = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema["prefixItems"])]
+            body = f' "," {ws} '.join(items)
+            return self.add(hint, f'"[" {ws} {body} "]"' if items else '"[" "]"')
+        item = self.visit(schema.get("items", {}), f"{hint}-item")
+        low = int(schema.get("minItems", 0))
+        high = schema.get("maxItems")
+        if high is not None and int(high) < low:
+            raise GrammarError("maxItems is smaller than minItems")
+        if high is not None and int(high) == 0:
+            return self.add(hint, '"[" "]"')
+        more_low = max(low - 1, 0)
+        more = f'( "," {ws} {item} )' + (f"{{{more_low},{int(high) - 1}}}" if high is not None
+                                             else (f"{{{more_low},}}" if more_low else "*"))
+        seq = f"{item} {more}"
+        return self.add(hint, f'"[" {ws} {seq} "]"' if low > 0 else f'"[" {ws} ( {seq} )? "]"')
+
+    def string(self, schema: dict[str, Any], hint: str) -> str:
+        fmt = schema.get("format")
+        if fmt in _FORMATS:
+            return self.add(hint, f'"\\"" {_FORMATS[fmt]} "\\""')
+        if fmt == "date-time":
+            return self.add(hint, f'"\\"" {_FORMATS["date"]} "T" {_FORMATS["time"]} "\\""')
+        if "pattern" in schema:
+            return self.add(hint, f'"\\"" {_regex_to_gbnf(schema["pattern"])} "\\""')
+        low = int(schema.get("minLength", 0))
+        high = schema.get("maxLength")
+        if low == 0 and high is None:
+            return self.primitive("string")
+        char = self.primitive("char")
+        reps = f"{{{low},{int(high)}}}" if high is not None else f"{{{low},}}"
+        return self.add(hint, f'"\\"" {char}{reps} "\\""')
+
+    def integer(self, schema: dict[str, Any], hint: str) -> str:
+        low = schema.get("minimum")
+        high = schema.get("maximum")
+        if "exclusiveMinimum" in schema:
+            low = int(schema["exclusiveMinimum"]) + 1
+        if "exclusiveMaximum" in schema:
+            high = int(schema["exclusiveMaximum"]) - 1
+        if low is not None and high is not None:
+            low, high = int(low), int(high)
+            if high < low:
+                raise GrammarError("maximum is smaller than minimum")
+            if high - low <= 256:
+                return self.add(hint, " | ".join(_literal(str(v)) for v in range(low, high + 1)))
+        if low is not None and int(low) >= 0:
+            return self.add(hint, '[0-9] | [1-9] [0-9]{1,15}')
+        if high is not None and int(high) < 0:
+            return self.add(hint, '"-" [1-9] [0-9]{0,15}')
+        return self.primitive("integer")
+
+
+_REGEX_ESCAPES = {"d": "[0-9]", "w": "[a-zA-Z0-9_]", "s": "[ \\t\\n]", "D": "[^0-9]", "W": "[^a-zA-Z0-9_]"}
+
+
+def _regex_to_gbnf(pattern: str) -> str:
+    """Translates the regex subset JSON schemas use (classes, groups, alternation,
+    quantifiers, escapes; anchors are implied) into a GBNF expression."""
+    pos = 0
+
+    def fail(why: str) -> GrammarError:
+        return GrammarError(f"unsupported pattern {pattern!r}: {why}")
+
+    def parse_alternation() -> str:
+        nonlocal pos
+        options = [parse_sequence()]
+        while pos < len(pattern) and pattern[pos] == "|":
+            pos += 1
+            options.append(parse_sequence())
+        return " | ".join(o or '""' for o in options)
+
+    def parse_sequence() -> str:
+        nonlocal pos
+        items: list[str] = []
+        while pos < len(pattern) and pattern[pos] not in "|)":
+            atom = parse_atom()
+            if atom is None:
+                continue
+            items.append(atom + parse_quantifier())
+        return " ".join(items)
+
+    def parse_quantifier() -> str:
+        nonlocal pos
+        if pos >= len(pattern):
+            return ""
+        ch = pattern[pos]
+        if ch in "*+?":
+            pos += 1
+            if pos < len(pattern) and pattern[pos] == "?":
+                pos += 1  # lazy quantifiers generate the same language
+            return ch
+        if ch == "{":
+            end = pattern.find("}", pos)
+            if end == -1:
+                raise fail("unclosed {")
+            body = pattern[pos + 1:end]
+            if not re.fullmatch(r"\d+(,\d*)?", body):
+                raise fail(f"bad repetition {{{body}}}")
+            pos = end + 1
+            return "{" + body + "}"
+        return ""
+
+    def parse_atom() -> str | None:
+        nonlocal pos
+        ch = pattern[pos]
+        if ch in "^$":
+            pos += 1
+            return None
+        if ch == "(":
+            pos += 1
+            if pattern.startswith("?:", pos):
+                pos += 2
+            elif pattern.startswith("?", pos):
+                raise fail("lookarounds and named groups are not supported")
+            inner = parse_alternation()
+            if pos >= len(pattern) or pattern[pos] != ")":
+                raise fail("unbalanced parenthesis")
+            pos += 1
+            return f"( {inner} )"
+        if ch == "[":
+            end = pos + 1
+            if end < len(pattern) and pattern[end] == "^":
+                end += 1
+            if end < len(pattern) and pattern[end] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            if end >= len(pattern):
+                raise fail("unclosed [")
+            body = pattern[pos + 1:end]
+            pos = end + 1
+            body = body.replace('"', '\\"')
+            for key, cls in _REGEX_ESCAPES.items():
+                if not cls.startswith("[^"):
+                    body = body.replace("\\" + key, cls[1:-1])
+            return f"[{body}]"
+        if ch == ".":
+            pos += 1
+            return '[^"\\\\\\x00-\\x1F]'
+        if ch == "\\":
+            if pos + 1 >= len(pattern):
+                raise fail("trailing backslash")
+            nxt = pattern[pos + 1]
+            pos += 2
+            if nxt in _REGEX_ESCAPES:
+                return _REGEX_ESCAPES[nxt]
+            return _literal({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+        if ch in "*+?{":
+            raise fail(f"nothing to repeat at {pos}")
+        pos += 1
+        if ch == '"':
+            return '"\\\\\\""'  # a quote inside a JSON string is escaped
+        return _literal(ch)
+
+    expression = parse_alternation()
+    if pos != len(pattern):
+        raise fail(f"unexpected {pattern[pos]!r} at {pos}")
+    return f"( {expression} )"
+
+
+def json_schema_to_gbnf(schema: dict[str, Any] | bool | str) -> str:
+    """A GBNF grammar whose root matches JSON documents valid against `schema`."""
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise GrammarError(f"the schema is not valid JSON: {exc}") from exc
+    converter = _Converter(schema)
+    root = converter.visit(schema, "root-value")
+    converter.rules = {"root": root, **converter.rules}
+    grammar = converter.grammar()
+    problem = _native.grammar_problem(grammar, "root")
+    if problem:
+        raise GrammarError(f"could not convert the schema: {problem}")
+    return grammar
+
+
+JSON_GBNF = json_schema_to_gbnf({})
+"""Any JSON value (the grammar `response_format: {"type": "json_object"}` uses is an object)."""
+
+
+class LlamaGrammar:
+    """A GBNF grammar, checked when it is made (llama-cpp-python's interface)."""
+
+    def __init__(self, grammar: str, root: str = "root") -> None:
+        problem = _native.grammar_problem(grammar, root)
+        if problem:
+            raise GrammarError(f"the grammar does not parse: {problem}")
+        self.grammar = grammar
+        self.root = root
+
+    @property
+    def _grammar(self) -> str:  # llama-cpp-python's attribute name
+        return self.grammar
+
+    @classmethod
+    def from_string(cls, grammar: str, verbose: bool = True) -> "LlamaGrammar":
+        return cls(grammar)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], verbose: bool = True) -> "LlamaGrammar":
+        with open(path, encoding="utf-8") as f:
+            return cls(f.read())
+
+    @classmethod
+    def from_json_schema(cls, json_schema: str | dict[str, Any], verbose: bool = True) -> "LlamaGrammar":
+        return cls(json_schema_to_gbnf(json_schema))
+
+    def __str__(self) -> str:
+        return self.grammar

@@ -1,0 +1,160 @@
+"""LlamaGrammar and the JSON Schema converter, checked by generating with the tiny
+random-weight model under the grammar and validating what comes out."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allama import Llama
+from allama.errors import GrammarError
+from allama.grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+
+
+@pytest.fixture(scope="module")
+def llm(llama_f32_path):
+    model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=8, n_keep=0)
+    yield model
+    model.close()
+
+
+def generate(llm, grammar: str, seed: int, max_tokens: int = 96) -> dict:
+    async def run():
+        return await llm.create_completion("JSON:", grammar=grammar, max_tokens=max_tokens, temperature=1.0,
+                                           seed=seed)
+
+    return anyio.run(run)["choices"][0]
+
+
+def test_from_string_checks_the_grammar():
+    assert LlamaGrammar.from_string('root ::= "a"').grammar == 'root ::= "a"'
+    with pytest.raises(GrammarError, match="expecting"):
+        LlamaGrammar.from_string("root ::= (")
+    with pytest.raises(GrammarError, match="no rule named 'root'"):
+        LlamaGrammar.from_string('start ::= "a"')
+
+
+def test_from_file_and_from_json_schema(tmp_path):
+    path = tmp_path / "g.gbnf"
+    path.write_text('root ::= "yes" | "no"\n')
+    assert "yes" in str(LlamaGrammar.from_file(path))
+    grammar = LlamaGrammar.from_json_schema('{"type": "boolean"}')
+    assert "true" in grammar.grammar
+
+
+SCHEMAS = [
+    {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer",
+     "minimum": 0, "maximum": 120}}, "required": ["name", "age"]},
+    {"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"type": "null"}}, "required": []},
+    {"type": "array", "items": {"enum": ["red", "green", 3, None]}, "minItems": 1, "maxItems": 4},
+    {"anyOf": [{"type": "integer"}, {"const": "none"}]},
+    {"type": "object", "properties": {"when": {"type": "string", "format": "date"},
+     "at": {"type": "string", "format": "time"}, "id": {"type": "string", "format": "uuid"}},
+     "required": ["when", "at", "id"]},
+    {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
+    {"$defs": {"node": {"type": "object", "properties": {"v": {"type": "integer", "minimum": 0, "maximum": 9},
+     "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]}}, "required": ["v", "next"]}},
+     "$ref": "#/$defs/node"},
+    {"allOf": [{"type": "object", "properties": {"x": {"type": "integer", "minimum": 1, "maximum": 3}},
+               "required": ["x"]},
+               {"properties": {"y": {"type": "boolean"}}, "required": ["y"]}]},
+    {"type": "array", "prefixItems": [{"type": "boolean"}, {"type": "string", "maxLength": 3}]},
+    {"type": "object", "properties": {"k": {"type": "integer", "minimum": 0, "maximum": 5}},
+     "required": ["k"], "additionalProperties": {"type": "boolean"}},
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=range(len(SCHEMAS)))
+def test_generated_json_validates_against_the_schema(llm, schema):
+    grammar = json_schema_to_gbnf(schema)
+    finished = 0
+    for seed in range(6):
+        choice = generate(llm, grammar, seed)
+        if choice["finish_reason"] == "stop":
+            finished += 1
+            jsonschema.validate(json.loads(choice["text"]), schema)
+    assert finished >= 1  # at least one complete document was checked
+
+
+def test_json_grammar_produces_json(llm):
+    choice = generate(llm, JSON_GBNF, 1, max_tokens=200)
+    if choice["finish_reason"] == "stop":
+        json.loads(choice["text"])
+
+
+@pytest.mark.parametrize("schema, reason", [
+    ({"type": "object", "properties": {"a": False}, "required": ["a"]}, "false schema"),
+    ({"type": "string", "pattern": "(?=lookahead)"}, "lookarounds"),
+    ({"$ref": "#/$defs/missing"}, "does not resolve"),
+    ({"$ref": "https://example.com/schema.json"}, "only local"),
+    ({"type": "integer", "minimum": 5, "maximum": 1}, "maximum is smaller"),
+    ({"type": "array", "minItems": 3, "maxItems": 1}, "maxItems"),
+    ({"type": "tuple"}, "unsupported JSON schema type"),
+    ("{not json", "not valid JSON"),
+])
+def test_unconvertible_schemas_raise_grammar_error(schema, reason):
+    with pytest.raises(GrammarError, match=reason):
+        json_schema_to_gbnf(schema)
+
+
+def test_response_format_json_schema_in_chat(llm):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+    async def run():
+        return await llm.create_chat_completion(
+            [{"role": "user", "content": "Answer in JSON"}], max_tokens=40, temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}})
+
+    out = anyio.run(run)
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    jsonschema.validate(json.loads(choice["message"]["content"]), schema)
+
+
+# --- property test: generated schemas, constrained output validates -------------------
+
+leaf = st.one_of(
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.builds(lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
+              st.integers(-50, 50), st.integers(0, 40)),
+    st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 6)),
+    st.builds(lambda vals: {"enum": vals}, st.lists(st.one_of(st.text("abc", max_size=3), st.integers(0, 9)),
+                                                   min_size=1, max_size=4, unique=True)),
+    st.builds(lambda fmt: {"type": "string", "format": fmt}, st.sampled_from(["date", "time", "uuid"])),
+)
+schemas = st.recursive(
+    leaf,
+    lambda inner: st.one_of(
+        st.builds(lambda props, req: {"type": "object", "properties": props,
+                                      "required": [k for k, r in zip(props, req) if r]},
+                  st.dictionaries(st.text("xyz", min_size=1, max_size=3), inner, min_size=1, max_size=3),
+                  st.lists(st.booleans(), min_size=3, max_size=3)),
+        st.builds(lambda item, hi: {"type": "array", "items": item, "maxItems": hi}, inner, st.integers(0, 3)),
+        st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=5,
+)
+
+_outcomes: list[str] = []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(schema=schemas, seed=st.integers(0, 10_000))
+def test_property_constrained_output_validates(llm, schema, seed):
+    choice = generate(llm, json_schema_to_gbnf(schema), seed, max_tokens=160)
+    _outcomes.append(choice["finish_reason"])
+    if choice["finish_reason"] == "stop":
+        jsonschema.validate(json.loads(choice["text"]), schema)
+
+
+def test_property_run_mostly_finishes(llm):
+    # runs after the property test in file order
+    assert _outcomes, "the property test did not run"
+    assert len(_outcomes) >= 20
+    assert _outcomes.count("stop") >= len(_outcomes) / 2, _outcomes
