@@ -403,24 +403,38 @@ class Llama:
         grammar, n, ...). Returns the response dict, or with `stream=True` an AsyncStream of
         `chat.completion.chunk` dicts.
         """
-        from allama.chat.completion import chat_chunks, chat_response
+        from allama.chat.completion import chat_chunks, chat_response, tool_chat_chunks, tool_chat_response
+        from allama.chat.tool_calls import tool_call_grammar
 
         if not messages:
             raise ValueError("messages must not be empty")
+        tools, tool_choice = _legacy_functions_as_tools(tools, tool_choice, functions, function_call)
+        parallel = bool(sampling.pop("parallel_tool_calls", True))
         formatter = self.chat_formatter()
-        rendered = formatter(messages=messages, functions=functions, function_call=function_call, tools=tools,
-                             tool_choice=tool_choice, **(chat_template_kwargs or {}))
+        offered = tools if tools and tool_choice != "none" else None
+        rendered = formatter(messages=messages, tools=offered, tool_choice=tool_choice,
+                             **(chat_template_kwargs or {}))
         prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += [stop] if isinstance(stop, str) else list(stop or [])
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
         if response_format is not None:
             sampling["grammar"] = _response_format_grammar(response_format) or sampling.get("grammar")
+        forced = offered is not None and (tool_choice == "required" or isinstance(tool_choice, dict))
+        if forced:
+            name = tool_choice["function"]["name"] if isinstance(tool_choice, dict) else None
+            template = getattr(formatter, "template", "") or ""
+            sampling["grammar"] = tool_call_grammar(offered, name, "<tool_call>" in template, parallel)
         completion = await self.create_completion(
             prompt, max_tokens=limit, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
             typical_p=typical_p, stream=stream, stop=stops, seed=seed,
             logprobs=(top_logprobs or 0) if logprobs else None,
             stopping_criteria=sampling.pop("stopping_criteria", None) or rendered.stopping_criteria, **sampling)
+        if offered is not None:
+            # Tool calls are read from the whole reply, so that no markup leaks into content.
+            if stream:
+                return AsyncStream(tool_chat_chunks(completion), on_abandon=completion._on_abandon)
+            return tool_chat_response(completion)
         if stream:
             return AsyncStream(chat_chunks(completion, sampling.get("n", 1)), on_abandon=completion._on_abandon)
         return chat_response(completion)
@@ -484,6 +498,17 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+def _legacy_functions_as_tools(tools: Any, tool_choice: Any, functions: Any, function_call: Any) -> tuple[Any, Any]:
+    """OpenAI's deprecated functions/function_call, expressed as tools/tool_choice."""
+    if functions and not tools:
+        tools = [{"type": "function", "function": f} for f in functions]
+        if isinstance(function_call, dict):
+            tool_choice = {"type": "function", "function": {"name": function_call["name"]}}
+        elif function_call in ("none", "auto"):
+            tool_choice = function_call
+    return tools, tool_choice or "auto"
 
 
 def _response_format_grammar(response_format: dict[str, Any]) -> str | None:

@@ -60,3 +60,57 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], n: int) -> AsyncIte
         if choice["finish_reason"] is not None:
             yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
                                         "finish_reason": choice["finish_reason"]}]}
+
+
+def _tool_message(text: str) -> tuple[dict[str, Any], bool]:
+    from allama.chat.tool_calls import parse_tool_calls
+
+    content, calls = parse_tool_calls(text)
+    if not calls:
+        return {"role": "assistant", "content": text}, False
+    return {"role": "assistant", "content": content or None,
+            "tool_calls": [c.as_openai() for c in calls]}, True
+
+
+def tool_chat_response(completion: dict[str, Any]) -> dict[str, Any]:
+    """chat_response, with tool calls read out of each choice's text."""
+    response = chat_response(completion)
+    for choice in response["choices"]:
+        message, called = _tool_message(choice["message"]["content"])
+        choice["message"] = message
+        if called:
+            choice["finish_reason"] = "tool_calls"
+    return response
+
+
+async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """A stream when tools are offered: each choice's text is gathered, then sent as a content
+    delta or as tool_calls deltas (id, type and name once per index, then the arguments)."""
+    texts: dict[int, str] = {}
+    async for chunk in chunks:
+        base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
+                "model": chunk["model"]}
+        if not chunk["choices"]:
+            yield {**base, "choices": [], "usage": chunk.get("usage")}
+            continue
+        choice = chunk["choices"][0]
+        index = choice["index"]
+        if index not in texts:
+            texts[index] = ""
+            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
+                                        "logprobs": None, "finish_reason": None}]}
+        texts[index] += choice["text"]
+        if choice["finish_reason"] is None:
+            continue
+        message, called = _tool_message(texts[index])
+        if message.get("content"):
+            yield {**base, "choices": [{"index": index, "delta": {"content": message["content"]},
+                                        "logprobs": None, "finish_reason": None}]}
+        for k, call in enumerate(message.get("tool_calls", [])):
+            yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
+                "tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""}}]}}]}
+            yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
+                "tool_calls": [{"index": k, "function": {"arguments": call["function"]["arguments"]}}]}}]}
+        yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
+                                    "finish_reason": "tool_calls" if called else choice["finish_reason"]}]}
