@@ -357,15 +357,16 @@ class Llama:
     # ------------------------------------------------------------------ chat
 
     def chat_formatter(self) -> Any:
-        """The formatter chat requests use: an explicit chat_handler, then chat_format, then the
-        model's own template (GGUF metadata), then llama-2."""
-        from allama.chat import Jinja2ChatFormatter, get_chat_format
+        """The formatter chat requests use (when no chat_handler is set): chat_format, then a
+        named format recognised from the GGUF template, then that template, then llama-2."""
+        from allama.chat import Jinja2ChatFormatter, get_chat_format, guess_chat_format
 
-        if self.chat_handler is not None:
-            return self.chat_handler
         if self.chat_format is not None:
             return get_chat_format(self.chat_format)
         template = self._model.chat_template()
+        known = guess_chat_format(template)
+        if known is not None:
+            return get_chat_format(known)
         if template:
             v = self._vocab
             eos = v.token_to_piece(v.eos, special=True).decode("utf-8", "ignore") if v.eos >= 0 else ""
@@ -395,6 +396,7 @@ class Llama:
         top_logprobs: int | None = None,
         response_format: dict[str, Any] | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
+        reasoning_effort: str | None = None,
         **sampling: Any,
     ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
         """An OpenAI chat completion: the messages rendered with the chat format, then completed.
@@ -404,16 +406,45 @@ class Llama:
         `chat.completion.chunk` dicts.
         """
         from allama.chat.completion import chat_chunks, chat_response, tool_chat_chunks, tool_chat_response
+        from allama.chat.reasoning import starts_in_thought
         from allama.chat.tool_calls import tool_call_grammar
 
         if not messages:
             raise ValueError("messages must not be empty")
+        if self.chat_handler is not None:
+            handler = self.chat_handler
+            if isinstance(handler, str):
+                from allama.chat import get_chat_completion_handler
+
+                handler = get_chat_completion_handler(handler)
+            return await handler(
+                llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
+                tool_choice=tool_choice, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                typical_p=typical_p, stream=stream, stop=stop, seed=seed, max_tokens=max_tokens,
+                max_completion_tokens=max_completion_tokens, logprobs=logprobs, top_logprobs=top_logprobs,
+                response_format=response_format, chat_template_kwargs=chat_template_kwargs, **sampling)
+        messages = _normalise_messages(messages)
         tools, tool_choice = _legacy_functions_as_tools(tools, tool_choice, functions, function_call)
         parallel = bool(sampling.pop("parallel_tool_calls", True))
         formatter = self.chat_formatter()
         offered = tools if tools and tool_choice != "none" else None
-        rendered = formatter(messages=messages, tools=offered, tool_choice=tool_choice,
-                             **(chat_template_kwargs or {}))
+        template_vars = dict(chat_template_kwargs or {})
+        if reasoning_effort is not None:
+            template_vars.setdefault("reasoning_effort", reasoning_effort)
+        last = messages[-1]
+        if last["role"] == "assistant" and not last.get("tool_calls"):
+            # Continue the final assistant message (prefill) instead of opening a new reply:
+            # render it with a marker, cut the prompt there and put the real text back.
+            marked = messages[:-1] + [{**last, "content": _PREFILL_MARK}]
+            template_vars["add_generation_prompt"] = False
+            rendered = formatter(messages=marked, tools=offered, tool_choice=tool_choice, **template_vars)
+            cut = rendered.prompt.find(_PREFILL_MARK)
+            if cut < 0:
+                raise ValueError("this chat format cannot continue a final assistant message")
+            rendered.prompt = rendered.prompt[:cut] + (last.get("content") or "")
+        else:
+            rendered = formatter(messages=messages, tools=offered, tool_choice=tool_choice, **template_vars)
+        in_thought = starts_in_thought(rendered.prompt)
         prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += [stop] if isinstance(stop, str) else list(stop or [])
@@ -436,8 +467,8 @@ class Llama:
                 return AsyncStream(tool_chat_chunks(completion), on_abandon=completion._on_abandon)
             return tool_chat_response(completion)
         if stream:
-            return AsyncStream(chat_chunks(completion, sampling.get("n", 1)), on_abandon=completion._on_abandon)
-        return chat_response(completion)
+            return AsyncStream(chat_chunks(completion, in_thought), on_abandon=completion._on_abandon)
+        return chat_response(completion, in_thought)
 
     def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:
         """Each prompt as text, for echo: the caller's string itself, else the detokenized ids."""
@@ -498,6 +529,29 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+_PREFILL_MARK = "\x00allama-prefill\x00"
+
+
+def _normalise_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI messages as chat templates expect them: the `developer` role read as `system`,
+    and text content parts joined into a string."""
+    out = []
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message:
+            raise ValueError("each message must be a dict with a 'role'")
+        message = dict(message)
+        if message["role"] == "developer":
+            message["role"] = "system"
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            if len(parts) != len(content):
+                raise ValueError("this model takes text content parts only (no images or audio)")
+            message["content"] = "".join(parts)
+        out.append(message)
+    return out
 
 
 def _legacy_functions_as_tools(tools: Any, tool_choice: Any, functions: Any, function_call: Any) -> tuple[Any, Any]:

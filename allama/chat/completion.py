@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from allama.chat.reasoning import ReasoningSplitter, split_reasoning
+
 
 def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
     """The chat `logprobs` object from a legacy completions `logprobs` block."""
@@ -19,7 +21,15 @@ def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"content": content, "refusal": None}
 
 
-def chat_response(completion: dict[str, Any]) -> dict[str, Any]:
+def _message(text: str, in_thought: bool) -> dict[str, Any]:
+    reasoning, content = split_reasoning(text, in_thought)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    return message
+
+
+def chat_response(completion: dict[str, Any], in_thought: bool = False) -> dict[str, Any]:
     return {
         "id": "chat" + completion["id"],
         "object": "chat.completion",
@@ -28,7 +38,7 @@ def chat_response(completion: dict[str, Any]) -> dict[str, Any]:
         "choices": [
             {
                 "index": choice["index"],
-                "message": {"role": "assistant", "content": choice["text"]},
+                "message": _message(choice["text"], in_thought),
                 "logprobs": chat_logprobs(choice["logprobs"]),
                 "finish_reason": choice["finish_reason"],
             }
@@ -38,10 +48,11 @@ def chat_response(completion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], n: int) -> AsyncIterator[dict[str, Any]]:
-    """OpenAI's chunk protocol: a role delta per choice first, then content deltas, then an
-    empty delta with the finish reason; a usage chunk (no choices) passes through."""
-    started: set[int] = set()
+async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """OpenAI's chunk protocol: a role delta per choice first, then content (and
+    reasoning_content) deltas, then an empty delta with the finish reason; a usage chunk
+    (no choices) passes through."""
+    splitters: dict[int, ReasoningSplitter] = {}
     async for chunk in chunks:
         base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
                 "model": chunk["model"]}
@@ -50,13 +61,20 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], n: int) -> AsyncIte
             continue
         choice = chunk["choices"][0]
         index = choice["index"]
-        if index not in started:
-            started.add(index)
+        if index not in splitters:
+            splitters[index] = ReasoningSplitter(in_thought)
             yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
                                         "logprobs": None, "finish_reason": None}]}
-        if choice["text"] or choice["logprobs"]:
-            yield {**base, "choices": [{"index": index, "delta": {"content": choice["text"]},
-                                        "logprobs": chat_logprobs(choice["logprobs"]), "finish_reason": None}]}
+        parts = splitters[index].feed(choice["text"])
+        if choice["finish_reason"] is not None:
+            parts += splitters[index].flush()
+        logprobs = chat_logprobs(choice["logprobs"])
+        if logprobs is not None and not parts:
+            parts = [("content", "")]
+        for field, text in parts:
+            yield {**base, "choices": [{"index": index, "delta": {field: text}, "logprobs": logprobs,
+                                        "finish_reason": None}]}
+            logprobs = None
         if choice["finish_reason"] is not None:
             yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
                                         "finish_reason": choice["finish_reason"]}]}

@@ -8,6 +8,17 @@ from typing import Any
 from allama.chat.formatter import ChatFormatter
 
 _FORMATS: dict[str, ChatFormatter] = {}
+_HANDLERS: dict[str, Any] = {}
+
+# sha256 of the GGUF chat templates llama-cpp-python 0.3.36 recognises as a named format
+# (its CHATML, MISTRAL_INSTRUCT, MIXTRAL_INSTRUCT and LLAMA3_INSTRUCT templates; the texts
+# are in tests/chat/goldens/known_templates.json, written by the goldens script).
+_KNOWN_TEMPLATES = {
+    "153280e3ff55d19da1398bdb3914ee2a51b80429bfaedde11d7d216c39db80f3": "chatml",
+    "7e995b379ec01747807246483647cd99030abf331653f1119e16d7ac041a3495": "mistral-instruct",
+    "26a59556925c987317ce5291811ba3b7f32ec4c647c400c6cc7e3a9993007ba7": "mistral-instruct",
+    "ba03a121d097859c7b5b9cd03af99aafe95275210d2876f642ad9929a150f122": "llama-3",
+}
 
 
 def register_chat_format(name: str) -> Callable[[ChatFormatter], ChatFormatter]:
@@ -26,6 +37,33 @@ def get_chat_format(name: str) -> ChatFormatter:
         return _FORMATS[name]
     except KeyError:
         raise ValueError(f"unknown chat format {name!r}; known: {', '.join(sorted(_FORMATS))}") from None
+
+
+def guess_chat_format(template: str | None) -> str | None:
+    """The named format for a GGUF chat template llama-cpp-python knows by heart, else None."""
+    if not template:
+        return None
+    import hashlib
+
+    return _KNOWN_TEMPLATES.get(hashlib.sha256(template.encode("utf-8")).hexdigest())
+
+
+def register_chat_completion_handler(name: str) -> Callable[[Any], Any]:
+    """Decorator: registers a chat completion handler, an async callable
+    `handler(llama=..., messages=..., **request) -> response dict or AsyncStream`."""
+
+    def decorator(handler: Any) -> Any:
+        _HANDLERS[name] = handler
+        return handler
+
+    return decorator
+
+
+def get_chat_completion_handler(name: str) -> Any:
+    try:
+        return _HANDLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown chat completion handler {name!r}; known: {', '.join(sorted(_HANDLERS))}") from None
 
 
 def list_chat_formats() -> list[str]:

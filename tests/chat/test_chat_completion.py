@@ -96,3 +96,103 @@ async def test_without_a_template_llama_2_is_used(llama_f32_path):
 async def test_empty_messages_are_rejected(llm):
     with pytest.raises(ValueError, match="messages"):
         await llm.create_chat_completion([])
+
+
+THINKING_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def thinker(models_dir):
+    path = build_llama(models_dir / "thinker.gguf", dataclasses.replace(TINY_LLAMA, chat_template=THINKING_TEMPLATE))[0]
+    model = Llama(str(path), n_ctx=512, n_parallel=2)
+    yield model
+    model.close()
+
+
+def scripted_text(llm, text: str):
+    import numpy as np
+
+    queue = [_byte_token(llm, b) for b in text.encode()]
+
+    def processor(ids, scores):
+        out = np.full_like(scores, -np.inf)
+        out[queue.pop(0) if queue else llm.token_eos()] = 0
+        return out
+
+    return processor
+
+
+def _byte_token(llm, value: int) -> int:
+    cache = getattr(llm, "_byte_tokens", None)
+    if cache is None:
+        cache = {}
+        for t in range(llm.n_vocab()):
+            text = llm._vocab.token_text(t)
+            if text.startswith(b"<0x") and text.endswith(b">") and len(text) == 6:
+                cache[int(text[3:5], 16)] = t
+        llm._byte_tokens = cache
+    return cache[value]
+
+
+async def test_reasoning_goes_to_reasoning_content(thinker):
+    out = await thinker.create_chat_completion(MESSAGES, max_tokens=60,
+                                               logits_processor=scripted_text(thinker, "plan it</think>The answer"))
+    message = out["choices"][0]["message"]
+    assert message["reasoning_content"] == "plan it"
+    assert message["content"] == "The answer"
+
+
+async def test_streamed_reasoning_deltas(thinker):
+    stream = await thinker.create_chat_completion(MESSAGES, max_tokens=60, stream=True,
+                                                  logits_processor=scripted_text(thinker, "a b</think>c d"))
+    deltas = [c["choices"][0]["delta"] async for c in stream if c["choices"]]
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    content = "".join(d.get("content", "") for d in deltas)
+    assert reasoning == "a b" and content == "c d"
+    assert not any("think>" in v for d in deltas for v in d.values() if isinstance(v, str))
+
+
+async def test_a_final_assistant_message_is_continued(llm):
+    prefix = "The answer is"
+    rendered = llm.chat_formatter()(messages=MESSAGES, add_generation_prompt=True).prompt
+    conversation = MESSAGES + [{"role": "assistant", "content": prefix}]
+    out = await llm.create_chat_completion(conversation, max_tokens=4, temperature=0)
+    expected = await llm.create_completion(llm.tokenize((rendered + prefix).encode(), add_bos=False, special=True),
+                                           max_tokens=4, temperature=0)
+    assert out["choices"][0]["message"]["content"] == expected["choices"][0]["text"]
+
+
+async def test_developer_role_and_text_parts(llm):
+    messages = [{"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "!"}]}]
+    a = await llm.create_chat_completion(messages, max_tokens=4, temperature=0)
+    b = await llm.create_chat_completion(MESSAGES, max_tokens=4, temperature=0)
+    assert a["choices"][0]["message"] == b["choices"][0]["message"]
+    with pytest.raises(ValueError, match="text content parts only"):
+        await llm.create_chat_completion([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])
+
+
+async def test_registered_handler_serves_the_request(chat_model_path):
+    from allama.chat import register_chat_completion_handler
+
+    @register_chat_completion_handler("echo-test")
+    async def echo(llama, messages, **request):
+        return {"object": "chat.completion", "choices": [{"message": {"role": "assistant",
+                                                                       "content": messages[-1]["content"]}}]}
+
+    async with Llama(str(chat_model_path), n_ctx=128, chat_handler="echo-test") as handled:
+        out = await handled.create_chat_completion(MESSAGES)
+        assert out["choices"][0]["message"]["content"] == "Hi!"
+
+
+def test_known_templates_map_to_their_named_format():
+    import json
+    from pathlib import Path
+
+    from allama.chat import guess_chat_format
+
+    known = json.loads((Path(__file__).parent / "goldens" / "known_templates.json").read_text())
+    for entry in known.values():
+        assert guess_chat_format(entry["template"]) == entry["format"]
+    assert guess_chat_format(TEMPLATE) is None

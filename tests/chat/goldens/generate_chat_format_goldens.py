@@ -40,7 +40,24 @@ CONVERSATIONS = [
 ]
 
 
+KNOWN_TEMPLATES = {  # the GGUF templates llama-cpp-python maps to a named format
+    "chatml": "CHATML_CHAT_TEMPLATE",
+    "mistral-instruct": "MISTRAL_INSTRUCT_CHAT_TEMPLATE",
+    "mistral-instruct (mixtral)": "MIXTRAL_INSTRUCT_CHAT_TEMPLATE",
+    "llama-3": "LLAMA3_INSTRUCT_CHAT_TEMPLATE",
+}
+
+
+def known_templates() -> None:
+    out = {label: {"format": label.split(" ")[0], "template": getattr(lcf, const)}
+           for label, const in KNOWN_TEMPLATES.items()}
+    path = Path(__file__).with_name("known_templates.json")
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
+    known_templates()
     goldens = {}
     for name, function in FUNCTIONS.items():
         fn = getattr(lcf, function)
