@@ -470,6 +470,18 @@ class Llama:
             return AsyncStream(chat_chunks(completion, in_thought), on_abandon=completion._on_abandon)
         return chat_response(completion, in_thought)
 
+    async def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
+        """create_chat_completion returning the `openai` package's types (ChatCompletion, or an
+        async iterator of ChatCompletionChunk); needs `pip install openai`."""
+        try:
+            from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        except ImportError as exc:
+            raise ImportError("create_chat_completion_openai_v1 needs the openai package") from exc
+        result = await self.create_chat_completion(*args, **kwargs)
+        if isinstance(result, AsyncStream):
+            return AsyncStream(_validated(result, ChatCompletionChunk), on_abandon=result._on_abandon)
+        return ChatCompletion.model_validate(result)
+
     def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:
         """Each prompt as text, for echo: the caller's string itself, else the detokenized ids."""
         items = [prompt] if isinstance(prompt, (str, bytes)) or (
@@ -529,6 +541,12 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+async def _validated(stream: AsyncStream[dict[str, Any]], model: Any) -> AsyncIterator[Any]:
+    async with stream:
+        async for chunk in stream:
+            yield model.model_validate(chunk)
 
 
 _PREFILL_MARK = "\x00allama-prefill\x00"

@@ -196,3 +196,14 @@ def test_known_templates_map_to_their_named_format():
     for entry in known.values():
         assert guess_chat_format(entry["template"]) == entry["format"]
     assert guess_chat_format(TEMPLATE) is None
+
+
+async def test_openai_v1_types(llm):
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    out = await llm.create_chat_completion_openai_v1(MESSAGES, max_tokens=3, temperature=0)
+    assert isinstance(out, ChatCompletion) and out.choices[0].message.role == "assistant"
+    stream = await llm.create_chat_completion_openai_v1(MESSAGES, max_tokens=3, temperature=0, stream=True)
+    chunks = [c async for c in stream]
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == out.choices[0].message.content
