@@ -102,9 +102,12 @@ def tool_chat_response(completion: dict[str, Any]) -> dict[str, Any]:
 
 
 async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """A stream when tools are offered: each choice's text is gathered, then sent as a content
-    delta or as tool_calls deltas (id, type and name once per index, then the arguments)."""
-    texts: dict[int, str] = {}
+    """A stream when tools are offered: content streams as usual until tool-call markup
+    starts; the calls are then read at the end of the reply and sent as tool_calls deltas
+    (id, type and name once per index, then the arguments). Markup never reaches content."""
+    from allama.chat.tool_calls import ToolCallSplitter
+
+    splitters: dict[int, ToolCallSplitter] = {}
     async for chunk in chunks:
         base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
                 "model": chunk["model"]}
@@ -113,22 +116,24 @@ async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterat
             continue
         choice = chunk["choices"][0]
         index = choice["index"]
-        if index not in texts:
-            texts[index] = ""
+        if index not in splitters:
+            splitters[index] = ToolCallSplitter()
             yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
                                         "logprobs": None, "finish_reason": None}]}
-        texts[index] += choice["text"]
-        if choice["finish_reason"] is None:
-            continue
-        message, called = _tool_message(texts[index])
-        if message.get("content"):
-            yield {**base, "choices": [{"index": index, "delta": {"content": message["content"]},
-                                        "logprobs": None, "finish_reason": None}]}
-        for k, call in enumerate(message.get("tool_calls", [])):
+        content = splitters[index].feed(choice["text"])
+        calls: list[Any] = []
+        if choice["finish_reason"] is not None:
+            rest, calls = splitters[index].finish()
+            content += rest
+        if content:
+            yield {**base, "choices": [{"index": index, "delta": {"content": content}, "logprobs": None,
+                                        "finish_reason": None}]}
+        for k, call in enumerate(c.as_openai() for c in calls):
             yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
                 "tool_calls": [{"index": k, "id": call["id"], "type": "function",
                                 "function": {"name": call["function"]["name"], "arguments": ""}}]}}]}
             yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
                 "tool_calls": [{"index": k, "function": {"arguments": call["function"]["arguments"]}}]}}]}
-        yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                    "finish_reason": "tool_calls" if called else choice["finish_reason"]}]}
+        if choice["finish_reason"] is not None:
+            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
+                                        "finish_reason": "tool_calls" if calls else choice["finish_reason"]}]}

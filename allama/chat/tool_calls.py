@@ -131,3 +131,59 @@ def tool_call_grammar(tools: list[dict[str, Any]], name: str | None, hermes_tags
     call = '"<tool_call>\\n" call-json "\\n</tool_call>"' if hermes_tags else "call-json"
     root = f'root ::= {call} ( "\\n" {call} )*' if parallel else f"root ::= {call}"
     return root + "\n" + call_grammar
+
+
+MARKERS = ("<tool_call>", "[TOOL_CALLS]", "<|python_tag|>")
+
+
+class ToolCallSplitter:
+    """Streams a reply's content while keeping tool-call markup out of it.
+
+    Text is passed on as content until a tool-call marker starts (a possible partial
+    marker at the end is held back); from the marker on, everything is kept for
+    `finish()`, which reads the calls. A reply that opens with a JSON value (Llama 3.1's
+    calls) is kept whole.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._tail: str | None = None  # text from the first marker on
+        self._started = False
+
+    def feed(self, text: str) -> str:
+        """The content that can be sent now."""
+        if self._tail is not None:
+            self._tail += text
+            return ""
+        buf = self._held + text
+        if not self._started:
+            stripped = buf.lstrip()
+            if not stripped:
+                self._held = buf
+                return ""
+            self._started = True
+            if stripped[0] in "{[":
+                self._tail = buf
+                self._held = ""
+                return ""
+        cut = min((i for i in (buf.find(m) for m in MARKERS) if i != -1), default=-1)
+        if cut != -1:
+            self._tail = buf[cut:]
+            self._held = ""
+            return buf[:cut]
+        hold = 0
+        for marker in MARKERS:
+            for k in range(min(len(marker) - 1, len(buf)), hold, -1):
+                if buf.endswith(marker[:k]):
+                    hold = k
+                    break
+        self._held = buf[len(buf) - hold:] if hold else ""
+        return buf[: len(buf) - hold]
+
+    def finish(self) -> tuple[str, list[ToolCall]]:
+        """(content still to send, tool calls) at the end of the reply."""
+        if self._tail is None:
+            held, self._held = self._held, ""
+            return held, []
+        content, calls = parse_tool_calls(self._tail)
+        return (content, calls) if calls else (self._tail, [])

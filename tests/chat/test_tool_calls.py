@@ -156,3 +156,46 @@ async def test_legacy_functions_map_to_tools(hermes):
 def test_forcing_an_unknown_tool_is_an_error():
     with pytest.raises(ValueError, match="not among the tools"):
         tool_call_grammar([WEATHER], "nope", False, False)
+
+
+def test_splitter_streams_content_and_holds_back_markup():
+    from allama.chat.tool_calls import ToolCallSplitter
+
+    splitter = ToolCallSplitter()
+    sent = [splitter.feed(piece) for piece in ["Let me ", "check.\n<tool", "_call>\n{\"name\": \"get_time\", ",
+                                                "\"arguments\": {\"zone\": \"CET\"}}\n</tool_call>"]]
+    assert "".join(sent) == "Let me check.\n"
+    assert all("<" not in s for s in sent)
+    rest, calls = splitter.finish()
+    assert rest == "" and [c.name for c in calls] == ["get_time"]
+
+
+def test_splitter_gives_back_markup_that_holds_no_call():
+    from allama.chat.tool_calls import ToolCallSplitter
+
+    splitter = ToolCallSplitter()
+    sent = splitter.feed("a <tool_call> that is not one")
+    rest, calls = splitter.finish()
+    assert sent + rest == "a <tool_call> that is not one" and calls == []
+
+
+async def test_streamed_content_before_a_call_arrives_incrementally(hermes):
+    import numpy as np
+
+    forced = hermes.tokenize(HERMES.encode(), add_bos=False, special=True)
+    queue = list(forced)
+
+    def script(ids, scores):
+        out = np.full_like(scores, -np.inf)
+        out[queue.pop(0) if queue else hermes.token_eos()] = 0
+        return out
+
+    stream = await hermes.create_chat_completion(MESSAGES, tools=[WEATHER, TIME], max_tokens=200, stream=True,
+                                                 logits_processor=script)
+    deltas = [c["choices"][0]["delta"] async for c in stream if c["choices"]]
+    contents = [d["content"] for d in deltas[1:] if d.get("content")]
+    assert len(contents) >= 2  # streamed, not sent in one piece at the end
+    assert "".join(contents).strip() == "Let me check."
+    names = [d["tool_calls"][0]["function"]["name"] for d in deltas if "tool_calls" in d and
+             "name" in d["tool_calls"][0]["function"]]
+    assert names == ["get_weather", "get_time"]
