@@ -15,6 +15,8 @@ from allama import Llama
 from allama.errors import GrammarError
 from allama.grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
+from .json_prefix import is_json_prefix
+
 
 @pytest.fixture(scope="module")
 def llm(llama_f32_path):
@@ -151,6 +153,15 @@ def test_property_constrained_output_validates(llm, schema, seed):
     _outcomes.append(choice["finish_reason"])
     if choice["finish_reason"] == "stop":
         jsonschema.validate(json.loads(choice["text"]), schema)
+    else:
+        assert is_json_prefix(choice["text"]), choice["text"]
+
+
+def test_json_prefix_recogniser():
+    for good in ['{"a": [1, 2', '"abc', '{"k": tr', "[", '{"x": -1.5e', '{"s": "\\u00', "12"]:
+        assert is_json_prefix(good), good
+    for bad in ['{"a" 1', "]", '{"a": [1,, 2', "tx", '{"a": 1}}', '{1: 2}']:
+        assert not is_json_prefix(bad), bad
 
 
 def test_property_run_mostly_finishes(llm):
