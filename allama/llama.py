@@ -361,6 +361,14 @@ class Llama:
         named format recognised from the GGUF template, then that template, then llama-2."""
         from allama.chat import Jinja2ChatFormatter, get_chat_format, guess_chat_format
 
+        cached = getattr(self, "_chat_formatter_cache", None)
+        if cached is not None and cached[0] == self.chat_format:
+            return cached[1]
+        formatter = self._make_chat_formatter(Jinja2ChatFormatter, get_chat_format, guess_chat_format)
+        self._chat_formatter_cache = (self.chat_format, formatter)  # compiling a template takes milliseconds
+        return formatter
+
+    def _make_chat_formatter(self, Jinja2ChatFormatter: Any, get_chat_format: Any, guess_chat_format: Any) -> Any:
         if self.chat_format is not None:
             return get_chat_format(self.chat_format)
         template = self._model.chat_template()
@@ -462,7 +470,7 @@ class Llama:
             logprobs=(top_logprobs or 0) if logprobs else None,
             stopping_criteria=sampling.pop("stopping_criteria", None) or rendered.stopping_criteria, **sampling)
         if offered is not None:
-            # Tool calls are read from the whole reply, so that no markup leaks into content.
+            # Tool calls are read out of the reply; their markup never reaches content.
             if stream:
                 return AsyncStream(tool_chat_chunks(completion), on_abandon=completion._on_abandon)
             return tool_chat_response(completion)
