@@ -359,16 +359,15 @@ class Llama:
     def chat_formatter(self) -> Any:
         """The formatter chat requests use (when no chat_handler is set): chat_format, then a
         named format recognised from the GGUF template, then that template, then llama-2."""
+        cached = getattr(self, "_chat_formatter_cache", None)
+        if cached is None or cached[0] != self.chat_format:
+            # kept: compiling a real template takes milliseconds
+            cached = self._chat_formatter_cache = (self.chat_format, self._build_chat_formatter())
+        return cached[1]
+
+    def _build_chat_formatter(self) -> Any:
         from allama.chat import Jinja2ChatFormatter, get_chat_format, guess_chat_format
 
-        cached = getattr(self, "_chat_formatter_cache", None)
-        if cached is not None and cached[0] == self.chat_format:
-            return cached[1]
-        formatter = self._make_chat_formatter(Jinja2ChatFormatter, get_chat_format, guess_chat_format)
-        self._chat_formatter_cache = (self.chat_format, formatter)  # compiling a template takes milliseconds
-        return formatter
-
-    def _make_chat_formatter(self, Jinja2ChatFormatter: Any, get_chat_format: Any, guess_chat_format: Any) -> Any:
         if self.chat_format is not None:
             return get_chat_format(self.chat_format)
         template = self._model.chat_template()
