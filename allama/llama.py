@@ -176,6 +176,8 @@ class Llama:
             n_batch=n_batch,
             n_keep=n_parallel if n_keep is None else n_keep,
             max_queue=max_queue,
+            pooling_type=pooling_type,
+            embed_max_tokens=max(n_batch, 1),
         )
         self._scheduler = Scheduler(self._model, cp, config)
         if lora_path is not None:
@@ -353,6 +355,107 @@ class Llama:
             include_usage = bool(stream_options and stream_options.get("include_usage"))
             return AsyncStream(job.chunks(include_usage), on_abandon=job.cancel)
         return await job.result()
+
+    # ------------------------------------------------------------------ embeddings
+
+    def _embedding_inputs(self, input: Any, truncate: bool) -> tuple[list[list[int]], bool]:
+        """Token lists for str / list[str] / list[int] / list[list[int]] input; and whether it was one item."""
+        if isinstance(input, (str, bytes)):
+            items, single = [input], True
+        else:
+            items = list(input)
+            if not items:
+                raise ValueError("input must not be an empty list")
+            single = all(isinstance(t, (int, np.integer)) for t in items)
+            if single:
+                items = [items]
+        limit = min(self._engine().config.embed_max_tokens, self._model.n_ctx_train or 1 << 30)
+        out = []
+        for item in items:
+            if isinstance(item, (str, bytes)):
+                if not item:
+                    raise ValueError("input must not be an empty string")
+                tokens = self._vocab.tokenize(item, True, False)
+            else:
+                tokens = [int(t) for t in item]
+                if not tokens:
+                    raise ValueError("input must not hold an empty token list")
+                for t in tokens:
+                    if not 0 <= t < self._vocab.n_tokens:
+                        raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
+            if len(tokens) > limit:
+                if not truncate:
+                    raise ValueError(f"input of {len(tokens)} tokens exceeds the embedding context of {limit}")
+                tokens = tokens[:limit]
+            out.append(tokens)
+        return out, single
+
+    async def _embed_tokens(self, inputs: list[list[int]]) -> list[np.ndarray]:
+        from allama.engine.embedding import EmbedRequest
+
+        engine = self._engine()
+        request = EmbedRequest(inputs)
+        sink = OutputSink(eager=False)
+        engine.submit_embedding(request, sink, LoopHandle.current())
+        results: list[np.ndarray | None] = [None] * len(inputs)
+        remaining = len(inputs)
+        try:
+            while remaining:
+                out = await sink.get()
+                if out.error is not None:
+                    raise out.error
+                results[out.index] = out.embeddings
+                remaining -= 1
+        finally:
+            if remaining:
+                engine.cancel(request)  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
+
+    async def embed(self, input: Any, normalize: bool = False, truncate: bool = True,
+                    return_count: bool = False) -> Any:
+        """Embeddings as lists of floats (llama-cpp-python's embed): one vector per input, or one
+        per token with pooling none; a single input gives its embedding alone. Inputs from
+        concurrent calls are batched together on the model's decode thread."""
+        inputs, single = self._embedding_inputs(input, truncate)
+        vectors = await self._embed_tokens(inputs)
+        if normalize:
+            vectors = [_l2_normalise(v) for v in vectors]
+        data = [v.tolist() for v in vectors]
+        result: Any = data[0] if single else data
+        count = sum(len(t) for t in inputs)
+        return (result, count) if return_count else result
+
+    async def create_embedding(self, input: Any, model: str | None = None, encoding_format: str = "float",
+                               dimensions: int | None = None, normalize: bool = False,
+                               truncate: bool = True) -> dict[str, Any]:
+        """OpenAI's embeddings response: {"object": "list", "data": [...], "model", "usage"}.
+
+        Vectors are returned as llama-cpp-python returns them (not normalised unless
+        `normalize=True`); `dimensions` keeps the first d values and normalises them;
+        `encoding_format="base64"` packs little-endian float32, as OpenAI does."""
+        if encoding_format not in ("float", "base64"):
+            raise ValueError("encoding_format must be 'float' or 'base64'")
+        inputs, _ = self._embedding_inputs(input, truncate)
+        vectors = await self._embed_tokens(inputs)
+        if dimensions is not None:
+            size = vectors[0].shape[-1] if vectors else 0
+            if not 1 <= dimensions <= size:
+                raise ValueError(f"dimensions must be between 1 and {size}")
+            vectors = [_l2_normalise(v[..., :dimensions]) for v in vectors]
+        elif normalize:
+            vectors = [_l2_normalise(v) for v in vectors]
+        data = []
+        for i, v in enumerate(vectors):
+            if encoding_format == "base64":
+                import base64
+
+                embedding: Any = base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+            else:
+                embedding = v.tolist()
+            data.append({"object": "embedding", "embedding": embedding, "index": i})
+        count = sum(len(t) for t in inputs)
+        return {"object": "list", "data": data, "model": model if model is not None else self.model_path,
+                "usage": {"prompt_tokens": count, "total_tokens": count}}
 
     # ------------------------------------------------------------------ chat
 
@@ -548,6 +651,11 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+def _l2_normalise(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(norm == 0, 1, norm)
 
 
 async def _validated(stream: AsyncStream[dict[str, Any]], model: Any) -> AsyncIterator[Any]:

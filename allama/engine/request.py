@@ -70,3 +70,4 @@ class Output:
     finish_reason: str | None = None
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
+    embeddings: Any = None  # embedding requests: the input's vector (or token vectors)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from allama import _native
+from allama.engine.embedding import EmbeddingRunner, EmbedRequest
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.engine.request import Output, Request, TokenLogprob
@@ -51,6 +52,9 @@ class EngineConfig:
     n_keep: int         # extra sequence ids that keep finished KV for prefix reuse
     max_queue: int      # requests waiting for a slot before QueueFullError
     min_shared_prefix: int = 16  # tokens worth waiting for another request's prefill
+    pooling_type: int = -1       # embeddings: -1 the model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank
+    embed_max_tokens: int = 512  # tokens in one embedding batch (an input longer than this is truncated)
+    embed_max_seqs: int = 8      # inputs in one embedding batch
 
 
 class _Choice:
@@ -149,6 +153,9 @@ class Scheduler:
         self._multi_token_decodes = 0
         self._single_token_decodes = 0
         self._pending: dict[object, tuple[LoopHandle, list[tuple[OutputSink, Output]]]] = {}
+        self._embed_inbox: list[tuple[EmbedRequest, OutputSink, LoopHandle]] = []
+        self.embedder = EmbeddingRunner(model, config.pooling_type, config.embed_max_tokens, config.embed_max_seqs,
+                                        context_params.n_threads, context_params.n_threads_batch)
         self._thread = threading.Thread(target=self._run, name="allama-decode", daemon=True)
         self._thread.start()
 
@@ -168,7 +175,15 @@ class Scheduler:
             self._queued += 1
             self._lock.notify()
 
-    def cancel(self, request: Request) -> None:
+    def submit_embedding(self, request: EmbedRequest, sink: OutputSink, loop: LoopHandle) -> None:
+        """Queues inputs to embed; their outputs arrive one per input, in completion order."""
+        with self._lock:
+            if self._closing:
+                raise EngineClosedError("the model is closed")
+            self._embed_inbox.append((request, sink, loop))
+            self._lock.notify()
+
+    def cancel(self, request: Request | EmbedRequest) -> None:
         """Frees the request's sequences at the next step (safe from any thread)."""
         with self._lock:
             self._cancels.append(request.id)
@@ -206,9 +221,11 @@ class Scheduler:
             while True:
                 with self._lock:
                     while not (self._inbox or self._cancels or self._closing or self._active or
+                               self._embed_inbox or self.embedder.has_work() or
                                (self._waiting and not self._admission_paused)):
                         self._lock.wait()
                     inbox, self._inbox = self._inbox, []
+                    embeds, self._embed_inbox = self._embed_inbox, []
                     cancels, self._cancels = self._cancels, []
                     closing = self._closing
                 for entry in inbox:
@@ -216,6 +233,8 @@ class Scheduler:
                     self._entries[entry.request.id] = entry
                     if entry.request.timeout is not None:
                         self._timed.append(entry)
+                for request, sink, loop in embeds:
+                    self.embedder.add(request, sink, loop)
                 if cancels:
                     self._apply_cancels(cancels)
                 if closing:
@@ -223,6 +242,13 @@ class Scheduler:
                     return
                 self._expire_deadlines()
                 self._admit()
+                if self.embedder.has_work():
+                    # one embedding batch between generation steps: generation slows by its compute only
+                    try:
+                        self.embedder.step(self._emit)
+                    except Exception as exc:  # noqa: BLE001 - e.g. the embeddings context cannot be made
+                        self.embedder.fail_all(self._emit, exc)
+                    self._flush()
                 if self._active:
                     try:
                         self._step()
@@ -520,7 +546,7 @@ class Scheduler:
 
     # --- finishing -----------------------------------------------------------
 
-    def _emit(self, to: _Choice | _Entry, out: Output) -> None:
+    def _emit(self, to: Any, out: Output) -> None:
         """Queues an output for the request's event loop; _flush() delivers a step's outputs."""
         self._pending.setdefault(to.loop.key, (to.loop, []))[1].append((to.sink, out))
 
@@ -585,6 +611,7 @@ class Scheduler:
 
     def _apply_cancels(self, ids: list[int]) -> None:
         wanted = set(ids)
+        self.embedder.cancel(wanted)
         kept_waiting = [e for e in self._waiting if e.request.id not in wanted]
         if len(kept_waiting) != len(self._waiting):
             removed = len(self._waiting) - len(kept_waiting)
@@ -647,6 +674,12 @@ class Scheduler:
 
     def _shutdown(self) -> None:
         error = EngineClosedError("the model was closed")
+        with self._lock:
+            embeds, self._embed_inbox = self._embed_inbox, []
+        for request, sink, loop in embeds:
+            self.embedder.add(request, sink, loop)
+        self.embedder.fail_all(self._emit, error)
+        self.embedder.close()
         for choice in list(self._active):
             self._finish(choice, error=error)
         for entry in self._waiting:
