@@ -369,26 +369,71 @@ class Llama:
             single = all(isinstance(t, (int, np.integer)) for t in items)
             if single:
                 items = [items]
+        return [self._embedding_tokens(item, truncate) for item in items], single
+
+    def _embedding_tokens(self, item: Any, truncate: bool) -> list[int]:
+        """One input (text or token ids) as the tokens to embed, truncated to the embedding context."""
         limit = min(self._engine().config.embed_max_tokens, self._model.n_ctx_train or 1 << 30)
-        out = []
-        for item in items:
-            if isinstance(item, (str, bytes)):
-                if not item:
-                    raise ValueError("input must not be an empty string")
-                tokens = self._vocab.tokenize(item, True, False)
-            else:
-                tokens = [int(t) for t in item]
-                if not tokens:
-                    raise ValueError("input must not hold an empty token list")
-                for t in tokens:
-                    if not 0 <= t < self._vocab.n_tokens:
-                        raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
-            if len(tokens) > limit:
-                if not truncate:
-                    raise ValueError(f"input of {len(tokens)} tokens exceeds the embedding context of {limit}")
-                tokens = tokens[:limit]
-            out.append(tokens)
-        return out, single
+        if isinstance(item, (str, bytes)):
+            if not item:
+                raise ValueError("input must not be an empty string")
+            tokens = self._vocab.tokenize(item, True, False)
+        else:
+            tokens = [int(t) for t in item]
+            if not tokens:
+                raise ValueError("input must not hold an empty token list")
+            for t in tokens:
+                if not 0 <= t < self._vocab.n_tokens:
+                    raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
+        if len(tokens) > limit:
+            if not truncate:
+                raise ValueError(f"input of {len(tokens)} tokens exceeds the embedding context of {limit}")
+            tokens = tokens[:limit]
+        return tokens
+
+    async def _embedding_stream(self, inputs: Any, normalize: bool, truncate: bool,
+                                window: int = 256) -> AsyncIterator[dict[str, Any]]:
+        """{"index", "embedding"} items in completion order, keeping at most `window` inputs
+        tokenized and in flight, so memory stays bounded for any number of inputs."""
+        import itertools
+
+        from allama.engine.embedding import EmbedRequest
+
+        engine = self._engine()
+        loop = LoopHandle.current()
+        sink = OutputSink()
+        source = iter([inputs] if isinstance(inputs, (str, bytes)) else inputs)
+        live: list[EmbedRequest] = []
+        in_flight = 0
+        next_index = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and in_flight < window:
+                    chunk = list(itertools.islice(source, min(64, window - in_flight)))
+                    if not chunk:
+                        exhausted = True
+                        break
+                    request = EmbedRequest([self._embedding_tokens(item, truncate) for item in chunk])
+                    engine.submit_embedding(request, _Offset(sink, next_index), loop)
+                    live.append(request)
+                    next_index += len(chunk)
+                    in_flight += len(chunk)
+                if in_flight == 0:
+                    if next_index == 0:
+                        raise ValueError("input must not be an empty list")
+                    return
+                out = await sink.get()
+                if out.error is not None:
+                    raise out.error
+                in_flight -= 1
+                vector = _l2_normalise(out.embeddings) if normalize else out.embeddings
+                yield {"index": out.index, "embedding": vector.tolist()}
+                if len(live) > 64:
+                    live = live[-64:]  # older chunks have long finished
+        finally:
+            for request in live:
+                engine.cancel(request)  # type: ignore[arg-type]
 
     async def _embed_tokens(self, inputs: list[list[int]]) -> list[np.ndarray]:
         from allama.engine.embedding import EmbedRequest
@@ -412,10 +457,15 @@ class Llama:
         return results  # type: ignore[return-value]
 
     async def embed(self, input: Any, normalize: bool = False, truncate: bool = True,
-                    return_count: bool = False) -> Any:
+                    return_count: bool = False, stream: bool = False) -> Any:
         """Embeddings as lists of floats (llama-cpp-python's embed): one vector per input, or one
         per token with pooling none; a single input gives its embedding alone. Inputs from
-        concurrent calls are batched together on the model's decode thread."""
+        concurrent calls are batched together on the model's decode thread.
+
+        `stream=True` returns an AsyncStream of {"index", "embedding"} in completion order, for
+        any number of inputs (any iterable) with bounded memory; leaving it early cancels the rest."""
+        if stream:
+            return AsyncStream(self._embedding_stream(input, normalize, truncate))
         inputs, single = self._embedding_inputs(input, truncate)
         vectors = await self._embed_tokens(inputs)
         if normalize:
@@ -427,7 +477,7 @@ class Llama:
 
     async def create_embedding(self, input: Any, model: str | None = None, encoding_format: str = "float",
                                dimensions: int | None = None, normalize: bool = False,
-                               truncate: bool = True) -> dict[str, Any]:
+                               truncate: bool = True, stream: bool = False) -> Any:
         """OpenAI's embeddings response: {"object": "list", "data": [...], "model", "usage"}.
 
         Vectors are returned as llama-cpp-python returns them (not normalised unless
@@ -435,6 +485,10 @@ class Llama:
         `encoding_format="base64"` packs little-endian float32, as OpenAI does."""
         if encoding_format not in ("float", "base64"):
             raise ValueError("encoding_format must be 'float' or 'base64'")
+        if stream:
+            if dimensions is not None or encoding_format != "float":
+                raise ValueError("a streamed embedding takes neither dimensions nor base64")
+            return AsyncStream(self._embedding_stream(input, normalize, truncate))
         inputs, _ = self._embedding_inputs(input, truncate)
         vectors = await self._embed_tokens(inputs)
         if dimensions is not None:
@@ -857,6 +911,21 @@ class _CompletionJob:
                 "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
                 "choices": [], "usage": usage(prompt_tokens, completion_tokens, cached),
             }
+
+
+class _Offset:
+    """Routes one chunk's embedding outputs into a shared sink, shifting their input index."""
+
+    __slots__ = ("sink", "base")
+
+    def __init__(self, sink: OutputSink, base: int) -> None:
+        self.sink = sink
+        self.base = base
+
+    def push(self, outputs: list[Output], final: bool = False) -> None:
+        for out in outputs:
+            out.index += self.base
+        self.sink.push(outputs, final)
 
 
 class _Tagged:

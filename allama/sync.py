@@ -69,6 +69,18 @@ class Llama:
         finally:
             self._portal.call(stream.aclose)
 
+    def create_embedding(self, input: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.create_embedding; with stream=True, a generator of items."""
+        if kwargs.get("stream"):
+            return self._stream(partial(self._llm.create_embedding, input, **kwargs))
+        return self._portal.call(partial(self._llm.create_embedding, input, **kwargs))
+
+    def embed(self, input: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.embed (normalize=False, truncate=True, return_count=False)."""
+        if kwargs.get("stream"):
+            return self._stream(partial(self._llm.embed, input, **kwargs))
+        return self._portal.call(partial(self._llm.embed, input, **kwargs))
+
     # plain calls
     def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
         return self._llm.tokenize(text, add_bos, special)

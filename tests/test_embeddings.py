@@ -157,3 +157,34 @@ async def test_all_minilm_matches_sentence_transformers():
             expected = np.array(sentence["embedding"])
             cosine = float(np.dot(vector, expected) / (np.linalg.norm(vector) * np.linalg.norm(expected)))
             assert cosine >= 0.999, (sentence["text"], cosine)
+
+
+async def test_streamed_embeddings_cover_every_input_with_bounded_work_in_flight(bert):
+    texts = (f"streamed sentence {i}" for i in range(1000))  # a generator: never a list in memory
+    expected = {i: np.array(await bert.embed(f"streamed sentence {i}", normalize=True)) for i in range(0, 1000, 97)}
+    stream = await bert.embed(texts, normalize=True, stream=True)
+    seen = set()
+    peak = 0
+    async for item in stream:
+        seen.add(item["index"])
+        peak = max(peak, sum(len(p.request.inputs) - p.next_input for p in bert._scheduler.embedder._queue))
+        if item["index"] in expected:
+            np.testing.assert_allclose(item["embedding"], expected[item["index"]], atol=2e-5)
+    assert seen == set(range(1000))
+    assert peak <= 256
+
+
+async def test_leaving_an_embedding_stream_early_cancels_the_rest(bert):
+    before = bert._scheduler.embedder.inputs_embedded
+    stream = await bert.create_embedding([f"item {i}" for i in range(2000)], stream=True)
+    got = 0
+    async for _ in stream:
+        got += 1
+        if got == 10:
+            break
+    await stream.aclose()
+    with anyio.fail_after(10):
+        while bert._scheduler.embedder.has_work():
+            await anyio.sleep(0.01)
+    # at most the window in flight when the stream was left was embedded, not all 2,000
+    assert bert._scheduler.embedder.inputs_embedded - before <= 10 + 256
