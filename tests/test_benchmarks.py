@@ -14,3 +14,10 @@ def test_concurrency_benchmark_smoke(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| 1 |" in run.stdout and "| 2 |" in run.stdout
     assert "per generated token" in run.stdout
+
+
+def test_embeddings_benchmark_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "embeddings.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| 1 |" in run.stdout and "| 4 |" in run.stdout

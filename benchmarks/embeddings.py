@@ -1,0 +1,115 @@
+"""Sentence embedding throughput: allama vs llama-cpp-python 0.3.36 on the same model.
+
+(a) 64 concurrent callers with one sentence each (llama-cpp-python serves them one after
+the other), (b) one call with 1,000 sentences. allama is measured for several packings
+(inputs per batch). Prints a markdown table.
+
+    python benchmarks/embeddings.py --model ../shared/models/all-minilm-l6-v2-f16.gguf
+    python benchmarks/embeddings.py --smoke      # the tiny BERT fixture, CI smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_BIN = ROOT / "build" / "peers" / "bin"
+WORDS = ("the quick brown fox jumps over lazy dog while cats sleep in warm sun and birds sing "
+         "songs about rivers mountains cities people music science history art").split()
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 14))) + "." for _ in range(n)]
+
+
+def bench_allama(model: str, packings: list[int], threads: int, n_many: int) -> dict[int, tuple[float, float]]:
+    from allama import Llama
+
+    results = {}
+    for seqs in packings:
+        llm = Llama(model, n_ctx=512, n_parallel=1, n_threads=threads, n_threads_batch=threads)
+        llm._scheduler.embedder.max_seqs = seqs
+
+        async def run() -> tuple[float, float]:
+            await llm.embed(sentences(8, 99))  # warm up
+            callers = sentences(64, 1)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(llm.embed(s) for s in callers))
+            a = 64 / (time.perf_counter() - t0)
+            many = sentences(n_many, 2)
+            t0 = time.perf_counter()
+            await llm.embed(many)
+            b = n_many / (time.perf_counter() - t0)
+            return a, b
+
+        results[seqs] = asyncio.run(run())
+        llm.close()
+    return results
+
+
+def bench_llama_cpp_python(model: str, threads: int, n_many: int) -> tuple[float, float] | None:
+    if PEERS_BIN.joinpath("libllama.so").exists():
+        os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))
+    try:
+        from llama_cpp import Llama as PeerLlama
+    except Exception as exc:  # noqa: BLE001
+        print(f"llama-cpp-python unavailable ({exc}); run benchmarks/build_peers.sh", file=sys.stderr)
+        return None
+    llm = PeerLlama(model, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=threads,
+                    n_threads_batch=threads, verbose=False)
+    llm.embed(sentences(8, 99))
+    callers = sentences(64, 1)
+    t0 = time.perf_counter()
+    for s in callers:
+        llm.embed(s)
+    a = 64 / (time.perf_counter() - t0)
+    many = sentences(n_many, 2)
+    t0 = time.perf_counter()
+    llm.embed(many)
+    b = n_many / (time.perf_counter() - t0)
+    llm.close()
+    return a, b
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--packings", default="1,2,4,8,16")
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        from allama.testing.model_builder import BertConfig, build_bert
+
+        path = ROOT / ".cache" / "bench-bert-tiny.gguf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            build_bert(path, BertConfig())
+        args.model, args.packings, args.sentences = str(path), "1,4", 32
+    if not args.model:
+        parser.error("--model is required (e.g. ../shared/models/all-minilm-l6-v2-f16.gguf)")
+    packings = [int(x) for x in args.packings.split(",")]
+    ours = bench_allama(args.model, packings, args.threads, args.sentences)
+    peer = None if args.smoke else bench_llama_cpp_python(args.model, args.threads, args.sentences)
+    print(f"| inputs per batch | (a) 64 callers, sentences/s | (b) one call of {args.sentences}, sentences/s "
+          "| (a) vs llama-cpp-python | (b) vs llama-cpp-python |")
+    print("|---:|---:|---:|---:|---:|")
+    for seqs, (a, b) in ours.items():
+        ra = f"{a / peer[0]:.2f}x" if peer else "n/a"
+        rb = f"{b / peer[1]:.2f}x" if peer else "n/a"
+        print(f"| {seqs} | {a:.0f} | {b:.0f} | {ra} | {rb} |")
+    if peer:
+        print(f"| llama-cpp-python | {peer[0]:.0f} | {peer[1]:.0f} | 1.00x | 1.00x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
