@@ -511,6 +511,53 @@ class Llama:
         return {"object": "list", "data": data, "model": model if model is not None else self.model_path,
                 "usage": {"prompt_tokens": count, "total_tokens": count}}
 
+    async def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
+                     return_documents: bool = True, model: str | None = None) -> dict[str, Any]:
+        """Scores documents against a query with a reranker model (pooling rank), in the shape
+        llama-server and Jina use: {"model", "results": [{"index", "relevance_score",
+        "document"}], "usage"}, best first."""
+        engine = self._engine()
+        if engine.embedder.context().pooling_type != 4:
+            raise ValueError("rerank needs a reranker model (pooling type rank); this one pools "
+                             "for embeddings: load a reranker, or pass pooling_type=4 if it has a classifier head")
+        if not documents:
+            raise ValueError("documents must not be empty")
+        if top_n is not None and top_n < 1:
+            raise ValueError("top_n must be at least 1")
+        pairs = [self._rerank_tokens(query, doc) for doc in documents]
+        inputs, _ = self._embedding_inputs(pairs, truncate=True)
+        scores = await self._embed_tokens(inputs)
+        results = [{"index": i, "relevance_score": float(np.asarray(s).reshape(-1)[0])}
+                   for i, s in enumerate(scores)]
+        if return_documents:
+            for result in results:
+                result["document"] = {"text": documents[result["index"]]}
+        results.sort(key=lambda r: r["relevance_score"], reverse=True)
+        count = sum(len(t) for t in inputs)
+        return {"model": model if model is not None else self.model_path, "object": "list",
+                "results": results[:top_n] if top_n is not None else results,
+                "usage": {"prompt_tokens": count, "total_tokens": count}}
+
+    def _rerank_tokens(self, query: str, document: str) -> list[int]:
+        """A (query, document) pair as rerankers read it: the model's `rerank` template when it
+        has one, else BOS query EOS SEP document EOS as the vocabulary adds them."""
+        template = self._model.chat_template("rerank")
+        v = self._vocab
+        if template is not None:
+            text = template.replace("{query}", query).replace("{document}", document)
+            return v.tokenize(text, False, True)
+        eos = v.eos if v.eos >= 0 else v.sep
+        tokens = [v.bos] if v.add_bos and v.bos >= 0 else []
+        tokens += v.tokenize(query, False, False)
+        if v.add_eos and eos >= 0:
+            tokens.append(eos)
+        if v.add_sep and v.sep >= 0:
+            tokens.append(v.sep)
+        tokens += v.tokenize(document, False, False)
+        if v.add_eos and eos >= 0:
+            tokens.append(eos)
+        return tokens
+
     # ------------------------------------------------------------------ chat
 
     def chat_formatter(self) -> Any:

@@ -81,6 +81,9 @@ class Llama:
             return self._stream(partial(self._llm.embed, input, **kwargs))
         return self._portal.call(partial(self._llm.embed, input, **kwargs))
 
+    def rerank(self, query: str, documents: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        return self._portal.call(partial(self._llm.rerank, query, documents, **kwargs))
+
     # plain calls
     def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
         return self._llm.tokenize(text, add_bos, special)

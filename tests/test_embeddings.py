@@ -188,3 +188,45 @@ async def test_leaving_an_embedding_stream_early_cancels_the_rest(bert):
             await anyio.sleep(0.01)
     # at most the window in flight when the stream was left was embedded, not all 2,000
     assert bert._scheduler.embedder.inputs_embedded - before <= 10 + 256
+
+
+@pytest.fixture(scope="module")
+def reranker(models_dir):
+    from allama.testing.model_builder import BertConfig, build_bert
+
+    path = build_bert(models_dir / "reranker.gguf", BertConfig(pooling_type=4, seed=77))[0]
+    model = Llama(str(path), n_ctx=512)
+    yield model
+    model.close()
+
+
+DOCS = ["paris is the capital of france", "bananas are yellow", "the eiffel tower is in paris", "cats sleep"]
+
+
+async def test_rerank_has_the_jina_shape_and_sorts_by_score(reranker):
+    out = await reranker.rerank("where is the eiffel tower", DOCS)
+    assert set(out) >= {"model", "results", "usage"}
+    scores = [r["relevance_score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert sorted(r["index"] for r in out["results"]) == [0, 1, 2, 3]
+    assert all(r["document"]["text"] == DOCS[r["index"]] for r in out["results"])
+    assert out["usage"]["prompt_tokens"] > 0
+
+
+async def test_rerank_scores_are_the_models_rank_output(reranker):
+    out = await reranker.rerank("query", DOCS[:2])
+    tokens = reranker._rerank_tokens("query", DOCS[1])
+    v = reranker._vocab
+    assert tokens[0] == v.bos and tokens.count(v.sep) >= 1
+    score = (await reranker.embed(tokens))
+    by_index = {r["index"]: r["relevance_score"] for r in out["results"]}
+    assert by_index[1] == pytest.approx(score[0], abs=1e-5)
+
+
+async def test_rerank_top_n_and_errors(reranker, bert):
+    out = await reranker.rerank("q", DOCS, top_n=2, return_documents=False)
+    assert len(out["results"]) == 2 and "document" not in out["results"][0]
+    with pytest.raises(ValueError, match="reranker"):
+        await bert.rerank("q", DOCS)
+    with pytest.raises(ValueError, match="documents"):
+        await reranker.rerank("q", [])

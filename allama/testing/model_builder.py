@@ -90,7 +90,7 @@ class BertConfig:
     n_head: int = 4
     n_ctx_train: int = 512
     layer_norm_eps: float = 1e-12
-    pooling_type: int = 1  # mean
+    pooling_type: int = 1  # mean; 4 (rank) makes a reranker with a classification head
     dtype: str = "f32"
     seed: int = 4321
 
@@ -229,6 +229,11 @@ def build_bert(path: str | os.PathLike[str], config: BertConfig = BertConfig()) 
         writer.add_tensor(f"blk.{i}.ffn_down.bias", w.bias(c.n_embd))
         writer.add_tensor(f"blk.{i}.layer_output_norm.weight", w.norm(c.n_embd))
         writer.add_tensor(f"blk.{i}.layer_output_norm.bias", w.bias(c.n_embd))
+    if c.pooling_type == 4:  # rank: dense + tanh on the CLS state, then one relevance score
+        writer.add_tensor("cls.weight", w.matrix(c.n_embd, c.n_embd).astype(np.float32))
+        writer.add_tensor("cls.bias", w.bias(c.n_embd))
+        writer.add_tensor("cls.output.weight", w.matrix(1, c.n_embd).astype(np.float32))
+        writer.add_tensor("cls.output.bias", w.bias(1))
     return _finish(writer, path)
 
 
