@@ -21,6 +21,12 @@ from allama.testing.model_builder import BertConfig, LlamaConfig, build_bert, bu
 TINY_LLAMA = LlamaConfig()
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    """Async tests (marked anyio) run under both backends: the API is built on anyio."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

@@ -16,11 +16,6 @@ from allama import Llama
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def bert(bert_path):
     model = Llama(str(bert_path), n_ctx=512, n_parallel=1)

@@ -12,11 +12,6 @@ from allama.errors import ContextOverflowError, EngineClosedError, GrammarError,
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def llm(llama_f32_path):
     model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=4, n_threads=2, n_threads_batch=2)

@@ -21,6 +21,20 @@ def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"content": content, "refusal": None}
 
 
+def _chunk(base: dict[str, Any], index: int, delta: dict[str, Any], finish_reason: str | None = None,
+           logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                                 "finish_reason": finish_reason}]}
+
+
+def _base(chunk: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
+            "model": chunk["model"]}
+
+
+ROLE_DELTA = {"role": "assistant", "content": ""}
+
+
 def _message(text: str, in_thought: bool) -> dict[str, Any]:
     reasoning, content = split_reasoning(text, in_thought)
     message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -54,8 +68,7 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = 
     (no choices) passes through."""
     splitters: dict[int, ReasoningSplitter] = {}
     async for chunk in chunks:
-        base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
-                "model": chunk["model"]}
+        base = _base(chunk)
         if not chunk["choices"]:
             yield {**base, "choices": [], "usage": chunk.get("usage")}
             continue
@@ -63,8 +76,7 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = 
         index = choice["index"]
         if index not in splitters:
             splitters[index] = ReasoningSplitter(in_thought)
-            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}]}
+            yield _chunk(base, index, dict(ROLE_DELTA))
         parts = splitters[index].feed(choice["text"])
         if choice["finish_reason"] is not None:
             parts += splitters[index].flush()
@@ -72,12 +84,10 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = 
         if logprobs is not None and not parts:
             parts = [("content", "")]
         for field, text in parts:
-            yield {**base, "choices": [{"index": index, "delta": {field: text}, "logprobs": logprobs,
-                                        "finish_reason": None}]}
+            yield _chunk(base, index, {field: text}, logprobs=logprobs)
             logprobs = None
         if choice["finish_reason"] is not None:
-            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                        "finish_reason": choice["finish_reason"]}]}
+            yield _chunk(base, index, {}, choice["finish_reason"])
 
 
 def _tool_message(text: str) -> tuple[dict[str, Any], bool]:
@@ -109,8 +119,7 @@ async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterat
 
     splitters: dict[int, ToolCallSplitter] = {}
     async for chunk in chunks:
-        base = {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
-                "model": chunk["model"]}
+        base = _base(chunk)
         if not chunk["choices"]:
             yield {**base, "choices": [], "usage": chunk.get("usage")}
             continue
@@ -118,22 +127,19 @@ async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterat
         index = choice["index"]
         if index not in splitters:
             splitters[index] = ToolCallSplitter()
-            yield {**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}]}
+            yield _chunk(base, index, dict(ROLE_DELTA))
         content = splitters[index].feed(choice["text"])
         calls: list[Any] = []
         if choice["finish_reason"] is not None:
             rest, calls = splitters[index].finish()
             content += rest
         if content:
-            yield {**base, "choices": [{"index": index, "delta": {"content": content}, "logprobs": None,
-                                        "finish_reason": None}]}
+            yield _chunk(base, index, {"content": content})
         for k, call in enumerate(c.as_openai() for c in calls):
-            yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
-                "tool_calls": [{"index": k, "id": call["id"], "type": "function",
-                                "function": {"name": call["function"]["name"], "arguments": ""}}]}}]}
-            yield {**base, "choices": [{"index": index, "logprobs": None, "finish_reason": None, "delta": {
-                "tool_calls": [{"index": k, "function": {"arguments": call["function"]["arguments"]}}]}}]}
+            head = {"index": k, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            yield _chunk(base, index, {"tool_calls": [head]})
+            yield _chunk(base, index, {"tool_calls": [{"index": k, "function": {
+                "arguments": call["function"]["arguments"]}}]})
         if choice["finish_reason"] is not None:
-            yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                        "finish_reason": "tool_calls" if calls else choice["finish_reason"]}]}
+            yield _chunk(base, index, {}, "tool_calls" if calls else choice["finish_reason"])

@@ -7,6 +7,8 @@ to `</think>` is reasoning; the rest is the answer.
 
 from __future__ import annotations
 
+from allama.engine.text_stream import held_suffix
+
 OPEN, CLOSE = "<think>", "</think>"
 
 
@@ -62,7 +64,7 @@ class ReasoningSplitter:
                 self.in_thought = False
                 buf = buf[i + len(marker):]
                 continue
-            hold = next((k for k in range(min(len(marker) - 1, len(buf)), 0, -1) if buf.endswith(marker[:k])), 0)
+            hold = held_suffix(buf, (marker,))
             if len(buf) > hold:
                 out.append((field, buf[:len(buf) - hold]))
             self._held = buf[len(buf) - hold:] if hold else ""

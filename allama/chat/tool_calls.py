@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from allama.engine.text_stream import held_suffix
 from allama.grammar import json_schema_to_gbnf
 
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
@@ -171,12 +172,7 @@ class ToolCallSplitter:
             self._tail = buf[cut:]
             self._held = ""
             return buf[:cut]
-        hold = 0
-        for marker in MARKERS:
-            for k in range(min(len(marker) - 1, len(buf)), hold, -1):
-                if buf.endswith(marker[:k]):
-                    hold = k
-                    break
+        hold = held_suffix(buf, MARKERS)
         self._held = buf[len(buf) - hold:] if hold else ""
         return buf[: len(buf) - hold]
 

@@ -11,6 +11,18 @@ import codecs
 from collections.abc import Sequence
 
 
+def held_suffix(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of `text` that could be the start of one of `markers`
+    (and so must wait for more text before it can be sent)."""
+    hold = 0
+    for marker in markers:
+        for k in range(min(len(marker) - 1, len(text)), hold, -1):
+            if text.endswith(marker[:k]):
+                hold = k
+                break
+    return hold
+
+
 class TextStream:
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -33,12 +45,7 @@ class TextStream:
             self.stopped = True
             self._held = ""
             return buf[:cut]
-        hold = 0
-        for stop in self._stops:
-            for k in range(min(len(stop) - 1, len(buf)), hold, -1):
-                if buf.endswith(stop[:k]):
-                    hold = k
-                    break
+        hold = held_suffix(buf, self._stops)
         self._held = buf[len(buf) - hold:] if hold else ""
         return buf[: len(buf) - hold]
 

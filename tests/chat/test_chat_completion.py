@@ -18,11 +18,6 @@ TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def chat_model_path(models_dir):
     return build_llama(models_dir / "chat.gguf", dataclasses.replace(TINY_LLAMA, chat_template=TEMPLATE))[0]

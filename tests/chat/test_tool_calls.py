@@ -70,11 +70,6 @@ HERMES_TEMPLATE = (
     "{% endif %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def hermes(models_dir):
     path = build_llama(models_dir / "hermes.gguf", dataclasses.replace(TINY_LLAMA, chat_template=HERMES_TEMPLATE))[0]
@@ -84,6 +79,20 @@ def hermes(models_dir):
 
 
 MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def scripted_reply(llm, text: str):
+    """A logits processor that makes the model write exactly `text`, then end."""
+    import numpy as np
+
+    queue = llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def script(ids, scores):
+        out = np.full_like(scores, -np.inf)
+        out[queue.pop(0) if queue else llm.token_eos()] = 0
+        return out
+
+    return script
 
 
 async def test_named_tool_choice_forces_a_valid_call(hermes):
@@ -105,15 +114,7 @@ async def test_required_picks_one_of_the_tools(hermes):
 
 
 async def test_auto_reads_calls_the_model_writes(hermes):
-    import numpy as np
-
-    forced = hermes.tokenize(HERMES.encode(), add_bos=False, special=True)
-    queue = list(forced)
-
-    def script(ids, scores):
-        out = np.full_like(scores, -np.inf)
-        out[queue.pop(0) if queue else hermes.token_eos()] = 0
-        return out
+    script = scripted_reply(hermes, HERMES)
 
     out = await hermes.create_chat_completion(MESSAGES, tools=[WEATHER, TIME], max_tokens=200,
                                               logits_processor=script)
@@ -180,15 +181,7 @@ def test_splitter_gives_back_markup_that_holds_no_call():
 
 
 async def test_streamed_content_before_a_call_arrives_incrementally(hermes):
-    import numpy as np
-
-    forced = hermes.tokenize(HERMES.encode(), add_bos=False, special=True)
-    queue = list(forced)
-
-    def script(ids, scores):
-        out = np.full_like(scores, -np.inf)
-        out[queue.pop(0) if queue else hermes.token_eos()] = 0
-        return out
+    script = scripted_reply(hermes, HERMES)
 
     stream = await hermes.create_chat_completion(MESSAGES, tools=[WEATHER, TIME], max_tokens=200, stream=True,
                                                  logits_processor=script)

@@ -16,11 +16,6 @@ pytestmark = pytest.mark.anyio
 GREEDY = {"temperature": 0.0}
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def llm(llama_f32_path):
     """One model shared by tests on both backends (the loop is captured per request)."""
