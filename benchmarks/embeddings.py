@@ -78,6 +78,40 @@ def bench_llama_cpp_python(model: str, threads: int, n_many: int) -> tuple[float
     return a, b
 
 
+def bench_beside_generation(model: str, threads: int, streams: int = 8, tokens: int = 48,
+                            inputs: int = 64) -> dict[str, float]:
+    """Wall times of (g) `streams` generating streams alone, (e) `inputs` embeddings alone, and
+    (both) the two at once on one generative model (mean pooling for the embeddings)."""
+    from allama import Llama
+
+    llm = Llama(model, n_ctx=256, n_parallel=streams, n_threads=threads, n_threads_batch=threads,
+                pooling_type=1, n_keep=0)
+    texts = sentences(inputs, 5)
+
+    async def generate() -> None:
+        await asyncio.gather(*(llm.create_completion(f"stream {i}", max_tokens=tokens, temperature=0,
+                                                     ignore_eos=True) for i in range(streams)))
+
+    async def embed() -> None:
+        await asyncio.gather(*(llm.embed(t) for t in texts))
+
+    async def timed(*jobs) -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(job() for job in jobs))
+        return time.perf_counter() - t0
+
+    async def run() -> dict[str, float]:
+        await timed(generate)  # warm up
+        await timed(embed)
+        return {"generation alone": await timed(generate), "embeddings alone": await timed(embed),
+                "both at once": await timed(generate, embed)}
+
+    try:
+        return asyncio.run(run())
+    finally:
+        llm.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
@@ -85,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packings", default="1,2,4,8,16")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--beside-generation", metavar="GENERATIVE_GGUF",
+                        help="also time 8 generating streams with and without embeddings beside them")
     args = parser.parse_args(argv)
     if args.smoke:
         from allama.testing.model_builder import BertConfig, build_bert
@@ -108,7 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {seqs} | {a:.0f} | {b:.0f} | {ra} | {rb} |")
     if peer:
         print(f"| llama-cpp-python | {peer[0]:.0f} | {peer[1]:.0f} | 1.00x | 1.00x |")
+    if args.beside_generation or args.smoke:
+        gen_model = args.beside_generation or _tiny_llama()
+        times = bench_beside_generation(gen_model, args.threads, tokens=8 if args.smoke else 48,
+                                        inputs=8 if args.smoke else 64)
+        print("\n| run | wall s |\n|---|---:|")
+        for name, seconds in times.items():
+            print(f"| {name} | {seconds:.2f} |")
+        overhead = times["both at once"] - times["generation alone"] - times["embeddings alone"]
+        print(f"| both minus the sum of the two alone | {overhead:+.2f} |")
     return 0
+
+
+def _tiny_llama() -> str:
+    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
+
+    path = ROOT / ".cache" / "bench-tiny.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_llama(path, LLAMA_PRESETS["tiny"])
+    return str(path)
 
 
 if __name__ == "__main__":
