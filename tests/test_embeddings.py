@@ -76,6 +76,8 @@ async def test_sixty_four_concurrent_callers_get_what_each_gets_alone(bert):
     for a, b in zip(alone, together):
         np.testing.assert_allclose(b, a, atol=2e-5)
     assert bert._scheduler.embedder.batches - before < 64  # inputs were packed into shared batches
+    stats = bert.stats()
+    assert stats.embedding_inputs >= 128 and stats.embedding_batches < stats.embedding_inputs
 
 
 async def test_token_id_inputs(bert):

@@ -199,7 +199,8 @@ class Scheduler:
             decode_calls=decode_calls, llama_tokens_evaluated=self._llama_tokens,
             mean_batch_size=self._llama_tokens / decode_calls if decode_calls else 0.0,
             preemptions=c["preemptions"], requests_finished=c["requests_finished"],
-            requests_cancelled=c["requests_cancelled"], step_seconds=self._seconds["step"],
+            requests_cancelled=c["requests_cancelled"], embedding_inputs=self.embedder.inputs_embedded,
+            embedding_batches=self.embedder.batches, step_seconds=self._seconds["step"],
             decode_seconds=self._seconds["decode"], sample_seconds=self._seconds["sample"])
 
     def close(self, timeout: float | None = None) -> None:

@@ -23,6 +23,8 @@ class EngineStats:
     preemptions: int
     requests_finished: int
     requests_cancelled: int
+    embedding_inputs: int        # inputs embedded (create_embedding, embed, rerank)
+    embedding_batches: int       # embedding batches decoded (inputs / batches: the packing)
     step_seconds: float          # decode thread time in steps; minus the two below: Python's share
     decode_seconds: float        # in llama_decode
     sample_seconds: float        # in the batched native sampling call
