@@ -9,6 +9,8 @@ import pytest
 from allama import AsyncStream, Llama, _native
 from allama.errors import ContextOverflowError, EngineClosedError, GrammarError, QueueFullError, RequestTimeoutError
 
+from .scripted import byte_tokens, forced_tokens, piece_token
+
 pytestmark = pytest.mark.anyio
 
 
@@ -17,28 +19,6 @@ def llm(llama_f32_path):
     model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=4, n_threads=2, n_threads_batch=2)
     yield model
     model.close()
-
-
-def scripted(vocab_eos: int, tokens: list[int]):
-    """A logits processor that makes the model emit exactly `tokens`, then end."""
-    queue = list(tokens)
-
-    def processor(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        forced = queue.pop(0) if queue else vocab_eos
-        out = np.full_like(scores, -np.inf)
-        out[forced] = 0.0
-        return out
-
-    return processor
-
-
-def byte_token(llm: Llama, value: int) -> int:
-    """The SPM byte-fallback token <0xNN>."""
-    return next(t for t in range(llm.n_vocab()) if llm._vocab.token_text(t) == f"<0x{value:02X}>".encode())
-
-
-def piece_token(llm: Llama, piece: bytes) -> int:
-    return next(t for t in range(llm.n_vocab()) if llm._vocab.token_to_piece(t) == piece)
 
 
 async def test_response_has_the_openai_shape(llm):
@@ -147,7 +127,7 @@ async def test_echo_with_logprobs_scores_the_prompt(llm):
 async def test_stop_string_split_across_tokens_is_never_emitted(llm):
     ids = [piece_token(llm, p) for p in (b"ab", b"c", b" ", b"ST", b"OP", b"tail")]
     stream = await llm.create_completion("x", max_tokens=20, temperature=0, stop=["STOP"], stream=True,
-                                         logits_processor=scripted(llm.token_eos(), ids))
+                                         logits_processor=forced_tokens(llm, ids))
     chunks = [c["choices"][0] async for c in stream]
     text = "".join(c["text"] for c in chunks)
     assert text == "abc "
@@ -156,9 +136,9 @@ async def test_stop_string_split_across_tokens_is_never_emitted(llm):
 
 
 async def test_utf8_character_split_across_byte_tokens_streams_whole(llm):
-    ids = [byte_token(llm, b) for b in b"caf\xc3\xa9!"]
+    ids = byte_tokens(llm, b"caf\xc3\xa9!")
     stream = await llm.create_completion("x", max_tokens=10, temperature=0, stream=True,
-                                         logits_processor=scripted(llm.token_eos(), ids))
+                                         logits_processor=forced_tokens(llm, ids))
     texts = [c["choices"][0]["text"] async for c in stream]
     assert "".join(texts) == "café!"
     assert all("\ufffd" not in t for t in texts)
@@ -297,8 +277,8 @@ async def test_stream_errors_raise_at_the_await(llama_f32_path):
 
 
 async def test_end_of_generation_token_is_not_text_or_a_completion_token(llm):
-    ids = [byte_token(llm, b) for b in b"ok"]
-    out = await llm.create_completion("x", max_tokens=10, logits_processor=scripted(llm.token_eos(), ids))
+    ids = byte_tokens(llm, b"ok")
+    out = await llm.create_completion("x", max_tokens=10, logits_processor=forced_tokens(llm, ids))
     assert out["choices"][0]["text"] == "ok"
     assert out["choices"][0]["finish_reason"] == "stop"
     assert out["usage"]["completion_tokens"] == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from allama.chat.reasoning import ReasoningSplitter, split_reasoning
@@ -62,11 +62,13 @@ def chat_response(completion: dict[str, Any], in_thought: bool = False) -> dict[
     }
 
 
-async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = False) -> AsyncIterator[dict[str, Any]]:
-    """OpenAI's chunk protocol: a role delta per choice first, then content (and
-    reasoning_content) deltas, then an empty delta with the finish reason; a usage chunk
-    (no choices) passes through."""
-    splitters: dict[int, ReasoningSplitter] = {}
+async def _chat_chunks(chunks: AsyncIterator[dict[str, Any]], new_state: Callable[[], Any],
+                       deltas: Callable[[Any, dict[str, Any]], Iterator[tuple[dict[str, Any], Any, Any]]]
+                       ) -> AsyncIterator[dict[str, Any]]:
+    """Completion chunks as OpenAI chat chunks: per choice, a role delta first, then what
+    `deltas(state, choice)` makes of each completion chunk ((delta, finish_reason, logprobs)
+    triples); a usage chunk (no choices) passes through."""
+    states: dict[int, Any] = {}
     async for chunk in chunks:
         base = _base(chunk)
         if not chunk["choices"]:
@@ -74,20 +76,30 @@ async def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = 
             continue
         choice = chunk["choices"][0]
         index = choice["index"]
-        if index not in splitters:
-            splitters[index] = ReasoningSplitter(in_thought)
+        if index not in states:
+            states[index] = new_state()
             yield _chunk(base, index, dict(ROLE_DELTA))
-        parts = splitters[index].feed(choice["text"])
+        for delta, finish_reason, logprobs in deltas(states[index], choice):
+            yield _chunk(base, index, delta, finish_reason, logprobs)
+
+
+def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """Content (and reasoning_content) deltas, then an empty delta with the finish reason."""
+
+    def deltas(splitter: ReasoningSplitter, choice: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+        parts = splitter.feed(choice["text"])
         if choice["finish_reason"] is not None:
-            parts += splitters[index].flush()
+            parts += splitter.flush()
         logprobs = chat_logprobs(choice["logprobs"])
         if logprobs is not None and not parts:
             parts = [("content", "")]
         for field, text in parts:
-            yield _chunk(base, index, {field: text}, logprobs=logprobs)
+            yield {field: text}, None, logprobs
             logprobs = None
         if choice["finish_reason"] is not None:
-            yield _chunk(base, index, {}, choice["finish_reason"])
+            yield {}, choice["finish_reason"], None
+
+    return _chat_chunks(chunks, lambda: ReasoningSplitter(in_thought), deltas)
 
 
 def _tool_message(text: str) -> tuple[dict[str, Any], bool]:
@@ -111,35 +123,26 @@ def tool_chat_response(completion: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-async def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     """A stream when tools are offered: content streams as usual until tool-call markup
     starts; the calls are then read at the end of the reply and sent as tool_calls deltas
     (id, type and name once per index, then the arguments). Markup never reaches content."""
     from allama.chat.tool_calls import ToolCallSplitter
 
-    splitters: dict[int, ToolCallSplitter] = {}
-    async for chunk in chunks:
-        base = _base(chunk)
-        if not chunk["choices"]:
-            yield {**base, "choices": [], "usage": chunk.get("usage")}
-            continue
-        choice = chunk["choices"][0]
-        index = choice["index"]
-        if index not in splitters:
-            splitters[index] = ToolCallSplitter()
-            yield _chunk(base, index, dict(ROLE_DELTA))
-        content = splitters[index].feed(choice["text"])
+    def deltas(splitter: ToolCallSplitter, choice: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+        content = splitter.feed(choice["text"])
         calls: list[Any] = []
         if choice["finish_reason"] is not None:
-            rest, calls = splitters[index].finish()
+            rest, calls = splitter.finish()
             content += rest
         if content:
-            yield _chunk(base, index, {"content": content})
+            yield {"content": content}, None, None
         for k, call in enumerate(c.as_openai() for c in calls):
             head = {"index": k, "id": call["id"], "type": "function",
                     "function": {"name": call["function"]["name"], "arguments": ""}}
-            yield _chunk(base, index, {"tool_calls": [head]})
-            yield _chunk(base, index, {"tool_calls": [{"index": k, "function": {
-                "arguments": call["function"]["arguments"]}}]})
+            yield {"tool_calls": [head]}, None, None
+            yield {"tool_calls": [{"index": k, "function": {"arguments": call["function"]["arguments"]}}]}, None, None
         if choice["finish_reason"] is not None:
-            yield _chunk(base, index, {}, "tool_calls" if calls else choice["finish_reason"])
+            yield {}, "tool_calls" if calls else choice["finish_reason"], None
+
+    return _chat_chunks(chunks, ToolCallSplitter, deltas)

@@ -10,6 +10,7 @@ from allama import Llama
 from allama.testing.model_builder import LlamaConfig, build_llama
 
 from ..conftest import TINY_LLAMA
+from ..scripted import forced_text
 
 pytestmark = pytest.mark.anyio
 
@@ -105,34 +106,9 @@ def thinker(models_dir):
     model.close()
 
 
-def scripted_text(llm, text: str):
-    import numpy as np
-
-    queue = [_byte_token(llm, b) for b in text.encode()]
-
-    def processor(ids, scores):
-        out = np.full_like(scores, -np.inf)
-        out[queue.pop(0) if queue else llm.token_eos()] = 0
-        return out
-
-    return processor
-
-
-def _byte_token(llm, value: int) -> int:
-    cache = getattr(llm, "_byte_tokens", None)
-    if cache is None:
-        cache = {}
-        for t in range(llm.n_vocab()):
-            text = llm._vocab.token_text(t)
-            if text.startswith(b"<0x") and text.endswith(b">") and len(text) == 6:
-                cache[int(text[3:5], 16)] = t
-        llm._byte_tokens = cache
-    return cache[value]
-
-
 async def test_reasoning_goes_to_reasoning_content(thinker):
     out = await thinker.create_chat_completion(MESSAGES, max_tokens=60,
-                                               logits_processor=scripted_text(thinker, "plan it</think>The answer"))
+                                               logits_processor=forced_text(thinker, "plan it</think>The answer"))
     message = out["choices"][0]["message"]
     assert message["reasoning_content"] == "plan it"
     assert message["content"] == "The answer"
@@ -140,7 +116,7 @@ async def test_reasoning_goes_to_reasoning_content(thinker):
 
 async def test_streamed_reasoning_deltas(thinker):
     stream = await thinker.create_chat_completion(MESSAGES, max_tokens=60, stream=True,
-                                                  logits_processor=scripted_text(thinker, "a b</think>c d"))
+                                                  logits_processor=forced_text(thinker, "a b</think>c d"))
     deltas = [c["choices"][0]["delta"] async for c in stream if c["choices"]]
     reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
     content = "".join(d.get("content", "") for d in deltas)

@@ -14,6 +14,7 @@ from allama.chat.tool_calls import parse_tool_calls, tool_call_grammar
 from allama.testing.model_builder import build_llama
 
 from ..conftest import TINY_LLAMA
+from ..scripted import forced_reply
 
 pytestmark = pytest.mark.anyio
 
@@ -81,20 +82,6 @@ def hermes(models_dir):
 MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
 
 
-def scripted_reply(llm, text: str):
-    """A logits processor that makes the model write exactly `text`, then end."""
-    import numpy as np
-
-    queue = llm.tokenize(text.encode(), add_bos=False, special=True)
-
-    def script(ids, scores):
-        out = np.full_like(scores, -np.inf)
-        out[queue.pop(0) if queue else llm.token_eos()] = 0
-        return out
-
-    return script
-
-
 async def test_named_tool_choice_forces_a_valid_call(hermes):
     out = await hermes.create_chat_completion(
         MESSAGES, tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_weather"}},
@@ -114,7 +101,7 @@ async def test_required_picks_one_of_the_tools(hermes):
 
 
 async def test_auto_reads_calls_the_model_writes(hermes):
-    script = scripted_reply(hermes, HERMES)
+    script = forced_reply(hermes, HERMES)
 
     out = await hermes.create_chat_completion(MESSAGES, tools=[WEATHER, TIME], max_tokens=200,
                                               logits_processor=script)
@@ -181,7 +168,7 @@ def test_splitter_gives_back_markup_that_holds_no_call():
 
 
 async def test_streamed_content_before_a_call_arrives_incrementally(hermes):
-    script = scripted_reply(hermes, HERMES)
+    script = forced_reply(hermes, HERMES)
 
     stream = await hermes.create_chat_completion(MESSAGES, tools=[WEATHER, TIME], max_tokens=200, stream=True,
                                                  logits_processor=script)
