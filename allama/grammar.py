@@ -40,7 +40,7 @@ _FORMATS = {
 }
 
 
-def _literal(text: str) -> str:
+def gbnf_literal(text: str) -> str:
     """A GBNF string literal matching `text` exactly."""
     out = []
     for ch in text:
@@ -107,9 +107,9 @@ class _Converter:
         if "$ref" in schema:
             return self.ref(schema["$ref"])
         if "const" in schema:
-            return _literal(json.dumps(schema["const"], ensure_ascii=False, separators=(",", ":")))
+            return gbnf_literal(json.dumps(schema["const"], ensure_ascii=False, separators=(",", ":")))
         if "enum" in schema:
-            values = [_literal(json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for v in schema["enum"]]
+            values = [gbnf_literal(json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for v in schema["enum"]]
             if not values:
                 raise GrammarError("an empty enum allows no value")
             return self.add(hint, " | ".join(values))
@@ -192,7 +192,7 @@ class _Converter:
         pairs = []
         for name, sub in properties.items():
             value = self.visit(sub, f"{hint}-{name}")
-            pairs.append((name in required, f'{_literal(json.dumps(name, ensure_ascii=False))} ":" {ws} {value}'))
+            pairs.append((name in required, f'{gbnf_literal(json.dumps(name, ensure_ascii=False))} ":" {ws} {value}'))
         if extra is not False:
             value = self.visit({} if extra is True else extra, f"{hint}-extra")
             extra_pair = f'{self.primitive("string")} ":" {ws} {value}'
@@ -267,7 +267,7 @@ class _Converter:
             if high < low:
                 raise GrammarError("maximum is smaller than minimum")
             if high - low <= 256:
-                return self.add(hint, " | ".join(_literal(str(v)) for v in range(low, high + 1)))
+                return self.add(hint, " | ".join(gbnf_literal(str(v)) for v in range(low, high + 1)))
         if low is not None and int(low) >= 0:
             return self.add(hint, '[0-9] | [1-9] [0-9]{1,15}')
         if high is not None and int(high) < 0:
@@ -369,13 +369,13 @@ def _regex_to_gbnf(pattern: str) -> str:
             pos += 2
             if nxt in _REGEX_ESCAPES:
                 return _REGEX_ESCAPES[nxt]
-            return _literal({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+            return gbnf_literal({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
         if ch in "*+?{":
             raise fail(f"nothing to repeat at {pos}")
         pos += 1
         if ch == '"':
             return '"\\\\\\""'  # a quote inside a JSON string is escaped
-        return _literal(ch)
+        return gbnf_literal(ch)
 
     expression = parse_alternation()
     if pos != len(pattern):

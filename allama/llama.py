@@ -570,7 +570,7 @@ class Llama:
         return cached[1]
 
     def _build_chat_formatter(self) -> Any:
-        from allama.chat import Jinja2ChatFormatter, get_chat_format, guess_chat_format
+        from allama.chat import get_chat_format, guess_chat_format
 
         if self.chat_format is not None:
             return get_chat_format(self.chat_format)
@@ -579,12 +579,24 @@ class Llama:
         if known is not None:
             return get_chat_format(known)
         if template:
-            v = self._vocab
-            eos = v.token_to_piece(v.eos, special=True).decode("utf-8", "ignore") if v.eos >= 0 else ""
-            bos = v.token_to_piece(v.bos, special=True).decode("utf-8", "ignore") if v.bos >= 0 else ""
-            stop_ids = [t for t in (v.eos, v.eot) if t >= 0]
-            return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, stop_token_ids=stop_ids)
+            return self.template_formatter(template)
         return get_chat_format("llama-2")
+
+    def template_formatter(self, template: str, add_generation_prompt: bool = True) -> Any:
+        """A Jinja2ChatFormatter for `template` with this model's BOS/EOS texts and end tokens."""
+        from allama.chat import Jinja2ChatFormatter
+
+        v = self._vocab
+        eos = v.token_to_piece(v.eos, special=True).decode("utf-8", "ignore") if v.eos >= 0 else ""
+        bos = v.token_to_piece(v.bos, special=True).decode("utf-8", "ignore") if v.bos >= 0 else ""
+        stop_ids = [t for t in (v.eos, v.eot) if t >= 0]
+        return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt,
+                                   stop_token_ids=stop_ids)
+
+    def chat_template(self, name: str | None = None) -> str | None:
+        """The GGUF's chat template (`tokenizer.chat_template`, or a named one such as
+        `tool_use`), or None."""
+        return self._model.chat_template(name) if name else self._model.chat_template()
 
     async def create_chat_completion(
         self,
@@ -618,24 +630,29 @@ class Llama:
         """
         from allama.chat.completion import chat_chunks, chat_response, tool_chat_chunks, tool_chat_response
         from allama.chat.reasoning import starts_in_thought
+        from allama.chat.request import legacy_functions_as_tools, normalise_messages, response_format_grammar
         from allama.chat.tool_calls import tool_call_grammar
 
         if not messages:
             raise ValueError("messages must not be empty")
-        if self.chat_handler is not None:
-            handler = self.chat_handler
+        handler = self.chat_handler
+        if handler is None and self.chat_format is not None:
+            from allama.chat.registry import chat_format_handler
+
+            handler = chat_format_handler(self.chat_format)
+        if handler is not None:
             if isinstance(handler, str):
                 from allama.chat import get_chat_completion_handler
 
                 handler = get_chat_completion_handler(handler)
             return await handler(
                 llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
-                tool_choice=tool_choice, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                tool_choice=tool_choice, reasoning_effort=reasoning_effort, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                 typical_p=typical_p, stream=stream, stop=stop, seed=seed, max_tokens=max_tokens,
                 max_completion_tokens=max_completion_tokens, logprobs=logprobs, top_logprobs=top_logprobs,
                 response_format=response_format, chat_template_kwargs=chat_template_kwargs, **sampling)
-        messages = _normalise_messages(messages)
-        tools, tool_choice = _legacy_functions_as_tools(tools, tool_choice, functions, function_call)
+        messages = normalise_messages(messages)
+        tools, tool_choice = legacy_functions_as_tools(tools, tool_choice, functions, function_call)
         parallel = bool(sampling.pop("parallel_tool_calls", True))
         formatter = self.chat_formatter()
         offered = tools if tools and tool_choice != "none" else None
@@ -661,7 +678,7 @@ class Llama:
         stops += [stop] if isinstance(stop, str) else list(stop or [])
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
         if response_format is not None:
-            sampling["grammar"] = _response_format_grammar(response_format) or sampling.get("grammar")
+            sampling["grammar"] = response_format_grammar(response_format) or sampling.get("grammar")
         forced = offered is not None and (tool_choice == "required" or isinstance(tool_choice, dict))
         if forced:
             name = tool_choice["function"]["name"] if isinstance(tool_choice, dict) else None
@@ -766,55 +783,6 @@ async def _validated(stream: AsyncStream[dict[str, Any]], model: Any) -> AsyncIt
 
 
 _PREFILL_MARK = "\x00allama-prefill\x00"
-
-
-def _normalise_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI messages as chat templates expect them: the `developer` role read as `system`,
-    and text content parts joined into a string."""
-    out = []
-    for message in messages:
-        if not isinstance(message, dict) or "role" not in message:
-            raise ValueError("each message must be a dict with a 'role'")
-        message = dict(message)
-        if message["role"] == "developer":
-            message["role"] = "system"
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-            if len(parts) != len(content):
-                raise ValueError("this model takes text content parts only (no images or audio)")
-            message["content"] = "".join(parts)
-        out.append(message)
-    return out
-
-
-def _legacy_functions_as_tools(tools: Any, tool_choice: Any, functions: Any, function_call: Any) -> tuple[Any, Any]:
-    """OpenAI's deprecated functions/function_call, expressed as tools/tool_choice."""
-    if functions and not tools:
-        tools = [{"type": "function", "function": f} for f in functions]
-        if isinstance(function_call, dict):
-            tool_choice = {"type": "function", "function": {"name": function_call["name"]}}
-        elif function_call in ("none", "auto"):
-            tool_choice = function_call
-    return tools, tool_choice or "auto"
-
-
-def _response_format_grammar(response_format: dict[str, Any]) -> str | None:
-    """The grammar for OpenAI's response_format: json_object, json_schema, or text (none)."""
-    from allama.grammar import json_schema_to_gbnf
-
-    kind = response_format.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return json_schema_to_gbnf(response_format.get("schema") or {"type": "object"})
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema", spec if "type" in spec or "properties" in spec else None)
-        if schema is None:
-            raise ValueError("response_format json_schema needs json_schema.schema")
-        return json_schema_to_gbnf(schema)
-    raise ValueError(f"response_format type must be text, json_object or json_schema, not {kind!r}")
 
 
 class _CompletionJob:

@@ -47,3 +47,25 @@ def forced_text(llm, text: str) -> Processor:
 def forced_reply(llm, text: str) -> Processor:
     """Makes the model write `text` as the tokenizer splits it (special tokens parsed)."""
     return forced_tokens(llm, llm.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def scripted_steps(llm, replies: Sequence[str]) -> Processor:
+    """A logits processor for a turn of several completions (a chat handler's steps): the
+    n-th completion it sees writes `replies[n]` byte by byte, then ends. A call continues the
+    current completion only when its ids are the previous ones plus the token forced last."""
+    queue = [byte_tokens(llm, r.encode()) for r in replies]
+    state: dict = {"start": 0, "last": None, "forced": None, "tokens": []}
+
+    def processor(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        n = len(input_ids)
+        if not (n == (state["last"] or 0) + 1 and int(input_ids[-1]) == state["forced"]):
+            state["start"] = n
+            state["tokens"] = queue.pop(0) if queue else []
+        k = n - state["start"]
+        token = state["tokens"][k] if k < len(state["tokens"]) else llm.token_eos()
+        state["last"], state["forced"] = n, token
+        out = np.full_like(scores, -np.inf)
+        out[token] = 0.0
+        return out
+
+    return processor

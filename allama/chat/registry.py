@@ -60,10 +60,18 @@ def register_chat_completion_handler(name: str) -> Callable[[Any], Any]:
 
 
 def get_chat_completion_handler(name: str) -> Any:
+    _load_builtins()
     try:
         return _HANDLERS[name]
     except KeyError:
         raise ValueError(f"unknown chat completion handler {name!r}; known: {', '.join(sorted(_HANDLERS))}") from None
+
+
+def chat_format_handler(name: str) -> Any:
+    """The handler registered as `name` when `name` is not a prompt format (so that
+    `chat_format="functionary-v2"` selects that handler, as in llama-cpp-python), else None."""
+    _load_builtins()
+    return _HANDLERS.get(name) if name not in _FORMATS else None
 
 
 def list_chat_formats() -> list[str]:
@@ -72,4 +80,4 @@ def list_chat_formats() -> list[str]:
 
 
 def _load_builtins() -> Any:
-    from allama.chat import formats  # noqa: F401  (registers on import)
+    from allama.chat import formats, handlers  # noqa: F401  (register on import)
