@@ -3,20 +3,24 @@
 `json_schema_to_gbnf(schema)` covers objects (required and optional properties,
 additionalProperties), arrays (items, prefixItems, minItems/maxItems), enum, const,
 anyOf/oneOf/allOf, $ref/$defs (recursion included), string pattern/minLength/
-maxLength, integer bounds where they are representable, and the formats date, time,
-date-time and uuid. JSON is generated compactly (at most one space after ':' and ',').
+maxLength, integer and number bounds (minimum, maximum, exclusive ones), and the formats date, time,
+date-time and uuid. oneOf is read as anyOf (a grammar cannot rule out a value that
+matches two options). JSON is generated compactly (at most one space after ':' and ',').
 What cannot be converted raises GrammarError with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from decimal import Decimal
 from typing import Any
 
 from allama import _native
 from allama.errors import GrammarError
+from allama.numeric_ranges import integer_range, number_range
 
 __all__ = ["LlamaGrammar", "json_schema_to_gbnf", "JSON_GBNF"]
 
@@ -81,12 +85,26 @@ class _Converter:
         self.rules[candidate] = body
         return candidate
 
+    def reserve(self, hint: str) -> str:
+        """A new rule name, to be given its body with `define` (for recursive rules)."""
+        name = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
+        candidate, k = name, 1
+        while candidate in self.rules:
+            k += 1
+            candidate = f"{name}-{k}"
+        self.rules[candidate] = ""
+        return candidate
+
+    def define(self, name: str, body: str) -> None:
+        self.rules[name] = body
+
     def grammar(self) -> str:
         """All rules, followed by the primitives they use (directly or through each other)."""
         needed: set[str] = set()
         frontier = list(self.rules.values())
         while frontier:
-            for word in re.findall(r"[a-z]+", frontier.pop()):
+            body = re.sub(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]', " ", frontier.pop())  # not in literals
+            for word in re.findall(r"[A-Za-z][A-Za-z0-9-]*", body):
                 if word in _PRIMITIVES and word not in needed:
                     needed.add(word)
                     frontier.append(_PRIMITIVES[word])
@@ -138,7 +156,9 @@ class _Converter:
             return self.string(schema, hint)
         if kind == "integer":
             return self.integer(schema, hint)
-        if kind in ("number", "boolean", "null"):
+        if kind == "number":
+            return self.number(schema, hint)
+        if kind in ("boolean", "null"):
             return self.primitive(kind)
         raise GrammarError(f"unsupported JSON schema type: {kind!r}")
 
@@ -256,23 +276,49 @@ class _Converter:
         return self.add(hint, f'"\\"" {char}{reps} "\\""')
 
     def integer(self, schema: dict[str, Any], hint: str) -> str:
-        low = schema.get("minimum")
-        high = schema.get("maximum")
-        if "exclusiveMinimum" in schema:
-            low = int(schema["exclusiveMinimum"]) + 1
-        if "exclusiveMaximum" in schema:
-            high = int(schema["exclusiveMaximum"]) - 1
-        if low is not None and high is not None:
-            low, high = int(low), int(high)
-            if high < low:
-                raise GrammarError("maximum is smaller than minimum")
-            if high - low <= 256:
-                return self.add(hint, " | ".join(gbnf_literal(str(v)) for v in range(low, high + 1)))
-        if low is not None and int(low) >= 0:
-            return self.add(hint, '[0-9] | [1-9] [0-9]{1,15}')
-        if high is not None and int(high) < 0:
-            return self.add(hint, '"-" [1-9] [0-9]{0,15}')
-        return self.primitive("integer")
+        low, high = schema.get("minimum"), schema.get("maximum")
+        low = None if low is None else math.ceil(low)
+        high = None if high is None else math.floor(high)
+        if schema.get("exclusiveMinimum") is not None:
+            above = math.floor(schema["exclusiveMinimum"]) + 1
+            low = above if low is None else max(low, above)
+        if schema.get("exclusiveMaximum") is not None:
+            below = math.ceil(schema["exclusiveMaximum"]) - 1
+            high = below if high is None else min(high, below)
+        if low is None and high is None:
+            return self.primitive("integer")
+        if low is not None and high is not None and high < low:
+            raise GrammarError("maximum is smaller than minimum")
+        return self.add(hint, integer_range(low, high))
+
+    def number(self, schema: dict[str, Any], hint: str) -> str:
+        bounds = [schema.get(k) for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")]
+        if all(b is None for b in bounds):
+            return self.primitive("number")
+        for b in bounds:
+            if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
+                raise GrammarError(f"number bounds must be finite numbers, not {b!r}")
+        low, low_incl = _binding_bound(schema, "minimum")
+        high, high_incl = _binding_bound(schema, "maximum")
+        body = number_range(self, hint, low, low_incl, high, high_incl)
+        if body is None:
+            raise GrammarError("no number satisfies minimum/maximum")
+        return self.add(hint, body)
+
+
+def _decimal(value: float | int) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _binding_bound(schema: dict[str, Any], side: str) -> tuple[Decimal | None, bool]:
+    """The binding bound on one side ("minimum" or "maximum") and whether it is inclusive."""
+    exclusive = "exclusiveMinimum" if side == "minimum" else "exclusiveMaximum"
+    options = [(_decimal(schema[key]), key == side) for key in (side, exclusive) if schema.get(key) is not None]
+    if not options:
+        return None, True
+    if side == "minimum":
+        return max(options, key=lambda o: (o[0], not o[1]))
+    return min(options, key=lambda o: (o[0], o[1]))
 
 
 _REGEX_ESCAPES = {"d": "[0-9]", "w": "[a-zA-Z0-9_]", "s": "[ \\t\\n]", "D": "[^0-9]", "W": "[^a-zA-Z0-9_]"}

@@ -120,25 +120,46 @@ def test_response_format_json_schema_in_chat(llm):
 
 # --- property test: generated schemas, constrained output validates -------------------
 
+def _bounded(kind: str, low, high) -> dict:
+    schema = {"type": kind}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = low + abs(high) if low is not None else high
+    return schema
+
+
 leaf = st.one_of(
     st.just({"type": "boolean"}),
     st.just({"type": "null"}),
-    st.builds(lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
-              st.integers(-50, 50), st.integers(0, 40)),
-    st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 6)),
+    st.builds(_bounded, st.just("integer"), st.one_of(st.none(), st.integers(-10**6, 10**6)),
+              st.one_of(st.none(), st.integers(-10**6, 10**6))),
+    st.builds(_bounded, st.just("number"), st.one_of(st.none(), st.floats(-1e4, 1e4).map(lambda x: round(x, 2))),
+              st.one_of(st.none(), st.floats(-1e4, 1e4).map(lambda x: round(x, 2)))),
+    st.builds(lambda lo, extra: {"type": "string", "minLength": lo, "maxLength": lo + extra},
+              st.integers(0, 3), st.integers(0, 4)),
+    st.builds(lambda p: {"type": "string", "pattern": p},
+              st.sampled_from(["^[a-c]{2,4}$", "^\\d{3}-\\d{2}$", "^(ab|cd)x?$", "^[A-Z][a-z]?$"])),
     st.builds(lambda vals: {"enum": vals}, st.lists(st.one_of(st.text("abc", max_size=3), st.integers(0, 9)),
                                                    min_size=1, max_size=4, unique=True)),
-    st.builds(lambda fmt: {"type": "string", "format": fmt}, st.sampled_from(["date", "time", "uuid"])),
+    st.builds(lambda v: {"const": v}, st.one_of(st.integers(-5, 5), st.text("xy", max_size=2), st.booleans())),
+    st.builds(lambda fmt: {"type": "string", "format": fmt},
+              st.sampled_from(["date", "time", "date-time", "uuid"])),
 )
 schemas = st.recursive(
     leaf,
     lambda inner: st.one_of(
-        st.builds(lambda props, req: {"type": "object", "properties": props,
-                                      "required": [k for k, r in zip(props, req) if r]},
+        st.builds(lambda props, req, extra: {"type": "object", "properties": props, "additionalProperties": extra,
+                                             "required": [k for k, r in zip(props, req) if r]},
                   st.dictionaries(st.text("xyz", min_size=1, max_size=3), inner, min_size=1, max_size=3),
-                  st.lists(st.booleans(), min_size=3, max_size=3)),
-        st.builds(lambda item, hi: {"type": "array", "items": item, "maxItems": hi}, inner, st.integers(0, 3)),
+                  st.lists(st.booleans(), min_size=3, max_size=3), st.just(False)),
+        st.builds(lambda item, lo, extra: {"type": "array", "items": item, "minItems": lo, "maxItems": lo + extra},
+                  inner, st.integers(0, 2), st.integers(0, 2)),
         st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
+        # oneOf as used in practice, a tagged union (a grammar cannot forbid matching two overlapping options)
+        st.builds(lambda options: {"oneOf": [{"type": "object", "properties": {"kind": {"const": i}, "v": o},
+                                              "required": ["kind", "v"]} for i, o in enumerate(options)]},
+                  st.lists(inner, min_size=1, max_size=2)),
     ),
     max_leaves=5,
 )
@@ -149,12 +170,18 @@ _outcomes: list[str] = []
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schema=schemas, seed=st.integers(0, 10_000))
 def test_property_constrained_output_validates(llm, schema, seed):
+    """Output that stops is a valid document; output cut by max_tokens is the start of one:
+    the same generation given room enough ends in a document that validates."""
     choice = generate(llm, json_schema_to_gbnf(schema), seed, max_tokens=160)
     _outcomes.append(choice["finish_reason"])
     if choice["finish_reason"] == "stop":
         jsonschema.validate(json.loads(choice["text"]), schema)
-    else:
-        assert is_json_prefix(choice["text"]), choice["text"]
+        return
+    assert is_json_prefix(choice["text"]), choice["text"]
+    longer = generate(llm, json_schema_to_gbnf(schema), seed, max_tokens=400)
+    assert longer["text"].startswith(choice["text"])
+    if longer["finish_reason"] == "stop":
+        jsonschema.validate(json.loads(longer["text"]), schema)
 
 
 def test_json_prefix_recogniser():
