@@ -98,6 +98,16 @@ def make_environment(sandboxed: bool = True) -> jinja2.Environment:
     return env
 
 
+def family_variables(template: str, tools: Any) -> dict[str, Any]:
+    """Variables a template family reads beyond the usual ones, as its models' own callers
+    pass them: firefunction-v2 (recognised by its `functools[` call marker) takes the tools
+    as JSON text in `functions` and the current time in `datetime`."""
+    if " functools[" in template:
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%b %d %Y %H:%M:%S GMT")
+        return {"functions": json.dumps(tools, indent=2) if tools else "", "datetime": now}
+    return {}
+
+
 class Jinja2ChatFormatter:
     """Renders messages with a Jinja2 chat template (llama-cpp-python's interface)."""
 
@@ -118,6 +128,11 @@ class Jinja2ChatFormatter:
         # Templates may change what they are given: they get copies.
         variables = copy.deepcopy(dict(kwargs))
         variables.setdefault("add_generation_prompt", self.add_generation_prompt)
+        family = family_variables(self.template, tools)
+        if functions is None and "functions" in family:
+            functions = family.pop("functions")
+        for key, value in family.items():
+            variables.setdefault(key, value)
         try:
             prompt = self._compiled.render(
                 messages=copy.deepcopy(list(messages)), eos_token=self.eos_token, bos_token=self.bos_token,

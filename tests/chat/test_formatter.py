@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from allama.chat import Jinja2ChatFormatter, TemplateError
-from allama.chat.formatter import make_environment
+from allama.chat.formatter import family_variables, make_environment
 from allama.testing.model_builder import vocab_dir
 
 TEMPLATES = sorted((vocab_dir() / "templates").glob("*.jinja"))
 
+# Parameters carry descriptions, as real tool definitions do (Command R's template prints them).
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"}},
+                   "required": ["city"]}}}]
 
 
 def conversation(arguments_as_object: bool) -> list[dict]:
@@ -37,19 +39,16 @@ def render(source: str, sandboxed: bool, messages: list[dict]) -> tuple[str, str
     try:
         out = make_environment(sandboxed).from_string(source).render(
             messages=copy.deepcopy(messages), tools=copy.deepcopy(TOOLS), add_generation_prompt=True,
-            bos_token="<s>", eos_token="</s>")
+            bos_token="<s>", eos_token="</s>", **family_variables(source, TOOLS))
         return "ok", out
     except Exception as exc:  # noqa: BLE001 - compared between the two environments
         return type(exc).__name__, str(exc)
 
 
-# Templates that cannot render the OpenAI-shaped tool conversation with plain Jinja2
-# either (the chat layer must adapt to them; see the issue notes): each fails the
-# same way inside and outside the sandbox.
-DIVERGENT = {
-    "CohereForAI-c4ai-command-r-plus-tool_use",   # tool.description after `set tool = tool.function`
-    "fireworks-ai-llama-3-firefunction-v2",       # wants `functions` as a JSON string and `datetime`
-    "google-gemma-2-2b-it",                       # its own raise_exception: no system role
+# Templates that reject the conversation with their own raise_exception, the same way
+# inside and outside the sandbox.
+REJECTING = {
+    "google-gemma-2-2b-it": "System role not supported",
 }
 
 
@@ -62,8 +61,8 @@ def test_real_template_renders_in_the_sandbox_as_outside(path: Path):
         plain = render(source, False, conversation(as_object))
         assert sandboxed == plain
         results.append(sandboxed)
-    if path.stem in DIVERGENT:
-        assert all(kind != "ok" for kind, _ in results)
+    if path.stem in REJECTING:
+        assert all(kind == "TemplateError" and REJECTING[path.stem] in out for kind, out in results), results
     else:
         assert any(kind == "ok" for kind, _ in results), results
         text = next(out for kind, out in results if kind == "ok")
@@ -127,3 +126,11 @@ def test_generation_tags_render_their_body():
 def test_bad_template_syntax_is_a_template_error():
     with pytest.raises(TemplateError, match="does not parse"):
         Jinja2ChatFormatter("{% for %}", "", "")
+
+
+def test_firefunction_gets_its_tools_as_json_and_the_date():
+    source = (vocab_dir() / "templates" / "fireworks-ai-llama-3-firefunction-v2.jinja").read_text()
+    out = Jinja2ChatFormatter(source, eos_token="<|eot_id|>", bos_token="<|begin_of_text|>")(
+        messages=conversation(False), tools=TOOLS)
+    assert json.dumps(TOOLS, indent=2) in out.prompt
+    assert "Today is " in out.prompt and " GMT." in out.prompt
