@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from allama.chat.handlers.handler_request import HandlerRequest, names_rule
-from allama.chat.handlers.turn import Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks, turn_response
+from allama.chat.handlers.turn import (MAX_CALLS, Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks,
+                                      turn_response)
 from allama.chat.registry import register_chat_completion_handler
 
 END = "<|im_end|>"
@@ -83,6 +84,7 @@ async def _events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnEven
     names = [f"functions.{f['name']}:" for f in request.functions]
     first = f"root ::= {names_rule(names)}" + (' | "message:"' if choice == "auto" else "")
     head = await turn.complete(grammar=first, temperature=0.0)
+    calls = 0
     if head.text == "message:":
         turn.prompt += "message:\n"
         async for event in _message(request, turn):
@@ -101,11 +103,12 @@ async def _events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnEven
             yield Finish("length")
             return
         turn.prompt += turn.last.text + "\n"
-        if not request.parallel:
+        calls += 1
+        if not request.parallel or calls == MAX_CALLS:
             yield Finish("stop")
             return
         head = await turn.complete(grammar=f"root ::= ( {names_rule(names)} )?", temperature=0.0)
-        if not head.text:
+        if not head.text and head.finish_reason != "length":
             yield Finish("stop")
             return
 

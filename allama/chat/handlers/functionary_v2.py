@@ -17,7 +17,8 @@ from typing import Any
 
 from allama.chat.handlers.functionary import SYSTEM_MESSAGE
 from allama.chat.handlers.handler_request import HandlerRequest, names_rule
-from allama.chat.handlers.turn import Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks, turn_response
+from allama.chat.handlers.turn import (MAX_CALLS, Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks,
+                                      turn_response)
 from allama.chat.handlers.typescript_signatures import functions_namespace
 from allama.chat.registry import register_chat_completion_handler
 
@@ -65,6 +66,7 @@ async def _v2_events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnE
     choice = request.choice
     routed = choice in ("auto", "required")
     names = [f["name"] for f in request.functions]
+    calls = 0
     while True:
         if routed:
             recipients = (["all"] if choice == "auto" else []) + names
@@ -89,7 +91,8 @@ async def _v2_events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnE
         if turn.last.finish_reason == "length":
             yield Finish("length")
             return
-        if recipient != "all" and routed and request.parallel and not turn.exhausted:
+        calls += recipient != "all"
+        if recipient != "all" and routed and request.parallel and not turn.exhausted and calls < MAX_CALLS:
             turn.prompt += kept
             kept = ""
             more = (await turn.complete(stop=[STOP, FROM], limit=16)).stop == FROM  # does the model go on?

@@ -47,6 +47,8 @@ class Finish:
 
 TurnEvent = Content | CallStart | Arguments | Finish
 
+MAX_CALLS = 16  # tool calls in one turn, at most
+
 
 @dataclass
 class StepResult:
@@ -86,7 +88,10 @@ class Turn:
         result = self.last = StepResult()
         tokens = self.llama.tokenize(self.prompt.encode("utf-8"), add_bos=self.add_bos, special=True)
         if self.prompt_tokens is None:
-            self.prompt_tokens = len(tokens)
+            self.prompt_tokens = len(tokens)  # (a first prompt that is too long raises ContextOverflowError)
+        elif len(tokens) >= self.llama.n_ctx():
+            result.finish_reason = "length"  # the turn has filled the context
+            return
         options = {**self.options, **overrides}
         caller_criteria = options.pop("stopping_criteria", None)
         criteria = _StopStrings(self.llama, len(tokens), stops, caller_criteria) if stops else caller_criteria

@@ -11,6 +11,7 @@ import pytest
 
 from allama import Llama
 from allama.chat.handlers import chatml_function_calling
+from allama.chat.handlers.turn import MAX_CALLS
 
 from ...scripted import scripted_steps
 from .streamed import streamed_message
@@ -144,3 +145,22 @@ async def test_bad_requests_raise_value_error(llm, request_fields, message):
     fields = {"messages": ASK, "tools": TOOLS, **request_fields}
     with pytest.raises(ValueError, match=message):
         await llm.create_chat_completion(**fields)
+
+
+CALL_AGAIN = ["functions.get_time:", '{"zone": "UTC"}'] * (MAX_CALLS + 4)
+
+
+async def test_a_turn_makes_at_most_max_calls(llm):
+    out = await llm.create_chat_completion(ASK, tools=TOOLS, logits_processor=scripted_steps(llm, CALL_AGAIN))
+    assert len(out["choices"][0]["message"]["tool_calls"]) == MAX_CALLS
+    assert out["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_a_turn_that_fills_the_context_ends_with_length(llama_f32_path):
+    small = Llama(str(llama_f32_path), n_ctx=400, chat_format="chatml-function-calling")
+    try:
+        out = await small.create_chat_completion(ASK, tools=TOOLS, logits_processor=scripted_steps(small, CALL_AGAIN))
+    finally:
+        small.close()
+    assert out["choices"][0]["finish_reason"] == "length"
+    assert 1 <= len(out["choices"][0]["message"]["tool_calls"]) < MAX_CALLS

@@ -35,6 +35,9 @@ class RecordingModel:
 
     model_path = "recording"
 
+    def n_ctx(self) -> int:
+        return 1 << 20
+
     def __init__(self, replies: list[str]) -> None:
         self.replies = list(replies)
         self.prompts: list[str] = []
