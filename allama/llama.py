@@ -158,7 +158,9 @@ class Llama:
         cp.yarn_beta_fast = yarn_beta_fast
         cp.yarn_beta_slow = yarn_beta_slow
         cp.yarn_orig_ctx = yarn_orig_ctx
-        cp.embeddings = embedding
+        # Embeddings run on a context of their own (design.md section 1): the generation
+        # context never pools. `embedding` is taken for llama-cpp-python's signature.
+        cp.embeddings = False
         cp.offload_kqv = offload_kqv
         cp.flash_attn_type = 1 if flash_attn else 0
         cp.no_perf = no_perf

@@ -78,6 +78,58 @@ def bench_llama_cpp_python(model: str, threads: int, n_many: int) -> tuple[float
     return a, b
 
 
+def bench_ceiling(model: str, packings: list[int], threads: int, n_many: int) -> dict[int, float]:
+    """llama.cpp alone: the 1,000 sentences decoded k per batch straight through the native
+    Context (no engine, no Python per input beyond the loop): what the machine can do."""
+    import numpy as np
+
+    from allama import _native
+
+    loaded = _native.Model.load(model)
+    vocab = _native.Vocab(loaded)
+    tokens = [vocab.tokenize(s.encode(), True, False) for s in sentences(n_many, 2)]
+    out = {}
+    for k in packings:
+        params = _native.ContextParams()
+        params.n_ctx = params.n_batch = params.n_ubatch = 512
+        params.n_seq_max = max(k, 1)
+        params.embeddings = True
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = 0
+        ctx = _native.Context(loaded, params)
+        batch = _native.Batch(512, 1)
+        t0 = time.perf_counter()
+        for start in range(0, len(tokens), k):
+            batch.clear()
+            group = tokens[start:start + k]
+            for seq, toks in enumerate(group):
+                batch.add_tokens(toks, 0, seq, True)
+            ctx.decode(batch)
+            np.stack([ctx.embeddings_seq(seq) for seq in range(len(group))])
+            ctx.memory_clear()
+        out[k] = len(tokens) / (time.perf_counter() - t0)
+        ctx.close()
+    loaded.close()
+    return out
+
+
+def bench_llama_cpp_python_chunked(model: str, threads: int, n_many: int, chunks: list[int]) -> dict[int, float]:
+    """llama-cpp-python given the 1,000 sentences k at a time (its best packing, by hand)."""
+    from llama_cpp import Llama as PeerLlama
+
+    llm = PeerLlama(model, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=threads,
+                    n_threads_batch=threads, verbose=False)
+    many = sentences(n_many, 2)
+    out = {}
+    for k in chunks:
+        t0 = time.perf_counter()
+        for start in range(0, len(many), k):
+            llm.embed(many[start:start + k])
+        out[k] = len(many) / (time.perf_counter() - t0)
+    llm.close()
+    return out
+
+
 def bench_beside_generation(model: str, threads: int, streams: int = 8, tokens: int = 48,
                             inputs: int = 64) -> dict[str, float]:
     """Wall times of (g) `streams` generating streams alone, (e) `inputs` embeddings alone, and
@@ -119,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packings", default="1,2,4,8,16")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time llama.cpp alone and llama-cpp-python fed k sentences per call")
     parser.add_argument("--beside-generation", metavar="GENERATIVE_GGUF",
                         help="also time 8 generating streams with and without embeddings beside them")
     args = parser.parse_args(argv)
@@ -144,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {seqs} | {a:.0f} | {b:.0f} | {ra} | {rb} |")
     if peer:
         print(f"| llama-cpp-python | {peer[0]:.0f} | {peer[1]:.0f} | 1.00x | 1.00x |")
+    if args.ceiling or args.smoke:
+        raw = bench_ceiling(args.model, packings, args.threads, args.sentences)
+        chunked = {} if args.smoke or not peer else bench_llama_cpp_python_chunked(
+            args.model, args.threads, args.sentences, packings)
+        print(f"\n| k inputs per batch | llama.cpp alone, sentences/s | llama-cpp-python, {args.sentences} "
+              "sentences in calls of k, sentences/s |\n|---:|---:|---:|")
+        for k in packings:
+            print(f"| {k} | {raw[k]:.0f} | {chunked[k]:.0f} |" if k in chunked else f"| {k} | {raw[k]:.0f} | n/a |")
     if args.beside_generation or args.smoke:
         gen_model = args.beside_generation or _tiny_llama()
         times = bench_beside_generation(gen_model, args.threads, tokens=8 if args.smoke else 48,

@@ -125,7 +125,9 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
     cp.yarn_orig_ctx = p.yarn_orig_ctx;
     cp.type_k = static_cast<ggml_type>(p.type_k);
     cp.type_v = static_cast<ggml_type>(p.type_v);
-    cp.embeddings = p.embeddings;
+    // Embeddings are turned on after creation (set_embeddings below): llama.cpp reserves
+    // its graphs at creation, and with pooling on it can abort there already.
+    cp.embeddings = false;
     cp.offload_kqv = p.offload_kqv;
     cp.no_perf = p.no_perf;
     cp.op_offload = p.op_offload;
@@ -154,6 +156,27 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
     }
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_seq_max_ = llama_n_seq_max(ctx_);
+    // llama.cpp aborts the process (GGML_ASSERT in the mean-pooling matmul) when it decodes
+    // with mean pooling and n_ubatch is not a multiple of n_seq_max: refuse that up front.
+    mean_pooling_unbatchable_ = llama_pooling_type(ctx_) == LLAMA_POOLING_TYPE_MEAN &&
+                                llama_n_ubatch(ctx_) % n_seq_max_ != 0;
+    if (p.embeddings && mean_pooling_unbatchable_) {
+        const uint32_t n_ubatch = llama_n_ubatch(ctx_);
+        llama_free(ctx_);
+        ctx_ = nullptr;
+        throw nb::value_error(("mean pooling needs n_ubatch (" + std::to_string(n_ubatch) +
+                               ") to be a multiple of n_seq_max (" + std::to_string(n_seq_max_) + ")").c_str());
+    }
+    llama_set_embeddings(ctx_, p.embeddings);
+}
+
+void Context::set_embeddings(bool on) {
+    auto lk = lock_open();
+    if (on && mean_pooling_unbatchable_) {
+        throw nb::value_error(("mean pooling needs n_ubatch (" + std::to_string(llama_n_ubatch(ctx_)) +
+                               ") to be a multiple of n_seq_max (" + std::to_string(n_seq_max_) + ")").c_str());
+    }
+    llama_set_embeddings(ctx_, on);
 }
 
 Context::~Context() {
@@ -375,7 +398,7 @@ void init_context(nb::module_ & m) {
             auto lk = c.lock_open();
             llama_set_n_threads(c.get(), n, n_batch);
         }, nb::arg("n_threads"), nb::arg("n_threads_batch"))
-        .def("set_embeddings", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_embeddings(c.get(), on); }, nb::arg("on"))
+        .def("set_embeddings", &Context::set_embeddings, nb::arg("on"))
         .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
         .def("logits", [](Context & c, int32_t i) {
             auto lk = c.lock_open();

@@ -70,6 +70,8 @@ public:
     int32_t n_vocab() const { return n_vocab_; }
     int32_t n_outputs() const { return n_outputs_; }
     void request_abort() { abort_requested_.store(true); }
+    // Turns embedding output on or off; refuses a combination llama.cpp would abort on.
+    void set_embeddings(bool on);
 
 private:
     void check_batch(const Batch & batch) const;
@@ -84,6 +86,7 @@ private:
     int32_t n_outputs_ = 0;
     int32_t n_vocab_ = 0;
     uint32_t n_seq_max_ = 0;
+    bool mean_pooling_unbatchable_ = false;  // see check_mean_pooling in context.cpp
     std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
 
     friend void init_context(nanobind::module_ & m);

@@ -227,3 +227,14 @@ async def test_rerank_top_n_and_errors(reranker, bert):
         await bert.rerank("q", DOCS)
     with pytest.raises(ValueError, match="documents"):
         await reranker.rerank("q", [])
+
+
+@pytest.mark.parametrize("packing", [3, 7, 36])
+async def test_any_packing_mean_pools(llama_f32_path, packing):
+    # llama.cpp mean-pools only when n_ubatch is a multiple of n_seq_max; the embedding
+    # context is sized so that any packing works (it used to abort the process).
+    async with Llama(str(llama_f32_path), n_ctx=128, pooling_type=1) as llm:
+        llm._engine().embedder.max_seqs = packing
+        alone = [await llm.embed(t) for t in ("a b", "c d e", "f")]
+        together = await llm.embed(["a b", "c d e", "f"])
+    assert np.allclose(np.array(alone), np.array(together), atol=1e-5)

@@ -64,9 +64,11 @@ class EmbeddingRunner:
     def context(self) -> _native.Context:
         if self._ctx is None:
             params = _native.ContextParams()
-            params.n_ctx = self.max_tokens
-            params.n_batch = params.n_ubatch = self.max_tokens  # non-causal models need a batch in one ubatch
-            params.n_seq_max = self.max_seqs
+            # Non-causal models need a batch in one ubatch; llama.cpp mean-pools only when
+            # n_ubatch is a multiple of n_seq_max, so the context is rounded up to one.
+            seqs = max(self.max_seqs, 1)
+            params.n_ctx = params.n_batch = params.n_ubatch = -(-self.max_tokens // seqs) * seqs
+            params.n_seq_max = seqs
             params.embeddings = True
             params.pooling_type = self.pooling_type
             params.kv_unified = True

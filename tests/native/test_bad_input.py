@@ -164,6 +164,27 @@ def test_pooled_embeddings_without_pooling_raise_value_error(setup):
     expect(run_isolated(setup + "ctx.embeddings_seq(0)"), "ValueError", "pooling type none")
 
 
+MEAN_POOLED = """
+p = _native.ContextParams(); p.n_ctx = 512; p.n_batch = p.n_ubatch = 512; p.n_seq_max = 3; p.n_threads = 1
+p.pooling_type = 1
+"""
+
+
+def test_mean_pooling_with_n_ubatch_not_a_multiple_of_n_seq_max_raises(setup):
+    # llama.cpp would abort on the first decode (GGML_ASSERT in the pooling matmul)
+    out = run_isolated(setup + MEAN_POOLED + """
+p.embeddings = True
+c = _native.Context(model, p)
+b = _native.Batch(8); b.add_tokens([1, 5, 6], 0, 0, True); c.decode(b)
+""")
+    expect(out, "ValueError", "mean pooling", "n_ubatch (512)", "n_seq_max (3)")
+    out = run_isolated(setup + MEAN_POOLED + """
+c = _native.Context(model, p)
+c.set_embeddings(True)
+""")
+    expect(out, "ValueError", "mean pooling")
+
+
 @pytest.mark.parametrize("grammar, reason", [
     ('root ::= "open', "unexpected end of input"),
     ("root ::= ( a", "expecting ')'"),
