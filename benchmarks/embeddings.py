@@ -91,17 +91,21 @@ def bench_ceiling(model: str, packings: list[int], threads: int, n_many: int) ->
     out = {}
     for k in packings:
         params = _native.ContextParams()
-        params.n_ctx = params.n_batch = params.n_ubatch = 512
-        params.n_seq_max = max(k, 1)
+        params.n_ctx = params.n_batch = params.n_ubatch = -(-512 // k) * k  # a multiple of k (mean pooling)
+        params.n_seq_max = k
         params.embeddings = True
         params.n_threads = params.n_threads_batch = threads
         params.flash_attn_type = 0
         ctx = _native.Context(loaded, params)
         batch = _native.Batch(512, 1)
+        groups: list[list[list[int]]] = [[]]
+        for toks in tokens:  # k inputs per batch, or fewer where 512 tokens are reached first
+            if len(groups[-1]) == k or sum(map(len, groups[-1])) + len(toks) > 512:
+                groups.append([])
+            groups[-1].append(toks)
         t0 = time.perf_counter()
-        for start in range(0, len(tokens), k):
+        for group in groups:
             batch.clear()
-            group = tokens[start:start + k]
             for seq, toks in enumerate(group):
                 batch.add_tokens(toks, 0, seq, True)
             ctx.decode(batch)

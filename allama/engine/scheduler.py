@@ -54,7 +54,7 @@ class EngineConfig:
     min_shared_prefix: int = 16  # tokens worth waiting for another request's prefill
     pooling_type: int = -1       # embeddings: -1 the model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank
     embed_max_tokens: int = 512  # tokens in one embedding batch (an input longer than this is truncated)
-    embed_max_seqs: int = 8      # inputs in one embedding batch
+    embed_max_seqs: int = 4      # inputs in one embedding batch (fastest on CPU; docs/benchmarks.md)
 
 
 class _Choice:
