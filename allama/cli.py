@@ -5,6 +5,9 @@ Subcommands:
         Generates text with the native layer. Without --model it builds a tiny
         random-weight llama (needs the gguf package) so it runs on a fresh machine;
         the output is then gibberish, but every layer of the stack is exercised.
+    allama serve --model PATH [--alias NAME] [--n_parallel N] [--config FILE] [--host H] [--port P]
+        The OpenAI-compatible server (needs `pip install allama[server]`); see
+        `allama serve --help` for every setting.
 """
 
 from __future__ import annotations
@@ -71,9 +74,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from allama.server.cli import main as serve
+
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="allama", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="generate text from a prompt")
+    sub.add_parser("serve", help="run the OpenAI-compatible server (allama serve --help)")
     demo.add_argument("--model", help="a GGUF model; default: a tiny random one built on the spot")
     demo.add_argument("--prompt", default="Once upon a time")
     demo.add_argument("-n", "--max-tokens", type=int, default=48)

@@ -305,10 +305,12 @@ class Llama:
         priority: int = 0,
         timeout: float | None = None,
         stream_options: dict[str, Any] | None = None,
+        max_prompt_tokens: int | None = None,
     ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
         """Continues one prompt, or several (a list of prompts), as OpenAI's legacy completions do.
 
         Returns the response dict, or with `stream=True` an AsyncStream of chunks.
+        `max_prompt_tokens` refuses longer prompts (ContextOverflowError), as a server's limit.
         """
         engine = self._engine()
         prompts = self._prompt_token_lists(prompt, suffix)
@@ -316,6 +318,9 @@ class Llama:
             if len(tokens) >= self._n_ctx:
                 raise ContextOverflowError(
                     f"Requested tokens ({len(tokens)}) exceed context window of {self._n_ctx}")
+            if max_prompt_tokens is not None and len(tokens) > max_prompt_tokens:
+                raise ContextOverflowError(
+                    f"the prompt has {len(tokens)} tokens; at most {max_prompt_tokens} are allowed")
         if n < 1:
             raise ValueError("n must be at least 1")
         if logprobs is not None and logprobs < 0:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from throughput_plot import Series, plot_throughput  # beside this script
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,31 +229,15 @@ def table(allama: list[Run], peer: list[Run], ceiling: dict[str, dict[int, float
     return "\n".join(lines)
 
 
-def plot(allama: list[Run], peer: list[Run], ceiling: dict[int, float], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r.concurrency for r in allama], [r.tokens_per_s for r in allama], "o-", label="allama")
+def plot(allama: list[Run], peer: list[Run], ceiling: dict[str, dict[int, float]], path: Path) -> None:
+    series: Series = {"allama": ([r.concurrency for r in allama], [r.tokens_per_s for r in allama], "o-")}
     if peer:
-        ax.plot([r.concurrency for r in peer], [r.tokens_per_s for r in peer], "s-", label="llama-cpp-python 0.3.36")
+        series["llama-cpp-python 0.3.36"] = ([r.concurrency for r in peer], [r.tokens_per_s for r in peer], "s-")
     for key, style in (("unified end-to-end", "k--"), ("split S_TG", "k:")):
         if ceiling.get(key):
             levels = sorted(ceiling[key])
-            ax.plot(levels, [ceiling[key][k] for k in levels], style, label=f"llama-batched-bench, {key}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent streams")
-    ax.set_ylabel("generated tokens/s (aggregate)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"plot: {path}", file=sys.stderr)
+            series[f"llama-batched-bench, {key}"] = (levels, [ceiling[key][k] for k in levels], style)
+    plot_throughput(series, path, "concurrent streams", "generated tokens/s (aggregate)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,213 @@
+"""The HTTP endpoints: OpenAI's (/v1/...), llama-cpp-python's extras (/extras/...), and
+/health and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from allama.chat.request import response_format_grammar
+from allama.grammar import json_schema_to_gbnf
+from allama.llama import Llama
+from allama.server.errors import APIError, api_error_from
+from allama.server.event_stream import event_stream_response
+from allama.server.metrics import render_metrics
+from allama.server.model_registry import ModelRegistry
+from allama.server.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    Sampling,
+    TokenizeRequest,
+)
+from allama.server.settings import ServerSettings
+from allama.stream import AsyncStream
+
+router = APIRouter()
+T = TypeVar("T")
+
+# Request fields that are not create_completion keyword arguments as they stand.
+_NOT_SAMPLING = {"model", "stream_options", "json_schema", "grammar", "logit_bias"}
+
+
+def _registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def _settings(request: Request) -> ServerSettings:
+    return request.app.state.server_settings
+
+
+async def _call(work: Awaitable[T]) -> T:
+    """Awaits model work, turning its errors into API errors (400, 503, ...)."""
+    try:
+        return await work
+    except APIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to the HTTP error for it
+        raise api_error_from(exc) from exc
+
+
+def _sampling_kwargs(body: Sampling, settings: ServerSettings, max_tokens: int | None,
+                     exclude: set[str]) -> dict[str, Any]:
+    """create_completion's keyword arguments from a request, with the server's limits."""
+    if body.n > settings.max_n:
+        raise APIError(400, f"n is {body.n}; this server allows at most {settings.max_n}", param="n")
+    limit = settings.max_tokens_limit
+    if limit is not None and max_tokens is not None and max_tokens > limit:
+        raise APIError(400, f"max_tokens is {max_tokens}; this server allows at most {limit}", param="max_tokens")
+    kwargs = body.model_dump(exclude=_NOT_SAMPLING | exclude, exclude_unset=False)
+    if body.stream_options is not None:
+        kwargs["stream_options"] = body.stream_options.model_dump()
+    if body.logit_bias:
+        try:
+            kwargs["logit_bias"] = {int(k): v for k, v in body.logit_bias.items()}
+        except ValueError:
+            raise APIError(400, "logit_bias keys must be token ids", param="logit_bias") from None
+    if body.grammar is not None:
+        kwargs["grammar"] = body.grammar
+    elif body.json_schema is not None:
+        try:
+            kwargs["grammar"] = json_schema_to_gbnf(body.json_schema)
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="json_schema") from exc
+    if limit is not None and max_tokens is None:
+        max_tokens = limit
+    kwargs["max_prompt_tokens"] = settings.max_prompt_tokens
+    kwargs["timeout"] = settings.request_timeout
+    return {**kwargs, "_max_tokens": max_tokens}
+
+
+def _respond(result: dict[str, Any] | AsyncStream[dict[str, Any]], settings: ServerSettings) -> Any:
+    if isinstance(result, AsyncStream):
+        return event_stream_response(result, None if settings.disable_ping_events else settings.ping_interval)
+    return JSONResponse(result)
+
+
+@router.post("/v1/completions")
+async def create_completion(body: CompletionRequest, request: Request) -> Any:
+    """A legacy completion of a prompt, or of each prompt in a list."""
+    settings = _settings(request)
+    llm = _registry(request).get(body.model)
+    kwargs = _sampling_kwargs(body, settings, body.max_tokens, {"prompt", "max_tokens", "response_format"})
+    kwargs["max_tokens"] = kwargs.pop("_max_tokens")
+    if body.response_format is not None and "grammar" not in kwargs:
+        try:
+            grammar = response_format_grammar(body.response_format)
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="response_format") from exc
+        if grammar is not None:
+            kwargs["grammar"] = grammar
+    return _respond(await _call(llm.create_completion(body.prompt, model=_alias(request, body.model), **kwargs)),
+                    settings)
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
+    """A chat completion: tools, response_format, reasoning and streaming as OpenAI's."""
+    settings = _settings(request)
+    llm = _registry(request).get(body.model)
+    chat_fields = {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs", "response_format",
+                   "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+                   "chat_template_kwargs", "reasoning_effort", "temperature", "top_p", "top_k", "min_p",
+                   "typical_p", "stream", "stop", "seed"}
+    limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    kwargs = _sampling_kwargs(body, settings, limit, chat_fields)
+    limit = kwargs.pop("_max_tokens")
+    optional = {k: v for k, v in (("tools", body.tools), ("tool_choice", body.tool_choice),
+                                  ("functions", body.functions), ("function_call", body.function_call),
+                                  ("parallel_tool_calls", body.parallel_tool_calls),
+                                  ("chat_template_kwargs", body.chat_template_kwargs),
+                                  ("reasoning_effort", body.reasoning_effort)) if v is not None}
+    template_kwargs = _registry(request).settings[_alias(request, body.model)].chat_template_kwargs
+    if template_kwargs and "chat_template_kwargs" not in optional:
+        optional["chat_template_kwargs"] = template_kwargs
+    result = await _call(llm.create_chat_completion(
+        [m.model_dump() for m in body.messages], temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+        min_p=body.min_p, typical_p=body.typical_p, stream=body.stream, stop=body.stop, seed=body.seed,
+        max_tokens=limit, logprobs=body.logprobs, top_logprobs=body.top_logprobs,
+        response_format=body.response_format, model=_alias(request, body.model), **optional, **kwargs))
+    return _respond(result, settings)
+
+
+@router.post("/v1/embeddings")
+async def create_embedding(body: EmbeddingRequest, request: Request) -> Any:
+    """Embeddings in OpenAI's shape, as unit vectors (as OpenAI and llama-server return them)."""
+    llm = _registry(request).get(body.model)
+    return await _call(llm.create_embedding(body.input, model=_alias(request, body.model),
+                                            encoding_format=body.encoding_format, dimensions=body.dimensions,
+                                            normalize=True))
+
+
+@router.post("/v1/rerank")
+@router.post("/rerank")
+async def rerank(body: RerankRequest, request: Request) -> Any:
+    """Documents scored against a query by a reranker model (llama-server's and Jina's shape)."""
+    llm = _registry(request).get(body.model)
+    return await _call(llm.rerank(body.query, body.documents, top_n=body.top_n, model=_alias(request, body.model)))
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    registry = _registry(request)
+    created = request.app.state.started
+    return {"object": "list", "data": [{"id": alias, "object": "model", "created": created, "owned_by": "allama",
+                                        "permissions": []} for alias in registry.settings]}
+
+
+@router.post("/extras/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+    llm = _registry(request).get(body.model)
+    return {"tokens": llm.tokenize(body.input.encode("utf-8"), add_bos=body.add_special, special=body.special)}
+
+
+@router.post("/extras/tokenize/count")
+async def count_tokens(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+    llm = _registry(request).get(body.model)
+    return {"count": len(llm.tokenize(body.input.encode("utf-8"), add_bos=body.add_special, special=body.special))}
+
+
+@router.post("/extras/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
+    llm = _registry(request).get(body.model)
+    n_vocab = llm.n_vocab()
+    bad = next((t for t in body.tokens if not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise APIError(400, f"token id {bad} is out of range [0, {n_vocab})", param="tokens")
+    return {"text": llm.detokenize(body.tokens).decode("utf-8", errors="replace")}
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    """ok (200); loading, overloaded (a queue is full) or error (503)."""
+    registry = _registry(request)
+    registry.start_loading()
+    if registry.errors:
+        return JSONResponse({"status": "error", "errors": {a: str(e) for a, e in registry.errors.items()}}, 503)
+    if not registry.loaded:
+        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "1"})
+    if any(_queue_full(alias, llm, registry) for alias, llm in registry.models.items()):
+        return JSONResponse({"status": "overloaded"}, 503, headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(render_metrics(_registry(request), request.app.state.http),
+                             media_type="text/plain; version=0.0.4")
+
+
+def _queue_full(alias: str, llm: Llama, registry: ModelRegistry) -> bool:
+    """Every slot busy and the queue at its limit: a new request would get 503."""
+    stats, settings = llm.stats(), registry.settings[alias]
+    return stats.active >= settings.n_parallel and stats.queued >= settings.max_queue
+
+
+def _alias(request: Request, name: str | None) -> str:
+    return _registry(request).resolve(name)
+

@@ -1,0 +1,152 @@
+"""Server and model settings, as llama-cpp-python's server names them.
+
+`ServerSettings` (listening, auth, limits) and `ModelSettings` (one model: every `Llama`
+parameter plus its alias) read environment variables of the same names (upper case, e.g.
+`N_CTX=4096`); `ConfigFileSettings` is a JSON or YAML file holding server settings and a
+list of models. `Settings` is both for the common one-model case.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelSettings(BaseSettings):
+    """One model to serve."""
+
+    model_config = SettingsConfigDict(protected_namespaces=(), extra="ignore")
+
+    model: str = Field(description="Path to the GGUF model file (the first shard of a split model).")
+    model_alias: str | None = Field(default=None, description="Name requests use in `model`; default: the path.")
+    # model
+    n_gpu_layers: int = Field(default=0, description="Layers to offload to the GPU; -1 for all.")
+    split_mode: int = Field(default=1, description="How to split the model across GPUs (0 none, 1 layer, 2 row).")
+    main_gpu: int = Field(default=0)
+    tensor_split: list[float] | None = Field(default=None)
+    vocab_only: bool = Field(default=False)
+    use_mmap: bool = Field(default=True)
+    use_mlock: bool = Field(default=False)
+    kv_overrides: list[str] | None = Field(
+        default=None, description="key=type:value overrides of GGUF metadata, e.g. tokenizer.ggml.add_bos_token=bool:false")
+    rpc_servers: str | None = Field(default=None, description="Comma-separated RPC servers.")
+    # context
+    seed: int = Field(default=0xFFFFFFFF, description="Default sampling seed (0xFFFFFFFF: random).")
+    n_ctx: int = Field(default=2048, ge=0, description="Context size of each sequence (slot).")
+    n_batch: int = Field(default=512, ge=1)
+    n_ubatch: int = Field(default=512, ge=1)
+    n_threads: int | None = Field(default=None, ge=1)
+    n_threads_batch: int | None = Field(default=None, ge=1)
+    rope_scaling_type: int = Field(default=-1)
+    rope_freq_base: float = Field(default=0.0)
+    rope_freq_scale: float = Field(default=0.0)
+    yarn_ext_factor: float = Field(default=-1.0)
+    yarn_attn_factor: float = Field(default=1.0)
+    yarn_beta_fast: float = Field(default=32.0)
+    yarn_beta_slow: float = Field(default=1.0)
+    yarn_orig_ctx: int = Field(default=0)
+    pooling_type: int = Field(default=-1, description="-1: the model's; 0 none, 1 mean, 2 cls, 3 last, 4 rank.")
+    embedding: bool = Field(default=False)
+    offload_kqv: bool = Field(default=True)
+    flash_attn: bool = Field(default=False)
+    last_n_tokens_size: int = Field(default=64, ge=0)
+    type_k: int | None = Field(default=None)
+    type_v: int | None = Field(default=None)
+    lora_base: str | None = Field(default=None)
+    lora_path: str | None = Field(default=None)
+    lora_scale: float = Field(default=1.0)
+    numa: bool | int = Field(default=False)
+    # chat
+    chat_format: str | None = Field(default=None, description="A named chat format or handler; default: the model's template.")
+    chat_template_kwargs: dict[str, Any] | None = Field(default=None)
+    # allama
+    n_parallel: int = Field(default=4, ge=1, description="Sequences decoded together (continuous batching).")
+    max_queue: int = Field(default=1024, ge=0, description="Requests waiting for a slot before 503s.")
+    verbose: bool = Field(default=False)
+
+    @field_validator("kv_overrides", "tensor_split", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+    @property
+    def alias(self) -> str:
+        return self.model_alias or self.model
+
+    def llama_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `Llama` (everything but the path and the alias)."""
+        fields = self.model_dump(exclude={"model", "model_alias", "kv_overrides", "chat_template_kwargs"})
+        if self.kv_overrides:
+            fields["kv_overrides"] = dict(_kv_override(item) for item in self.kv_overrides)
+        return fields
+
+
+def _kv_override(item: str) -> tuple[str, bool | int | float | str]:
+    key, _, typed = item.partition("=")
+    kind, _, value = typed.partition(":")
+    if kind == "bool":
+        return key, value.lower() in ("1", "true", "yes")
+    if kind == "int":
+        return key, int(value)
+    if kind == "float":
+        return key, float(value)
+    if kind == "str":
+        return key, value
+    raise ValueError(f"kv override {item!r}: the type must be bool, int, float or str")
+
+
+class ServerSettings(BaseSettings):
+    """Listening, authentication and per-request limits."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = Field(default="localhost", description="Listen address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
+    ssl_keyfile: str | None = Field(default=None)
+    ssl_certfile: str | None = Field(default=None)
+    api_key: str | None = Field(default=None, description="Required as `Authorization: Bearer <key>` when set.")
+    interrupt_requests: bool = Field(
+        default=True, description="Accepted for llama-cpp-python compatibility: requests never wait on each other.")
+    disable_ping_events: bool = Field(default=False, description="No keep-alive comments in event streams.")
+    ping_interval: float = Field(default=15.0, gt=0, description="Seconds between keep-alive comments.")
+    root_path: str = Field(default="", description="ASGI root path, when served behind a proxy prefix.")
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="Allowed CORS origins.")
+    max_request_bytes: int = Field(default=16 << 20, ge=1, description="Larger request bodies get 413.")
+    max_tokens_limit: int | None = Field(default=None, ge=1, description="Largest max_tokens a request may ask for.")
+    max_n: int = Field(default=16, ge=1, description="Largest n (choices) a request may ask for.")
+    max_prompt_tokens: int | None = Field(default=None, ge=1, description="Longest prompt a request may send.")
+    request_timeout: float | None = Field(default=None, gt=0, description="Seconds a request may take in all.")
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM, time running requests get.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class Settings(ServerSettings, ModelSettings):
+    """Server settings and one model."""
+
+
+class ConfigFileSettings(ServerSettings):
+    """A config file: server settings and several models, chosen by `model` in requests."""
+
+    models: list[ModelSettings] = Field(default_factory=list)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ConfigFileSettings":
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config must be a mapping with server settings and `models`")
+        return cls.model_validate(data)
+
