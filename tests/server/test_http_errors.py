@@ -91,7 +91,7 @@ def test_health_metrics_and_openapi(base_url):
 @pytest.fixture(scope="module")
 def guarded(llama_f32_path):
     """One model, an API key, a 2 kB body limit, one slot and no queue."""
-    app = create_app(server_settings=ServerSettings(api_key="s3cret", max_request_bytes=2048),
+    app = create_app(server_settings=ServerSettings(api_key="s3cret", max_request_bytes=2048, max_prompt_tokens=40),
                      model_settings=[ModelSettings(model=str(llama_f32_path), n_ctx=4096, n_parallel=1, max_queue=0)])
     with serving(app) as url:
         yield url, app
@@ -106,6 +106,13 @@ def test_api_key_is_required(guarded):
     ok = httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
     assert httpx.get(url + "/health").status_code == 200  # probes need no key
+
+
+def test_a_prompt_over_the_servers_limit_is_400(guarded):
+    url, _ = guarded
+    body = {"messages": [{"role": "user", "content": "word " * 60}], "max_tokens": 1}
+    error = _error(httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"}), 400)
+    assert "at most 40" in error["message"] and error["code"] == "context_length_exceeded"
 
 
 def test_a_body_over_the_limit_is_413(guarded):
@@ -128,6 +135,19 @@ def test_a_full_queue_is_503_with_retry_after(guarded):
         error = _error(second, 503)
         assert second.headers["retry-after"] and error["code"] == "queue_full"
         assert httpx.get(url + "/health").json()["status"] == "overloaded"
+
+
+def test_a_waiting_stream_gets_keep_alive_pings(llama_f32_path):
+    app = create_app(server_settings=ServerSettings(ping_interval=0.05),
+                     model_settings=[ModelSettings(model=str(llama_f32_path), n_ctx=4096, n_parallel=1)])
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    with serving(app) as url:
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as running:
+            first = running.iter_lines()
+            next(first)  # the one slot is busy: the next stream waits in the queue
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as waiting:
+                lines = waiting.iter_lines()
+                assert next(line for line in lines if line) == ": ping"
 
 
 def test_a_request_over_the_timeout_is_504(llama_f32_path):
