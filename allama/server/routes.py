@@ -54,8 +54,9 @@ async def _call(work: Awaitable[T]) -> T:
 
 
 def _sampling_kwargs(body: Sampling, settings: ServerSettings, max_tokens: int | None,
-                     exclude: set[str]) -> dict[str, Any]:
-    """create_completion's keyword arguments from a request, with the server's limits."""
+                     exclude: set[str]) -> tuple[dict[str, Any], int | None]:
+    """create_completion's keyword arguments from a request and the max_tokens to use,
+    with the server's limits applied."""
     if body.n > settings.max_n:
         raise APIError(400, f"n is {body.n}; this server allows at most {settings.max_n}", param="n")
     limit = settings.max_tokens_limit
@@ -80,7 +81,7 @@ def _sampling_kwargs(body: Sampling, settings: ServerSettings, max_tokens: int |
         max_tokens = limit
     kwargs["max_prompt_tokens"] = settings.max_prompt_tokens
     kwargs["timeout"] = settings.request_timeout
-    return {**kwargs, "_max_tokens": max_tokens}
+    return kwargs, max_tokens
 
 
 def _respond(result: dict[str, Any] | AsyncStream[dict[str, Any]], settings: ServerSettings) -> Any:
@@ -94,8 +95,8 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     """A legacy completion of a prompt, or of each prompt in a list."""
     settings = _settings(request)
     llm = _registry(request).get(body.model)
-    kwargs = _sampling_kwargs(body, settings, body.max_tokens, {"prompt", "max_tokens", "response_format"})
-    kwargs["max_tokens"] = kwargs.pop("_max_tokens")
+    kwargs, max_tokens = _sampling_kwargs(body, settings, body.max_tokens, {"prompt", "max_tokens", "response_format"})
+    kwargs["max_tokens"] = max_tokens
     if body.response_format is not None and "grammar" not in kwargs:
         try:
             grammar = response_format_grammar(body.response_format)
@@ -117,8 +118,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
                    "chat_template_kwargs", "reasoning_effort", "temperature", "top_p", "top_k", "min_p",
                    "typical_p", "stream", "stop", "seed"}
     limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    kwargs = _sampling_kwargs(body, settings, limit, chat_fields)
-    limit = kwargs.pop("_max_tokens")
+    kwargs, limit = _sampling_kwargs(body, settings, limit, chat_fields)
     optional = {k: v for k, v in (("tools", body.tools), ("tool_choice", body.tool_choice),
                                   ("functions", body.functions), ("function_call", body.function_call),
                                   ("parallel_tool_calls", body.parallel_tool_calls),
