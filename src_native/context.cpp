@@ -272,6 +272,11 @@ void Context::record_outputs(const Batch & batch) {
     }
 }
 
+void Context::recorded_external_decode(int32_t n_outputs) {
+    last_outputs_.assign(static_cast<size_t>(n_outputs), 1);
+    n_outputs_ = n_outputs;
+}
+
 void Context::check_output_row(int32_t i) const {
     if (i < 0) {
         if (n_outputs_ + i < 0) {

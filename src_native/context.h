@@ -72,6 +72,9 @@ public:
     void request_abort() { abort_requested_.store(true); }
     // Turns embedding output on or off; refuses a combination llama.cpp would abort on.
     void set_embeddings(bool on);
+    // After a decode done outside decode() (through mtmd, holding lock_open()): the last
+    // batch had `n_outputs` output rows, its last tokens (0 or 1 in practice).
+    void recorded_external_decode(int32_t n_outputs);
 
 private:
     void check_batch(const Batch & batch) const;

@@ -1,5 +1,7 @@
 #include "logging.h"
 
+#include "mtmd-helper.h"
+
 #include "llama.h"
 
 #include <atomic>
@@ -130,6 +132,7 @@ std::string LogCapture::message(const std::string & fallback) const {
 void init_logging(nb::module_ & m) {
     g_logger = nb::module_::import_("logging").attr("getLogger")("allama.native").release();
     llama_log_set(log_callback, nullptr);
+    mtmd_helper_log_set(log_callback, nullptr);  // mtmd and its clip encoder log on their own
     m.def("set_log_level", &set_log_level, nb::arg("level").none(),
           nb::sig("def set_log_level(level: int | None) -> None"),
           "Forward llama.cpp log lines at or above this Python logging level to the "

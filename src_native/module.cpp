@@ -6,6 +6,7 @@
 #include "context.h"
 #include "errors.h"
 #include "logging.h"
+#include "media.h"
 #include "model.h"
 #include "sampler.h"
 #include "vocab.h"
@@ -23,4 +24,5 @@ NB_MODULE(_native, m) {
     allama::init_batch(m);
     allama::init_context(m);
     allama::init_sampler(m);
+    allama::init_media(m);
 }

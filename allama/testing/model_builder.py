@@ -3,7 +3,8 @@
 Nothing can be downloaded from model hubs in CI, so tests make their own models:
 a llama-architecture causal LM (grouped-query attention, SwiGLU) and a BERT
 encoder, each with the tokenizer of one of llama.cpp's ``ggml-vocab-*.gguf``
-files. Random weights prove only self-consistency; ``tests/oracle`` keeps an
+files, and a multimodal projector (mmproj) that feeds images to the llama.
+Random weights prove only self-consistency; ``tests/oracle`` keeps an
 independent NumPy forward pass of the llama architecture to check against.
 
 Needs the ``gguf`` package matching the llama.cpp tree (install it with
@@ -13,6 +14,7 @@ Command line::
 
     python -m allama.testing.model_builder llama OUT.gguf [--preset tiny|bench] [--dtype f32|f16]
     python -m allama.testing.model_builder bert OUT.gguf
+    python -m allama.testing.model_builder projector OUT.gguf [--preset tiny|bench]
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import numpy as np
 __all__ = [
     "LlamaConfig",
     "BertConfig",
+    "ProjectorConfig",
     "LLAMA_PRESETS",
     "vocab_dir",
     "build_llama",
     "build_bert",
+    "build_projector",
     "build_lora",
     "LORA_TARGETS",
 ]
@@ -93,6 +97,36 @@ class BertConfig:
     pooling_type: int = 1  # mean; 4 (rank) makes a reranker with a classification head
     dtype: str = "f32"
     seed: int = 4321
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectorConfig:
+    """Shape of a LLaVA-style mmproj: a CLIP ViT image encoder and a two-layer MLP
+    projector (clip.projector_type "mlp") into the text model's embedding width.
+
+    mtmd fits every image into image_size x image_size (bicubic, aspect kept, padded with
+    LLaVA's grey), normalises it with image_mean/image_std, and yields one embedding per
+    patch. As in LLaVA, the encoder's
+    output is taken before its last block, so n_layer=2 runs one block.
+    """
+
+    image_size: int = 32
+    patch_size: int = 8
+    n_embd: int = 32
+    n_ff: int = 48  # must differ from n_embd: see build_projector
+    n_layer: int = 2
+    n_head: int = 4
+    layer_norm_eps: float = 1e-5
+    # OpenAI CLIP's normalisation, as LLaVA uses it
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    dtype: str = "f32"  # f32 or f16 for the matrices; norms, biases and positions stay f32
+    seed: int = 2468
+
+    @property
+    def n_patches(self) -> int:
+        """Image embeddings (tokens) one image yields: the patch grid of the resized image."""
+        return (self.image_size // self.patch_size) ** 2
 
 
 def _gguf() -> Any:
@@ -191,6 +225,17 @@ def build_llama(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(
     return _finish(writer, path)
 
 
+def _add_linear(writer: Any, w: "_Weights", name: str, n_out: int, n_in: int) -> None:
+    """`name.weight` (n_out x n_in) and `name.bias`, in that order (the order fixes the weights)."""
+    writer.add_tensor(f"{name}.weight", w.matrix(n_out, n_in))
+    writer.add_tensor(f"{name}.bias", w.bias(n_out))
+
+
+def _add_layer_norm(writer: Any, w: "_Weights", name: str, n: int) -> None:
+    writer.add_tensor(f"{name}.weight", w.norm(n))
+    writer.add_tensor(f"{name}.bias", w.bias(n))
+
+
 def build_bert(path: str | os.PathLike[str], config: BertConfig = BertConfig()) -> list[Path]:
     """Writes a BERT encoder (mean pooling by default); returns the written file."""
     gguf = _gguf()
@@ -219,22 +264,70 @@ def build_bert(path: str | os.PathLike[str], config: BertConfig = BertConfig()) 
     writer.add_tensor("token_embd_norm.bias", w.bias(c.n_embd))
     for i in range(c.n_layer):
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            writer.add_tensor(f"blk.{i}.{name}.weight", w.matrix(c.n_embd, c.n_embd))
-            writer.add_tensor(f"blk.{i}.{name}.bias", w.bias(c.n_embd))
-        writer.add_tensor(f"blk.{i}.attn_output_norm.weight", w.norm(c.n_embd))
-        writer.add_tensor(f"blk.{i}.attn_output_norm.bias", w.bias(c.n_embd))
-        writer.add_tensor(f"blk.{i}.ffn_up.weight", w.matrix(c.n_ff, c.n_embd))
-        writer.add_tensor(f"blk.{i}.ffn_up.bias", w.bias(c.n_ff))
-        writer.add_tensor(f"blk.{i}.ffn_down.weight", w.matrix(c.n_embd, c.n_ff))
-        writer.add_tensor(f"blk.{i}.ffn_down.bias", w.bias(c.n_embd))
-        writer.add_tensor(f"blk.{i}.layer_output_norm.weight", w.norm(c.n_embd))
-        writer.add_tensor(f"blk.{i}.layer_output_norm.bias", w.bias(c.n_embd))
+            _add_linear(writer, w, f"blk.{i}.{name}", c.n_embd, c.n_embd)
+        _add_layer_norm(writer, w, f"blk.{i}.attn_output_norm", c.n_embd)
+        _add_linear(writer, w, f"blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"blk.{i}.ffn_down", c.n_embd, c.n_ff)
+        _add_layer_norm(writer, w, f"blk.{i}.layer_output_norm", c.n_embd)
     if c.pooling_type == 4:  # rank: dense + tanh on the CLS state, then one relevance score
         writer.add_tensor("cls.weight", w.matrix(c.n_embd, c.n_embd).astype(np.float32))
         writer.add_tensor("cls.bias", w.bias(c.n_embd))
         writer.add_tensor("cls.output.weight", w.matrix(1, c.n_embd).astype(np.float32))
         writer.add_tensor("cls.output.bias", w.bias(1))
     return _finish(writer, path)
+
+
+def build_projector(path: str | os.PathLike[str], config: ProjectorConfig = ProjectorConfig(),
+                    text_model: LlamaConfig = LlamaConfig()) -> Path:
+    """Writes an mmproj for build_llama(text_model): llama.cpp's mtmd library loads it
+    beside that model; its projector's output width is text_model.n_embd."""
+    gguf = _gguf()
+    c = config
+    if c.image_size % c.patch_size or c.n_embd % c.n_head:
+        raise ValueError("image_size must divide by patch_size, and n_embd by n_head")
+    if c.n_ff == c.n_embd:
+        # clip.cpp takes an ffn_down of input width n_embd for a legacy llava file with
+        # ffn_up and ffn_down swapped, and swaps them back.
+        raise ValueError("n_ff must differ from n_embd")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "clip")
+    writer.add_name(f"allama-test-mmproj-{c.n_layer}x{c.n_embd}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    writer.add_clip_has_vision_encoder(True)
+    # "mlp" (LLaVA 1.5) is in clip.cpp's projector table but not in gguf.VisionProjectorType:
+    # only the legacy converter (tools/mtmd/legacy-models) writes it.
+    writer.add_clip_projector_type("mlp")
+    writer.add_vision_image_size(c.image_size)
+    writer.add_vision_patch_size(c.patch_size)
+    writer.add_vision_embedding_length(c.n_embd)
+    writer.add_vision_feed_forward_length(c.n_ff)
+    writer.add_vision_block_count(c.n_layer)
+    writer.add_vision_head_count(c.n_head)
+    writer.add_vision_attention_layernorm_eps(c.layer_norm_eps)
+    # Required by the loader, unused by the "mlp" projector (CLIP's contrastive head width).
+    writer.add_vision_projection_dim(text_model.n_embd)
+    writer.add_vision_image_mean(list(c.image_mean))
+    writer.add_vision_image_std(list(c.image_std))
+    writer.add_vision_use_gelu(False)  # CLIP's quick GELU in the encoder's FFN
+
+    w = _Weights(c.seed, c.dtype)
+    # conv2d kernel: ggml ne (patch, patch, 3, n_embd)
+    patch = w.matrix(c.n_embd, 3 * c.patch_size * c.patch_size)
+    writer.add_tensor("v.patch_embd.weight", patch.reshape(c.n_embd, 3, c.patch_size, c.patch_size))
+    writer.add_tensor("v.position_embd.weight", w.matrix(c.n_patches, c.n_embd, scale=0.1).astype(np.float32))
+    writer.add_tensor("v.pre_ln.weight", w.norm(c.n_embd))
+    writer.add_tensor("v.pre_ln.bias", w.bias(c.n_embd))
+    for i in range(c.n_layer):
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln1", c.n_embd)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            _add_linear(writer, w, f"v.blk.{i}.{name}", c.n_embd, c.n_embd)
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln2", c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_down", c.n_embd, c.n_ff)
+    # The projector: linear, GELU, linear; LLaVA's hidden width is the text model's.
+    _add_linear(writer, w, "mm.0", text_model.n_embd, c.n_embd)
+    _add_linear(writer, w, "mm.2", text_model.n_embd, text_model.n_embd)
+    return _finish(writer, path)[0]
 
 
 # Weights a test LoRA adapts, in the tiny llama: attention queries and FFN up-projections.
@@ -275,15 +368,19 @@ def _finish(writer: Any, path: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a GGUF model with seeded random weights.")
-    parser.add_argument("arch", choices=["llama", "bert"])
+    parser.add_argument("arch", choices=["llama", "bert", "projector"])
     parser.add_argument("output", type=Path)
-    parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny", help="llama size")
+    parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny",
+                        help="llama size; for a projector, the llama it feeds")
     parser.add_argument("--dtype", choices=["f32", "f16"], help="override the preset's matrix type")
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("dtype", args.dtype), ("seed", args.seed)) if v is not None}
     if args.arch == "llama":
         files = build_llama(args.output, dataclasses.replace(LLAMA_PRESETS[args.preset], **overrides))
+    elif args.arch == "projector":
+        files = [build_projector(args.output, dataclasses.replace(ProjectorConfig(), **overrides),
+                                 LLAMA_PRESETS[args.preset])]
     else:
         files = build_bert(args.output, dataclasses.replace(BertConfig(), **overrides))
     for f in files:

@@ -164,6 +164,17 @@ def test_pooled_embeddings_without_pooling_raise_value_error(setup):
     expect(run_isolated(setup + "ctx.embeddings_seq(0)"), "ValueError", "pooling type none")
 
 
+@pytest.mark.parametrize("path, fragment", [
+    ("/nonexistent/proj.gguf", "No such file"),
+    ("{model}", "Failed to load CLIP model"),  # a text model, not a projector
+    ("{readme}", "invalid magic"),
+])
+def test_bad_projector_files_raise_value_error(setup, llama_f32_path, path, fragment):
+    readme = str(Path(__file__).parents[2] / "README.md")
+    code = setup + f"_native.MediaContext(model, {path.format(model=str(llama_f32_path), readme=readme)!r})"
+    expect(run_isolated(code), "ValueError", "cannot load the projector", fragment)
+
+
 MEAN_POOLED = """
 p = _native.ContextParams(); p.n_ctx = 512; p.n_batch = p.n_ubatch = 512; p.n_seq_max = 3; p.n_threads = 1
 p.pooling_type = 1

@@ -112,7 +112,9 @@ class Turn:
                 text += choice["text"]
                 if choice["finish_reason"] is not None:
                     result.finish_reason = choice["finish_reason"]
-                matched = criteria.matched if isinstance(criteria, _StopStrings) else None
+                # (read the criterion only at the end: it runs on the decode thread, ahead of the chunks)
+                finished = result.finish_reason is not None
+                matched = criteria.matched if finished and isinstance(criteria, _StopStrings) else None
                 if matched is not None:
                     text = text[: text.find(matched)] if matched in text else text
                     result.stop = matched

@@ -1,0 +1,155 @@
+"""The test mmproj builder writes what llama.cpp's clip loader reads for the "mlp" projector.
+
+The llama.cpp run itself (llama-mtmd-cli loading the projector beside the tiny llama and
+encoding an image) needs mtmd, which allama does not bind yet; these tests check the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allama.testing.model_builder import LLAMA_PRESETS, LlamaConfig, ProjectorConfig, build_projector, main
+
+gguf = pytest.importorskip("gguf")
+
+CONFIG = ProjectorConfig()
+TEXT = LlamaConfig()
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    """(key -> (value types, value), tensor name -> ReaderTensor) of a GGUF file."""
+    reader = gguf.GGUFReader(path)
+    fields = {name: (field.types, field.contents()) for name, field in reader.fields.items()}
+    return fields, {t.name: t for t in reader.tensors}
+
+
+@pytest.fixture(scope="module")
+def projector(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    return _read(build_projector(tmp_path_factory.mktemp("mmproj") / "mmproj.gguf", CONFIG, TEXT))
+
+
+def test_header_declares_a_vision_encoder_with_the_mlp_projector(projector):
+    fields, _ = projector
+    assert fields["general.architecture"][1] == "clip"
+    assert fields["clip.has_vision_encoder"][1] is True
+    assert fields["clip.projector_type"][1] == "mlp"
+
+
+def test_vision_hparams_are_uint32_as_the_loader_reads_them(projector):
+    # clip.cpp reads these with gguf_get_val_u32, which aborts on any other type.
+    fields, _ = projector
+    expected = {
+        "clip.vision.image_size": CONFIG.image_size,
+        "clip.vision.patch_size": CONFIG.patch_size,
+        "clip.vision.embedding_length": CONFIG.n_embd,
+        "clip.vision.feed_forward_length": CONFIG.n_ff,
+        "clip.vision.block_count": CONFIG.n_layer,
+        "clip.vision.attention.head_count": CONFIG.n_head,
+        "clip.vision.projection_dim": TEXT.n_embd,
+    }
+    for key, value in expected.items():
+        types, content = fields[key]
+        assert types == [gguf.GGUFValueType.UINT32], key
+        assert content == value, key
+    types, eps = fields["clip.vision.attention.layer_norm_epsilon"]
+    assert types == [gguf.GGUFValueType.FLOAT32]
+    assert eps == pytest.approx(CONFIG.layer_norm_eps)
+
+
+def test_image_normalisation_is_three_float32_values_each(projector):
+    fields, _ = projector
+    expected = {"clip.vision.image_mean": CONFIG.image_mean, "clip.vision.image_std": CONFIG.image_std}
+    for key, value in expected.items():
+        types, content = fields[key]
+        assert types == [gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.FLOAT32]
+        assert content == pytest.approx(list(value))
+
+
+def test_projector_output_width_is_the_text_models_embedding_width(projector):
+    # mtmd refuses a projector whose mm.2.weight ne[1] differs from the text model's n_embd.
+    _, tensors = projector
+    assert tensors["mm.0.weight"].shape.tolist() == [CONFIG.n_embd, TEXT.n_embd]
+    assert tensors["mm.2.weight"].shape.tolist() == [TEXT.n_embd, TEXT.n_embd]
+    assert tensors["mm.2.bias"].shape.tolist() == [TEXT.n_embd]
+
+
+def test_projector_width_follows_another_text_model(tmp_path):
+    text = LlamaConfig(n_embd=96, n_head=4, n_head_kv=2)
+    _, tensors = _read(build_projector(tmp_path / "wide.gguf", CONFIG, text))
+    assert tensors["mm.2.weight"].shape.tolist()[1] == 96
+
+
+def test_encoder_tensors_have_clip_layout(projector):
+    _, tensors = projector
+    c = CONFIG
+    shapes = {  # ggml ne order, as clip.cpp sees them
+        "v.patch_embd.weight": [c.patch_size, c.patch_size, 3, c.n_embd],
+        "v.position_embd.weight": [c.n_embd, c.n_patches],
+        "v.pre_ln.weight": [c.n_embd],
+        "v.pre_ln.bias": [c.n_embd],
+        "mm.0.bias": [TEXT.n_embd],
+    }
+    for i in range(c.n_layer):
+        for name in ("ln1", "ln2"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_embd]
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd, c.n_embd]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_embd]
+        # ffn_down's input width must not be n_embd, or clip.cpp swaps up and down
+        shapes[f"v.blk.{i}.ffn_up.weight"] = [c.n_embd, c.n_ff]
+        shapes[f"v.blk.{i}.ffn_up.bias"] = [c.n_ff]
+        shapes[f"v.blk.{i}.ffn_down.weight"] = [c.n_ff, c.n_embd]
+        shapes[f"v.blk.{i}.ffn_down.bias"] = [c.n_embd]
+    assert set(tensors) == set(shapes) | {"mm.0.weight", "mm.2.weight", "mm.2.bias"}
+    for name, shape in shapes.items():
+        assert tensors[name].shape.tolist() == shape, name
+
+
+def test_one_image_yields_one_token_per_patch():
+    assert CONFIG.n_patches == 16
+    assert ProjectorConfig(image_size=64, patch_size=16).n_patches == 16
+
+
+def test_f16_keeps_norms_biases_and_positions_f32(tmp_path):
+    _, tensors = _read(build_projector(tmp_path / "f16.gguf", dataclasses.replace(CONFIG, dtype="f16"), TEXT))
+    f16, f32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
+    assert tensors["v.patch_embd.weight"].tensor_type == f16
+    assert tensors["v.blk.0.attn_q.weight"].tensor_type == f16
+    assert tensors["mm.2.weight"].tensor_type == f16
+    assert tensors["v.position_embd.weight"].tensor_type == f32
+    assert tensors["v.blk.0.ln1.weight"].tensor_type == f32
+    assert tensors["mm.0.bias"].tensor_type == f32
+
+
+def test_same_seed_writes_identical_files_and_another_seed_differs(tmp_path):
+    a = build_projector(tmp_path / "a.gguf", CONFIG, TEXT)
+    b = build_projector(tmp_path / "b.gguf", CONFIG, TEXT)
+    c = build_projector(tmp_path / "c.gguf", dataclasses.replace(CONFIG, seed=CONFIG.seed + 1), TEXT)
+    assert a.read_bytes() == b.read_bytes()
+    _, ta = _read(a)
+    _, tc = _read(c)
+    assert not np.array_equal(ta["mm.2.weight"].data, tc["mm.2.weight"].data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"image_size": 30}, {"n_head": 5}, {"n_ff": CONFIG.n_embd}],
+    ids=["image-not-whole-patches", "heads-do-not-divide-width", "square-ffn"],
+)
+def test_rejects_shapes_clip_cannot_run(tmp_path, change):
+    with pytest.raises(ValueError):
+        build_projector(tmp_path / "bad.gguf", dataclasses.replace(CONFIG, **change), TEXT)
+
+
+def test_command_line_builds_a_projector_for_a_preset(tmp_path, capsys):
+    out = tmp_path / "cli.gguf"
+    assert main(["projector", str(out), "--preset", "bench", "--dtype", "f16"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    _, tensors = _read(out)
+    assert tensors["mm.2.weight"].shape.tolist()[1] == LLAMA_PRESETS["bench"].n_embd
+    assert tensors["mm.2.weight"].tensor_type == gguf.GGMLQuantizationType.F16
