@@ -76,8 +76,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        from allama.server.cli import main as serve
-
+        try:
+            from allama.server.cli import main as serve
+        except ImportError as exc:
+            print(f"allama serve needs the server extra ({exc.name} is missing): pip install 'allama[server]'",
+                  file=sys.stderr)
+            return 2
         return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="allama", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -19,3 +19,20 @@ def test_demo_is_deterministic_for_a_seed(llama_f32_path, capsys):
     first = capsys.readouterr().out
     cli.main(args)
     assert capsys.readouterr().out == first
+
+
+def test_serve_without_the_server_extra_says_how_to_get_it(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_uvicorn(name, *args, **kwargs):
+        if name.startswith("allama.server") or name.split(".")[0] in ("fastapi", "uvicorn", "pydantic_settings"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_uvicorn)
+    from allama.cli import main
+
+    assert main(["serve", "--model", "m.gguf"]) == 2
+    assert "pip install 'allama[server]'" in capsys.readouterr().err
