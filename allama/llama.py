@@ -22,6 +22,7 @@ import numpy as np
 from allama import _native
 from allama.completion import ChoiceText, chunk, completion_id, logprobs_block, now, usage
 from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
+from allama.engine.request import MediaSpan
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.errors import ContextOverflowError, EngineClosedError
@@ -306,14 +307,25 @@ class Llama:
         timeout: float | None = None,
         stream_options: dict[str, Any] | None = None,
         max_prompt_tokens: int | None = None,
+        media: Sequence[MediaSpan] = (),
     ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
         """Continues one prompt, or several (a list of prompts), as OpenAI's legacy completions do.
 
         Returns the response dict, or with `stream=True` an AsyncStream of chunks.
         `max_prompt_tokens` refuses longer prompts (ContextOverflowError), as a server's limit.
+        `media` (with a token-id prompt) names the prompt positions that images or audio fill:
+        placeholder ids there, evaluated by the projector when the prefill reaches them.
         """
         engine = self._engine()
-        prompts = self._prompt_token_lists(prompt, suffix)
+        if media:
+            if not (isinstance(prompt, list) and all(isinstance(t, (int, np.integer)) for t in prompt)):
+                raise ValueError("a prompt with media must be one list of token ids")
+            if echo or suffix is not None:
+                raise ValueError("echo and suffix are not available for prompts with media")
+            self._prompt_tokens(_without_media(prompt, media), None)  # validates the text tokens
+            prompts = [[int(t) for t in prompt]]
+        else:
+            prompts = self._prompt_token_lists(prompt, suffix)
         for tokens in prompts:
             if len(tokens) >= self._n_ctx:
                 raise ContextOverflowError(
@@ -353,10 +365,10 @@ class Llama:
                 max_tokens=max_tokens if max_tokens is not None and max_tokens > 0 else None,
                 stop=stops, logprobs=logprobs, prompt_logprobs=echo and logprobs is not None,
                 ignore_eos=ignore_eos, priority=priority, timeout=timeout,
-                logits_processor=logits_processor, stopping_criteria=stopping_criteria))
+                logits_processor=logits_processor, stopping_criteria=stopping_criteria, media=tuple(media)))
         model_name = model if model is not None else self.model_path
         job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
-                             self._prompt_texts(prompt, prompts))
+                             [""] if media else self._prompt_texts(prompt, prompts))
         job.submit(stream)
         if stream:
             include_usage = bool(stream_options and stream_options.get("include_usage"))
@@ -776,6 +788,12 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+def _without_media(prompt: list[int], media: Sequence[MediaSpan]) -> list[int]:
+    """The prompt's text tokens (to validate), media placeholders left out."""
+    inside = {p for span in media for p in range(span.start, span.end)}
+    return [int(t) for i, t in enumerate(prompt) if i not in inside]
 
 
 def _l2_normalise(v: np.ndarray) -> np.ndarray:

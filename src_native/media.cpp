@@ -267,6 +267,38 @@ public:
         return new_n_past;
     }
 
+    // Encodes and decodes one media chunk of `chunks` into sequence `seq_id` from position
+    // `n_past` (no logits); returns the new n_past. The engine prefills text itself.
+    llama_pos eval_media_chunk(Context & ctx, const MediaChunks & chunks, int64_t index, llama_pos n_past,
+                               llama_seq_id seq_id, int32_t n_batch) const {
+        const MediaChunk chunk = chunks.at(index);
+        if (chunk.type() == "text") {
+            throw nb::value_error(("chunk " + std::to_string(index) + " is text, not media").c_str());
+        }
+        auto lk = ctx.lock_open();
+        ctx.check_seq_id(seq_id);
+        if (n_past < 0 || n_batch < 1 || static_cast<uint32_t>(n_batch) > llama_n_batch(ctx.get())) {
+            throw nb::value_error("n_past must be >= 0 and n_batch between 1 and the context's n_batch");
+        }
+        if (n_past + chunk.n_pos() > static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
+            throw nb::value_error("the medium does not fit in the context");
+        }
+        llama_pos new_n_past = n_past;
+        int32_t status = 0;
+        LogCapture capture;
+        {
+            nb::gil_scoped_release release;
+            status = mtmd_helper_eval_chunk_single(get(), ctx.get(), chunk.chunk, n_past, seq_id, n_batch, false,
+                                                   &new_n_past);
+        }
+        ctx.recorded_external_decode(0);
+        if (status != 0) {
+            throw DecodeFailure("evaluating a media chunk failed (status " + std::to_string(status) + ")" +
+                                (capture.message().empty() ? "" : ": " + capture.message()));
+        }
+        return new_n_past;
+    }
+
 private:
     static MediaBitmap checked(mtmd_helper_bitmap_wrapper wrapped) {
         if (wrapped.video_ctx != nullptr) {
@@ -337,7 +369,10 @@ void init_media(nb::module_ & m) {
         .def("eval_chunks", &MediaContext::eval_chunks, nb::arg("ctx"), nb::arg("chunks"), nb::arg("n_past"),
              nb::arg("seq_id"), nb::arg("n_batch"), nb::arg("logits_last") = true,
              "Decodes the chunks into a sequence from position n_past (media encoded first); returns the new "
-             "n_past. With logits_last, the last text token's logits are readable as row -1.");
+             "n_past. With logits_last, the last text token's logits are readable as row -1.")
+        .def("eval_media_chunk", &MediaContext::eval_media_chunk, nb::arg("ctx"), nb::arg("chunks"), nb::arg("index"),
+             nb::arg("n_past"), nb::arg("seq_id"), nb::arg("n_batch"),
+             "Encodes and decodes the media chunk chunks[index] into a sequence; returns the new n_past.");
 }
 
 }  // namespace allama

@@ -18,6 +18,23 @@ StoppingCriteria = Callable[[np.ndarray, np.ndarray], bool]
 _request_ids = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class MediaSpan:
+    """An image or audio clip in a prompt: prompt positions [start, start + length) hold
+    placeholder ids (negative, the same for one medium: different media never share a
+    prefix), and `context.eval_media_chunk(ctx, chunks, index, ...)` fills them."""
+
+    start: int
+    length: int
+    context: Any  # _native.MediaContext
+    chunks: Any   # _native.MediaChunks
+    index: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
 @dataclass(eq=False)
 class Request:
     """One prompt to continue, as `n` independent choices.
@@ -37,6 +54,7 @@ class Request:
     timeout: float | None = None         # seconds from submission
     logits_processor: LogitsProcessor | None = None
     stopping_criteria: StoppingCriteria | None = None
+    media: Sequence[MediaSpan] = ()      # in prompt order; text must follow the last one
     id: int = field(default_factory=lambda: next(_request_ids))
     submitted_at: float = field(default_factory=time.monotonic)
 

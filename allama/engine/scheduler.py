@@ -111,6 +111,32 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     return i
 
 
+def _check_media(request: Request) -> None:
+    end = 0
+    for span in request.media:
+        if span.start < end or span.length < 1 or span.end > len(request.prompt):
+            raise ValueError("media spans must be in order, non-empty and inside the prompt")
+        if span.chunks[span.index].n_pos != span.length:
+            raise ValueError("media whose positions differ from their tokens (M-RoPE models) are not supported yet")
+        end = span.end
+    if end >= len(request.prompt):
+        raise ValueError("a prompt must have text after its last medium (the generation prompt)")
+    if request.prompt_logprobs:
+        raise ValueError("prompt logprobs (echo with logprobs) are not available for prompts with media")
+
+
+def _before_media(request: Request, n: int) -> int:
+    """`n`, or the start of the medium that position n would cut."""
+    for span in request.media:
+        if span.start < n < span.end:
+            return span.start
+    return n
+
+
+def _next_media_start(request: Request, position: int) -> int:
+    return next((span.start for span in request.media if span.start >= position), len(request.prompt))
+
+
 class Scheduler:
     """Continuous batching over one native context; see the module docstring."""
 
@@ -165,6 +191,8 @@ class Scheduler:
         """Queues a request; raises QueueFullError or EngineClosedError at once."""
         if request.n > self.config.n_parallel:
             raise ValueError(f"n={request.n} is more than n_parallel={self.config.n_parallel}")
+        if request.media:
+            _check_media(request)
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
@@ -322,6 +350,10 @@ class Scheduler:
                     if future > best_future_len:
                         best_future, best_future_len = other, future
 
+        if request.media:  # a shared prefix ends before a medium it would cut
+            best_kept_len = _before_media(request, best_kept_len)
+            best_live_len = _before_media(request, best_live_len)
+            best_future_len = _before_media(request, best_future_len)
         if best_kept_len >= best_live_len and best_kept_len > 0:
             seq_id = best_kept
             del self._kept[seq_id]
@@ -368,13 +400,21 @@ class Scheduler:
                 batch.add(choice.tokens[-1], choice.n_past, choice.seq_id, True)
                 included.append((choice, 1))
         budget = self._n_batch - batch.n_tokens
+        failed: list[tuple[_Choice, BaseException]] = []
         for choice in self._active:
             if budget <= 0:
                 break
             if choice.state != _PREFILL:
                 continue
+            if choice.request.media:
+                error = self._prefill_media(choice)
+                if error is not None:
+                    failed.append((choice, error))
+                    continue
             start = choice.n_past
             take = min(len(choice.tokens) - start, budget)
+            if choice.request.media:
+                take = min(take, _next_media_start(choice.request, start) - start)
             completes = start + take == len(choice.tokens)
             if choice.prompt_logprobs is not None:
                 prompt_rows.append((choice, batch.n_tokens, start))
@@ -386,7 +426,10 @@ class Scheduler:
                 rows.append((choice, batch.n_tokens - 1))
             included.append((choice, take))
             budget -= take
+        for choice, error in failed:
+            self._finish(choice, error=error)
         if batch.n_tokens == 0:
+            self._flush()
             return
 
         t_decode = time.perf_counter()
@@ -534,6 +577,20 @@ class Scheduler:
         top_ids = np.argpartition(-logprobs, top)[:top] if 0 < top < len(logprobs) else np.arange(0)
         top_ids = top_ids[np.argsort(-logprobs[top_ids])]
         return TokenLogprob(token, float(logprobs[token]), {int(t): float(logprobs[t]) for t in top_ids})
+
+    def _prefill_media(self, choice: _Choice) -> BaseException | None:
+        """Evaluates the media that start where the choice's prefill stands (their own decode
+        calls, between the shared batches); the error if that failed."""
+        for span in choice.request.media:
+            if span.start == choice.n_past:
+                try:
+                    span.context.eval_media_chunk(self.ctx, span.chunks, span.index, choice.n_past, choice.seq_id,
+                                                  self._n_batch)
+                except Exception as exc:  # noqa: BLE001 - this request fails, the engine goes on
+                    return exc
+                self._counters["prompt_tokens_evaluated"] += span.length
+                choice.n_past = span.end
+        return None
 
     def _score_prompt(self, choice: _Choice, first: int, pos0: int) -> None:
         """Logprobs of the prompt tokens that follow the rows decoded this step."""
