@@ -654,7 +654,12 @@ class Llama:
 
         if not messages:
             raise ValueError("messages must not be empty")
+        from allama.chat.multimodal import MTMDChatHandler
+
         handler = self.chat_handler
+        media_handler = handler if isinstance(handler, MTMDChatHandler) else None
+        if media_handler is not None:
+            handler = None  # the usual chat path, with the media read and evaluated
         if handler is None and self.chat_format is not None:
             from allama.chat.registry import chat_format_handler
 
@@ -670,6 +675,11 @@ class Llama:
                 typical_p=typical_p, stream=stream, stop=stop, seed=seed, max_tokens=max_tokens,
                 max_completion_tokens=max_completion_tokens, logprobs=logprobs, top_logprobs=top_logprobs,
                 response_format=response_format, chat_template_kwargs=chat_template_kwargs, **sampling)
+        media: list[bytes] = []
+        if media_handler is not None:
+            from allama.chat.media_parts import extract_media
+
+            messages, media = await extract_media(messages, _native.default_media_marker(), media_handler.source)
         messages = normalise_messages(messages)
         tools, tool_choice = legacy_functions_as_tools(tools, tool_choice, functions, function_call)
         parallel = bool(sampling.pop("parallel_tool_calls", True))
@@ -692,7 +702,16 @@ class Llama:
         else:
             rendered = formatter(messages=messages, tools=offered, tool_choice=tool_choice, **template_vars)
         in_thought = starts_in_thought(rendered.prompt)
-        prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
+        spans: Sequence[MediaSpan] = ()
+        if media:
+            from allama.engine.media_prompt import media_prompt
+
+            context = await media_handler.media_context(self)  # type: ignore[union-attr]
+            bitmaps = await media_handler.bitmaps(self, media)  # type: ignore[union-attr]
+            prompt, spans = media_prompt(context.tokenize(rendered.prompt, bitmaps, not rendered.added_special, True),
+                                         context)
+        else:
+            prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += [stop] if isinstance(stop, str) else list(stop or [])
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
@@ -707,7 +726,8 @@ class Llama:
             prompt, max_tokens=limit, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
             typical_p=typical_p, stream=stream, stop=stops, seed=seed,
             logprobs=(top_logprobs or 0) if logprobs else None,
-            stopping_criteria=sampling.pop("stopping_criteria", None) or rendered.stopping_criteria, **sampling)
+            stopping_criteria=sampling.pop("stopping_criteria", None) or rendered.stopping_criteria, media=spans,
+            **sampling)
         if offered is not None:
             # Tool calls are read out of the reply; their markup never reaches content.
             if stream:
