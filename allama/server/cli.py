@@ -20,7 +20,7 @@ from typing import Any
 
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
 
-_SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"]}
+_SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"], "clip_model_path": ["--mmproj"]}
 
 
 def _boolean(text: str) -> bool:

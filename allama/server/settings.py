@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,11 @@ class ModelSettings(BaseSettings):
     numa: bool | int = Field(default=False)
     # chat
     chat_format: str | None = Field(default=None, description="A named chat format or handler; default: the model's template.")
+    clip_model_path: str | None = Field(
+        default=None, validation_alias=AliasChoices("clip_model_path", "mmproj"),
+        description="A multimodal projector (mmproj GGUF): chat messages may then carry image and audio parts.")
+    allow_media_urls: bool = Field(default=False, description="Fetch http(s) image URLs in chat messages.")
+    allow_media_files: bool = Field(default=False, description="Read local files named in chat messages.")
     chat_template_kwargs: dict[str, Any] | None = Field(default=None)
     # allama
     n_parallel: int = Field(default=4, ge=1, description="Sequences decoded together (continuous batching).")
@@ -79,9 +84,16 @@ class ModelSettings(BaseSettings):
 
     def llama_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `Llama` (everything but the path and the alias)."""
-        fields = self.model_dump(exclude={"model", "model_alias", "kv_overrides", "chat_template_kwargs"})
+        fields = self.model_dump(exclude={"model", "model_alias", "kv_overrides", "chat_template_kwargs",
+                                          "clip_model_path", "allow_media_urls", "allow_media_files"})
         if self.kv_overrides:
             fields["kv_overrides"] = dict(_kv_override(item) for item in self.kv_overrides)
+        if self.clip_model_path:
+            from allama.chat.multimodal import MTMDChatHandler
+
+            fields["chat_handler"] = MTMDChatHandler(self.clip_model_path, allow_http=self.allow_media_urls,
+                                                     allow_files=self.allow_media_files,
+                                                     n_threads=self.n_threads or 4)
         return fields
 
 
