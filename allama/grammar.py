@@ -77,22 +77,24 @@ class _Converter:
         return name
 
     def add(self, hint: str, body: str) -> str:
-        name = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
-        candidate, k = name, 1
-        while candidate in self.rules and self.rules[candidate] != body:
-            k += 1
-            candidate = f"{name}-{k}"
-        self.rules[candidate] = body
-        return candidate
+        """A rule with `body` (the existing one where a rule of that name has the same body)."""
+        name = self._name(hint, body)
+        self.rules[name] = body
+        return name
 
     def reserve(self, hint: str) -> str:
         """A new rule name, to be given its body with `define` (for recursive rules)."""
-        name = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
-        candidate, k = name, 1
-        while candidate in self.rules:
+        name = self._name(hint, None)
+        self.rules[name] = ""
+        return name
+
+    def _name(self, hint: str, body: str | None) -> str:
+        """`hint` as a rule name, numbered past names taken by other bodies."""
+        base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
+        candidate, k = base, 1
+        while candidate in self.rules and (body is None or self.rules[candidate] != body):
             k += 1
-            candidate = f"{name}-{k}"
-        self.rules[candidate] = ""
+            candidate = f"{base}-{k}"
         return candidate
 
     def define(self, name: str, body: str) -> None:

@@ -134,6 +134,47 @@ def bench_llama_cpp_python_chunked(model: str, threads: int, n_many: int, chunks
     return out
 
 
+def bench_interleaved(model: str, packings: list[int], threads: int, rounds: int) -> dict[str, list[float]]:
+    """(a) only, in rounds that alternate allama (each packing) and llama-cpp-python's
+    one-by-one calls, so that all see the same machine state: sentences/s per round."""
+    from llama_cpp import Llama as PeerLlama
+
+    from allama import Llama
+
+    callers = sentences(64, 1)
+    ours = {}
+    for seqs in packings:
+        ours[seqs] = Llama(model, n_ctx=512, n_parallel=1, n_threads=threads, n_threads_batch=threads)
+        ours[seqs]._scheduler.embedder.max_seqs = seqs
+    peer = PeerLlama(model, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=threads,
+                     n_threads_batch=threads, verbose=False)
+    peer.embed(sentences(8, 99))
+
+    async def gathered(llm) -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(llm.embed(s) for s in callers))
+        return 64 / (time.perf_counter() - t0)
+
+    async def warm() -> None:
+        for llm in ours.values():
+            await llm.embed(sentences(8, 99))
+
+    asyncio.run(warm())
+    results: dict[str, list[float]] = {f"allama, packing {k}": [] for k in packings}
+    results["llama-cpp-python, one by one"] = []
+    for _ in range(rounds):
+        for seqs, llm in ours.items():
+            results[f"allama, packing {seqs}"].append(asyncio.run(gathered(llm)))
+        t0 = time.perf_counter()
+        for s in callers:
+            peer.embed(s)
+        results["llama-cpp-python, one by one"].append(64 / (time.perf_counter() - t0))
+    for llm in ours.values():
+        llm.close()
+    peer.close()
+    return results
+
+
 def bench_beside_generation(model: str, threads: int, streams: int = 8, tokens: int = 48,
                             inputs: int = 64) -> dict[str, float]:
     """Wall times of (g) `streams` generating streams alone, (e) `inputs` embeddings alone, and
@@ -175,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packings", default="1,2,4,8,16")
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--interleaved", type=int, metavar="ROUNDS",
+                        help="only (a): ROUNDS rounds alternating allama's packings and llama-cpp-python")
     parser.add_argument("--ceiling", action="store_true",
                         help="also time llama.cpp alone and llama-cpp-python fed k sentences per call")
     parser.add_argument("--beside-generation", metavar="GENERATIVE_GGUF",
@@ -191,6 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         parser.error("--model is required (e.g. ../shared/models/all-minilm-l6-v2-f16.gguf)")
     packings = [int(x) for x in args.packings.split(",")]
+    if args.interleaved:
+        import statistics
+
+        if PEERS_BIN.joinpath("libllama.so").exists():
+            os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))
+        rounds = bench_interleaved(args.model, packings, args.threads, args.interleaved)
+        peer = rounds["llama-cpp-python, one by one"]
+        print("| (a) 64 callers, sentences/s | " + " | ".join(str(i + 1) for i in range(args.interleaved))
+              + " | median | median ratio |")
+        print("|---" * (args.interleaved + 3) + "|")
+        for name, values in rounds.items():
+            ratio = statistics.median(values) / statistics.median(peer)
+            print(f"| {name} | " + " | ".join(f"{v:.0f}" for v in values)
+                  + f" | {statistics.median(values):.1f} | {ratio:.3f}x |")
+        return 0
     ours = bench_allama(args.model, packings, args.threads, args.sentences)
     peer = None if args.smoke else bench_llama_cpp_python(args.model, args.threads, args.sentences)
     print(f"| inputs per batch | (a) 64 callers, sentences/s | (b) one call of {args.sentences}, sentences/s "

@@ -31,16 +31,17 @@ class MTMDChatHandler:
         self.use_gpu = use_gpu
         self.source = MediaSource(allow_files=allow_files, allow_http=allow_http, max_bytes=max_media_bytes,
                                   timeout=fetch_timeout)
-        self._contexts: dict[int, Any] = {}
+        self._contexts: list[tuple[Any, Any]] = []  # (model, its projector context)
         self._lock = threading.Lock()
 
     def _load(self, model: Any) -> Any:
         with self._lock:
-            context = self._contexts.get(id(model))
-            if context is None:
-                context = _native.MediaContext(model, self.clip_model_path, use_gpu=self.use_gpu,
-                                               n_threads=self.n_threads)
-                self._contexts[id(model)] = context
+            for loaded, context in self._contexts:
+                if loaded is model:
+                    return context
+            context = _native.MediaContext(model, self.clip_model_path, use_gpu=self.use_gpu,
+                                           n_threads=self.n_threads)
+            self._contexts.append((model, context))
             return context
 
     async def media_context(self, llama: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Named chat formats: `register_chat_format`, `get_chat_format`."""
+"""Named chat formats and chat completion handlers: `register_chat_format`,
+`get_chat_format`, `register_chat_completion_handler`, `get_chat_completion_handler`."""
 
 from __future__ import annotations
 
@@ -21,22 +22,29 @@ _KNOWN_TEMPLATES = {
 }
 
 
-def register_chat_format(name: str) -> Callable[[ChatFormatter], ChatFormatter]:
-    """Decorator: registers a formatter (messages -> ChatFormatterResponse) under `name`."""
-
-    def decorator(formatter: ChatFormatter) -> ChatFormatter:
-        _FORMATS[name] = formatter
-        return formatter
+def _registrar(table: dict[str, Any], name: str) -> Callable[[Any], Any]:
+    def decorator(item: Any) -> Any:
+        table[name] = item
+        return item
 
     return decorator
 
 
-def get_chat_format(name: str) -> ChatFormatter:
+def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
     _load_builtins()
     try:
-        return _FORMATS[name]
+        return table[name]
     except KeyError:
-        raise ValueError(f"unknown chat format {name!r}; known: {', '.join(sorted(_FORMATS))}") from None
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}") from None
+
+
+def register_chat_format(name: str) -> Callable[[ChatFormatter], ChatFormatter]:
+    """Decorator: registers a formatter (messages -> ChatFormatterResponse) under `name`."""
+    return _registrar(_FORMATS, name)
+
+
+def get_chat_format(name: str) -> ChatFormatter:
+    return _lookup(_FORMATS, name, "chat format")
 
 
 def guess_chat_format(template: str | None) -> str | None:
@@ -51,20 +59,11 @@ def guess_chat_format(template: str | None) -> str | None:
 def register_chat_completion_handler(name: str) -> Callable[[Any], Any]:
     """Decorator: registers a chat completion handler, an async callable
     `handler(llama=..., messages=..., **request) -> response dict or AsyncStream`."""
-
-    def decorator(handler: Any) -> Any:
-        _HANDLERS[name] = handler
-        return handler
-
-    return decorator
+    return _registrar(_HANDLERS, name)
 
 
 def get_chat_completion_handler(name: str) -> Any:
-    _load_builtins()
-    try:
-        return _HANDLERS[name]
-    except KeyError:
-        raise ValueError(f"unknown chat completion handler {name!r}; known: {', '.join(sorted(_HANDLERS))}") from None
+    return _lookup(_HANDLERS, name, "chat completion handler")
 
 
 def chat_format_handler(name: str) -> Any:

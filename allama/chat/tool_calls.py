@@ -29,10 +29,13 @@ class ToolCall:
     id: str | None = None
 
     def as_openai(self) -> dict[str, Any]:
-        arguments = self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments,
-                                                                                      ensure_ascii=False)
         return {"id": self.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                "function": {"name": self.name, "arguments": arguments}}
+                "function": {"name": self.name, "arguments": arguments_json(self.arguments)}}
+
+
+def arguments_json(arguments: Any) -> str:
+    """A call's arguments as OpenAI sends them: JSON text (a string stays as it is)."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
 def _call_from(obj: Any) -> ToolCall | None:

@@ -19,6 +19,7 @@ from allama.chat.handlers.handler_request import HandlerRequest, names_rule
 from allama.chat.handlers.turn import (MAX_CALLS, Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks,
                                       turn_response)
 from allama.chat.registry import register_chat_completion_handler
+from allama.chat.tool_calls import arguments_json
 
 END = "<|im_end|>"
 
@@ -55,17 +56,12 @@ def render_prompt(messages: list[dict[str, Any]], functions: list[dict[str, Any]
             if message.get("function_call"):
                 calls = [*calls, {"function": message["function_call"]}]
             if calls:
-                out.append("\n".join(f"functions.{c['function']['name']}:\n{_arguments(c['function'])}"
+                out.append("\n".join(f"functions.{c['function']['name']}:\n{arguments_json(c['function'].get('arguments', ''))}"
                                      for c in calls) + f"{END}\n")
         else:  # user, tool, function
             out.append(content + f"{END}\n")
     out.append("<|im_start|>assistant\n")
     return "".join(out)
-
-
-def _arguments(function: dict[str, Any]) -> str:
-    arguments = function.get("arguments", "")
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
 async def _events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnEvent]:

@@ -17,6 +17,7 @@ from allama.chat.handlers.handler_request import HandlerRequest, names_rule
 from allama.chat.handlers.turn import Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks, turn_response
 from allama.chat.handlers.typescript_signatures import functions_namespace
 from allama.chat.registry import register_chat_completion_handler
+from allama.chat.tool_calls import arguments_json
 
 # Functionary's system prompt (a fact of its prompt format).
 SYSTEM_MESSAGE = (
@@ -51,7 +52,7 @@ def render_prompt(messages: list[dict[str, Any]], functions: list[dict[str, Any]
             if content is not None:
                 out.append(f"assistant:\n{content}\n")
             for call in calls:
-                out.append(f"assistant to=functions.{call['name']}:\n{call.get('arguments', '')}</s>\n")
+                out.append(f"assistant to=functions.{call['name']}:\n{arguments_json(call.get('arguments', ''))}</s>\n")
         else:
             raise ValueError(f"the functionary format has no role {role!r}")
     out.append("assistant")

@@ -9,7 +9,6 @@ async generator of turn events (`Content`, `CallStart`, `Arguments`, `Finish`), 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -238,6 +237,3 @@ def turn_chunks(turn: Turn, events: AsyncIterator[TurnEvent], include_usage: boo
     deltas (id, type and name, then argument fragments), and the finish reason."""
     return AsyncStream(_chunks(turn, events, include_usage))
 
-
-def arguments_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
