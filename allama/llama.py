@@ -601,8 +601,9 @@ class Llama:
             return self.template_formatter(template)
         return get_chat_format("llama-2")
 
-    def template_formatter(self, template: str, add_generation_prompt: bool = True) -> Any:
-        """A Jinja2ChatFormatter for `template` with this model's BOS/EOS texts and end tokens."""
+    def template_formatter(self, template: str, add_generation_prompt: bool = True, writes_special: bool = True) -> Any:
+        """A Jinja2ChatFormatter for `template` with this model's BOS/EOS texts and end tokens
+        (`writes_special`: the template writes BOS itself, as model templates do)."""
         from allama.chat import Jinja2ChatFormatter
 
         v = self._vocab
@@ -610,7 +611,7 @@ class Llama:
         bos = v.token_to_piece(v.bos, special=True).decode("utf-8", "ignore") if v.bos >= 0 else ""
         stop_ids = [t for t in (v.eos, v.eot) if t >= 0]
         return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt,
-                                   stop_token_ids=stop_ids)
+                                   stop_token_ids=stop_ids, writes_special=writes_special)
 
     def chat_template(self, name: str | None = None) -> str | None:
         """The GGUF's chat template (`tokenizer.chat_template`, or a named one such as
@@ -676,14 +677,22 @@ class Llama:
                 max_completion_tokens=max_completion_tokens, logprobs=logprobs, top_logprobs=top_logprobs,
                 response_format=response_format, chat_template_kwargs=chat_template_kwargs, **sampling)
         media: list[bytes] = []
+        formatter = None
         if media_handler is not None:
-            from allama.chat.media_parts import extract_media
+            from allama.chat.media_parts import extract_media, mark_media
 
-            messages, media = await extract_media(messages, _native.default_media_marker(), media_handler.source)
-        messages = normalise_messages(messages)
+            formatter = media_handler.formatter(self)
+            if formatter is None:
+                messages, media = await extract_media(messages, _native.default_media_marker(), media_handler.source)
+            else:  # the handler's template places the media itself
+                messages, media = await mark_media(messages, _native.default_media_marker(), media_handler.source)
+                messages = media_handler.with_default_system(
+                    [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages])
+        if formatter is None:
+            messages = normalise_messages(messages)
+            formatter = self.chat_formatter()
         tools, tool_choice = legacy_functions_as_tools(tools, tool_choice, functions, function_call)
         parallel = bool(sampling.pop("parallel_tool_calls", True))
-        formatter = self.chat_formatter()
         offered = tools if tools and tool_choice != "none" else None
         template_vars = dict(chat_template_kwargs or {})
         if reasoning_effort is not None:
@@ -708,10 +717,12 @@ class Llama:
 
             context = await media_handler.media_context(self)  # type: ignore[union-attr]
             bitmaps = await media_handler.bitmaps(self, media)  # type: ignore[union-attr]
-            prompt, spans = media_prompt(context.tokenize(rendered.prompt, bitmaps, not rendered.added_special, True),
-                                         context)
+            # preprocessing (resizing images, audio spectrograms) takes a while: off the loop
+            chunks = await anyio.to_thread.run_sync(context.tokenize, rendered.prompt, bitmaps,
+                                                    not rendered.added_special, True)
+            prompt, spans = media_prompt(chunks, context)
         else:
-            prompt = self._vocab.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
+            prompt = self.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += [stop] if isinstance(stop, str) else list(stop or [])
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens

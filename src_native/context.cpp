@@ -381,6 +381,8 @@ void init_context(nb::module_ & m) {
         .def(nb::init<const Model &, const ContextParams &>(), nb::arg("model"), nb::arg("params") = ContextParams())
         .def("close", &Context::close, "Free the context's memory now.")
         .def_prop_ro("closed", &Context::closed)
+        .def_prop_ro("model", [](Context & c) { return Model(c.model(), "", false); },
+                     "A handle to the context's model (its path is not kept).")
         .def("decode", &Context::decode, nb::arg("batch"),
              "Run the model on a batch (GIL released). Raises KVCacheFullError when no KV slot is free, "
              "DecodeAbortedError after abort(), DecodeError otherwise.")

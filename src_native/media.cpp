@@ -2,16 +2,21 @@
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "context.h"
 #include "errors.h"
+#include "clip.h"
 #include "logging.h"
 #include "mtmd-helper.h"
 #include "mtmd.h"
@@ -172,21 +177,23 @@ public:
             throw nb::value_error("the media is empty");
         }
         mtmd_helper_bitmap_wrapper wrapped{};
+        LogCapture capture;
         {
             nb::gil_scoped_release release;
             wrapped = mtmd_helper_bitmap_init_from_buf(get(), reinterpret_cast<const unsigned char *>(data.c_str()),
                                                        data.size(), false, mtmd_helper_init_opt_default());
         }
-        return checked(wrapped);
+        return checked(wrapped, capture);
     }
 
     MediaBitmap bitmap_from_file(const std::string & path) const {
         mtmd_helper_bitmap_wrapper wrapped{};
+        LogCapture capture;
         {
             nb::gil_scoped_release release;
             wrapped = mtmd_helper_bitmap_init_from_file(get(), path.c_str(), false, mtmd_helper_init_opt_default());
         }
-        return checked(wrapped);
+        return checked(wrapped, capture);
     }
 
     MediaChunks tokenize(const std::string & text, const std::vector<const MediaBitmap *> & bitmaps, bool add_special,
@@ -200,6 +207,10 @@ public:
             if (b->is_audio() ? !supports_audio() : !supports_vision()) {
                 throw nb::value_error(b->is_audio() ? "this projector does not take audio"
                                                     : "this projector does not take images");
+            }
+            if (b->is_audio() && b->n_bytes() < 2 * sizeof(float)) {
+                // mtmd asserts (aborts) on a clip this short
+                throw nb::value_error("an audio clip needs at least 2 samples");
             }
             raw.push_back(b->get());
         }
@@ -299,8 +310,80 @@ public:
         return new_n_past;
     }
 
+    // The projector's output for one media chunk: a copy, n_tokens x n_embd float32.
+    nb::ndarray<nb::numpy, float> encode_media_chunk(const MediaChunks & chunks, int64_t index) const {
+        const MediaChunk chunk = chunks.at(index);
+        if (chunk.type() == "text") {
+            throw nb::value_error(("chunk " + std::to_string(index) + " is text, not media").c_str());
+        }
+        const size_t n_embd = static_cast<size_t>(llama_model_n_embd_inp(model_.get()));
+        const size_t n_tokens = chunk.n_tokens();
+        auto * data = new float[n_tokens * n_embd];
+        nb::capsule owner(data, [](void * p) noexcept { delete[] static_cast<float *>(p); });
+        int32_t status = 0;
+        LogCapture capture;
+        {
+            nb::gil_scoped_release release;
+            status = mtmd_encode_chunk(get(), chunk.chunk);
+            if (status == 0) {
+                std::memcpy(data, mtmd_get_output_embd(get()), sizeof(float) * n_tokens * n_embd);
+            }
+        }
+        if (status != 0) {
+            throw DecodeFailure("encoding a media chunk failed (status " + std::to_string(status) + ")" +
+                                (capture.message().empty() ? "" : ": " + capture.message()));
+        }
+        return nb::ndarray<nb::numpy, float>(data, {n_tokens, n_embd}, owner);
+    }
+
+    // Decodes embeddings made by encode_media_chunk (for chunk `index`) into sequence `seq_id`
+    // from position `n_past`, as mtmd places that medium; returns the new n_past.
+    llama_pos decode_media_embeddings(Context & ctx, const MediaChunks & chunks, int64_t index,
+                                      nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> embd,
+                                      llama_pos n_past, llama_seq_id seq_id, int32_t n_batch) const {
+        const MediaChunk chunk = chunks.at(index);
+        if (chunk.type() == "text") {
+            throw nb::value_error(("chunk " + std::to_string(index) + " is text, not media").c_str());
+        }
+        const size_t n_embd = static_cast<size_t>(llama_model_n_embd_inp(model_.get()));
+        if (embd.shape(0) != chunk.n_tokens() || embd.shape(1) != n_embd) {
+            throw nb::value_error(("the embeddings must be " + std::to_string(chunk.n_tokens()) + " x " +
+                                   std::to_string(n_embd) + " for this medium").c_str());
+        }
+        auto lk = ctx.lock_open();
+        ctx.check_seq_id(seq_id);
+        if (llama_model_n_embd_inp(model_.get()) != llama_model_n_embd_inp(ctx.model().get())) {
+            throw nb::value_error("the context belongs to a different model than the projector");
+        }
+        if (n_past < 0 || n_batch < 1 || static_cast<uint32_t>(n_batch) > llama_n_batch(ctx.get())) {
+            throw nb::value_error("n_past must be >= 0 and n_batch between 1 and the context's n_batch");
+        }
+        if (n_past + chunk.n_pos() > static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
+            throw nb::value_error("the medium does not fit in the context");
+        }
+        // mtmd's helper takes a mutable pointer but only reads it
+        std::vector<float> rows(embd.data(), embd.data() + embd.size());
+        llama_pos new_n_past = n_past;
+        int32_t status = 0;
+        LogCapture capture;
+        {
+            nb::gil_scoped_release release;
+            status = mtmd_helper_decode_image_chunk(get(), ctx.get(), chunk.chunk, rows.data(), n_past, seq_id,
+                                                    n_batch, &new_n_past, nullptr, nullptr);
+        }
+        ctx.recorded_external_decode(0);
+        if (status != 0) {
+            throw DecodeFailure("decoding media embeddings failed (status " + std::to_string(status) + ")" +
+                                (capture.message().empty() ? "" : ": " + capture.message()));
+        }
+        return new_n_past;
+    }
+
+    int32_t n_embd() const { return llama_model_n_embd_inp(model_.get()); }
+    bool uses_mrope() const { return mtmd_decode_use_mrope(get()); }
+
 private:
-    static MediaBitmap checked(mtmd_helper_bitmap_wrapper wrapped) {
+    static MediaBitmap checked(mtmd_helper_bitmap_wrapper wrapped, const LogCapture & capture) {
         if (wrapped.video_ctx != nullptr) {
             mtmd_helper_video_free(wrapped.video_ctx);
             if (wrapped.bitmap != nullptr) {
@@ -309,7 +392,9 @@ private:
             throw nb::value_error("video is not supported");
         }
         if (wrapped.bitmap == nullptr) {
-            throw nb::value_error("the media could not be decoded (not an image or audio format mtmd reads)");
+            const std::string reason = capture.message();
+            throw nb::value_error(("the media could not be decoded (not an image or audio format mtmd reads" +
+                                   (reason.empty() ? std::string(")") : "): " + reason)).c_str());
         }
         return MediaBitmap(wrapped.bitmap);
     }
@@ -321,7 +406,31 @@ private:
 
 }  // namespace
 
+// What a projector file offers, read from its metadata only: (has vision, has audio).
+std::pair<bool, bool> projector_capabilities(const std::string & path) {
+    {
+        std::ifstream file(path, std::ios::binary);
+        char magic[4] = {};
+        if (!file || !file.read(magic, 4)) {
+            throw nb::value_error(("cannot read the projector file " + path).c_str());
+        }
+        if (std::memcmp(magic, "GGUF", 4) != 0) {
+            throw nb::value_error(("not a GGUF file: " + path).c_str());
+        }
+    }
+    LogCapture capture;
+    try {
+        nb::gil_scoped_release release;
+        const clip_cap cap = clip_get_cap(path.c_str());
+        return {cap.has_vision, cap.has_audio};
+    } catch (const std::exception & e) {
+        throw nb::value_error(("not a projector file " + path + ": " + e.what()).c_str());
+    }
+}
+
 void init_media(nb::module_ & m) {
+    m.def("projector_capabilities", &projector_capabilities, nb::arg("path"),
+          "(has vision, has audio) of a projector (mmproj GGUF), from its metadata.");
     m.def("default_media_marker", [] { return std::string(mtmd_default_marker()); },
           "The text that marks where a medium goes in a prompt (\"<__media__>\").");
 
@@ -372,7 +481,14 @@ void init_media(nb::module_ & m) {
              "n_past. With logits_last, the last text token's logits are readable as row -1.")
         .def("eval_media_chunk", &MediaContext::eval_media_chunk, nb::arg("ctx"), nb::arg("chunks"), nb::arg("index"),
              nb::arg("n_past"), nb::arg("seq_id"), nb::arg("n_batch"),
-             "Encodes and decodes the media chunk chunks[index] into a sequence; returns the new n_past.");
+             "Encodes and decodes the media chunk chunks[index] into a sequence; returns the new n_past.")
+        .def("encode_media_chunk", &MediaContext::encode_media_chunk, nb::arg("chunks"), nb::arg("index"),
+             "The projector's embeddings for the media chunk chunks[index] (n_tokens x n_embd float32).")
+        .def("decode_media_embeddings", &MediaContext::decode_media_embeddings, nb::arg("ctx"), nb::arg("chunks"),
+             nb::arg("index"), nb::arg("embeddings").noconvert(), nb::arg("n_past"), nb::arg("seq_id"), nb::arg("n_batch"),
+             "Decodes embeddings from encode_media_chunk into a sequence where mtmd places that medium; returns the new n_past.")
+        .def_prop_ro("n_embd", &MediaContext::n_embd, "The text model's input embedding width.")
+        .def_prop_ro("uses_mrope", &MediaContext::uses_mrope, "Whether media take M-RoPE positions (n_pos != n_tokens).");
 }
 
 }  // namespace allama

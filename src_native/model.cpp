@@ -324,6 +324,8 @@ void init_model(nb::module_ & m) {
             "'*-00001-of-0000N.gguf', whose siblings are found by name). The progress callback gets "
             "a float in [0, 1] and cancels the load by returning False.")
         .def_prop_ro("path", &Model::path)
+        .def_prop_ro("handle", [](const Model & self) { return reinterpret_cast<uintptr_t>(self.get()); },
+                     "The llama_model's address: equal for handles to the same loaded model.")
         .def_prop_ro("closed", &Model::closed)
         .def_prop_ro("vocab_only", &Model::vocab_only)
         .def("close", &Model::close, "Release this handle; memory is freed once no Context or Vocab uses the model.")

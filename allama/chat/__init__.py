@@ -2,6 +2,18 @@
 registry that picks one for a request."""
 
 from allama.chat.formatter import ChatFormatter, ChatFormatterResponse, Jinja2ChatFormatter, TemplateError
+from allama.chat.multimodal import MTMDChatHandler
+from allama.chat.multimodal_presets import (
+    Llama3VisionAlpha,
+    Llama3VisionAlphaChatHandler,
+    Llava15ChatHandler,
+    Llava16ChatHandler,
+    MiniCPMv26ChatHandler,
+    MoondreamChatHandler,
+    NanoLlavaChatHandler,
+    ObsidianChatHandler,
+    Qwen25VLChatHandler,
+)
 from allama.chat.registry import (
     get_chat_completion_handler,
     get_chat_format,
@@ -15,6 +27,16 @@ __all__ = [
     "ChatFormatter",
     "ChatFormatterResponse",
     "Jinja2ChatFormatter",
+    "Llama3VisionAlpha",
+    "Llama3VisionAlphaChatHandler",
+    "Llava15ChatHandler",
+    "Llava16ChatHandler",
+    "MTMDChatHandler",
+    "MiniCPMv26ChatHandler",
+    "MoondreamChatHandler",
+    "NanoLlavaChatHandler",
+    "ObsidianChatHandler",
+    "Qwen25VLChatHandler",
     "TemplateError",
     "get_chat_completion_handler",
     "get_chat_format",

@@ -112,8 +112,11 @@ class Jinja2ChatFormatter:
     """Renders messages with a Jinja2 chat template (llama-cpp-python's interface)."""
 
     def __init__(self, template: str, eos_token: str, bos_token: str, add_generation_prompt: bool = True,
-                 stop_token_ids: Sequence[int] | None = None) -> None:
+                 stop_token_ids: Sequence[int] | None = None, writes_special: bool = True) -> None:
         self.template = template
+        # whether the template writes BOS itself (model templates do; the multimodal
+        # presets leave it to tokenization, which adds it where the model wants one)
+        self.writes_special = writes_special
         self.eos_token = eos_token
         self.bos_token = bos_token
         self.add_generation_prompt = add_generation_prompt
@@ -153,7 +156,7 @@ class Jinja2ChatFormatter:
 
             stopping_criteria = stop_on_token
         return ChatFormatterResponse(prompt=prompt, stop=[self.eos_token] if self.eos_token else None,
-                                     stopping_criteria=stopping_criteria, added_special=True)
+                                     stopping_criteria=stopping_criteria, added_special=self.writes_special)
 
     # llama-cpp-python names this method format_messages in its docs
     def format_messages(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatFormatterResponse:

@@ -37,6 +37,21 @@ async def extract_media(messages: Sequence[dict[str, Any]], marker: str,
                         source: MediaSource = MediaSource()) -> tuple[list[dict[str, Any]], list[bytes]]:
     """(messages whose content is text, with `marker` where each medium was; the media's
     bytes in order). Text parts are joined as they stand."""
+    marked, media = await mark_media(messages, marker, source)
+    out = []
+    for message in marked:
+        content = message.get("content")
+        if isinstance(content, list):
+            message = {**message, "content": "".join(
+                part["text"] if part["type"] == "text" else marker for part in content)}
+        out.append(message)
+    return out, media
+
+
+async def mark_media(messages: Sequence[dict[str, Any]], marker: str,
+                     source: MediaSource = MediaSource()) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """(messages with their content parts kept, each medium's URL or data replaced by
+    `marker`; the media's bytes in order): for templates that place media themselves."""
     out: list[dict[str, Any]] = []
     media: list[bytes] = []
     for message in messages:
@@ -44,27 +59,27 @@ async def extract_media(messages: Sequence[dict[str, Any]], marker: str,
         if not isinstance(content, list):
             out.append(dict(message))
             continue
-        text = []
+        parts: list[dict[str, Any]] = []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
-                text.append(str(part.get("text", "")))
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
             elif kind == "image_url":
                 url = part.get("image_url")
                 url = url.get("url") if isinstance(url, dict) else url
                 if not isinstance(url, str) or not url:
                     raise ValueError("an image_url part needs image_url.url")
                 media.append(await read_url(url, source))
-                text.append(marker)
+                parts.append({"type": "image_url", "image_url": {"url": marker}})
             elif kind == "input_audio":
                 audio = part.get("input_audio") or {}
                 if audio.get("format") not in ("wav", "mp3"):
                     raise ValueError("input_audio.format must be 'wav' or 'mp3'")
                 media.append(_base64(audio.get("data"), source.max_bytes, "input_audio.data"))
-                text.append(marker)
+                parts.append({"type": "input_audio", "input_audio": {"data": marker, "format": audio["format"]}})
             else:
                 raise ValueError(f"unsupported content part type {kind!r}")
-        out.append({**message, "content": "".join(text)})
+        out.append({**message, "content": parts})
     return out, media
 
 

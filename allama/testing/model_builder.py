@@ -3,7 +3,7 @@
 Nothing can be downloaded from model hubs in CI, so tests make their own models:
 a llama-architecture causal LM (grouped-query attention, SwiGLU) and a BERT
 encoder, each with the tokenizer of one of llama.cpp's ``ggml-vocab-*.gguf``
-files, and a multimodal projector (mmproj) that feeds images to the llama.
+files, and multimodal projectors (mmproj) that feed images or audio to the llama.
 Random weights prove only self-consistency; ``tests/oracle`` keeps an
 independent NumPy forward pass of the llama architecture to check against.
 
@@ -15,6 +15,7 @@ Command line::
     python -m allama.testing.model_builder llama OUT.gguf [--preset tiny|bench] [--dtype f32|f16]
     python -m allama.testing.model_builder bert OUT.gguf
     python -m allama.testing.model_builder projector OUT.gguf [--preset tiny|bench]
+    python -m allama.testing.model_builder audio-projector OUT.gguf [--preset tiny|bench]
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ __all__ = [
     "LlamaConfig",
     "BertConfig",
     "ProjectorConfig",
+    "AudioProjectorConfig",
     "LLAMA_PRESETS",
     "vocab_dir",
     "build_llama",
     "build_bert",
     "build_projector",
+    "build_audio_projector",
     "build_lora",
     "LORA_TARGETS",
 ]
@@ -127,6 +130,50 @@ class ProjectorConfig:
     def n_patches(self) -> int:
         """Image embeddings (tokens) one image yields: the patch grid of the resized image."""
         return (self.image_size // self.patch_size) ** 2
+
+
+# mtmd's Whisper front end (mtmd-audio.cpp, clip.cpp): 16 kHz PCM, a 10 ms hop, 30 s windows.
+WHISPER_SAMPLE_RATE = 16000
+_WHISPER_HOP = 160
+_WHISPER_WINDOW_FRAMES = 3000
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioProjectorConfig:
+    """Shape of a Qwen2-Audio-style mmproj (clip.projector_type "qwen2a"): a Whisper encoder
+    (two conv1d layers, the second with stride 2, learned positions, pre-norm transformer
+    blocks, a stride-2 average pool, a final layer norm) and one linear layer into the text
+    model's embedding width.
+
+    mtmd turns audio into log-mel windows of 30 s (3000 frames, n_mel_bins each) and encodes
+    each window on its own into n_tokens_per_window embeddings.
+    """
+
+    n_mel_bins: int = 16
+    n_embd: int = 16
+    n_ff: int = 32
+    n_layer: int = 1
+    n_head: int = 2
+    layer_norm_eps: float = 1e-5
+    dtype: str = "f32"  # f32 or f16 for the matrices; norms, biases and positions stay f32
+    seed: int = 1357
+
+    @property
+    def n_positions(self) -> int:
+        """Learned positions: one per frame after the stride-2 conv (clip.cpp needs them all)."""
+        return _WHISPER_WINDOW_FRAMES // 2
+
+    @property
+    def n_tokens_per_window(self) -> int:
+        """Embeddings (tokens) one 30 s window yields, after the average pool."""
+        return self.n_positions // 2
+
+    @staticmethod
+    def n_windows(n_samples: int) -> int:
+        """Windows mtmd makes of n_samples at 16 kHz: it appends 30 s of silence and keeps the
+        whole windows, so a clip shorter than 30 s makes one."""
+        padded = max(n_samples, 201) + 30 * WHISPER_SAMPLE_RATE
+        return (padded // _WHISPER_HOP + 1) // _WHISPER_WINDOW_FRAMES
 
 
 def _gguf() -> Any:
@@ -330,6 +377,54 @@ def build_projector(path: str | os.PathLike[str], config: ProjectorConfig = Proj
     return _finish(writer, path)[0]
 
 
+def build_audio_projector(path: str | os.PathLike[str], config: AudioProjectorConfig = AudioProjectorConfig(),
+                          text_model: LlamaConfig = LlamaConfig()) -> Path:
+    """Writes an audio-only mmproj for build_llama(text_model): mtmd loads it beside that model
+    and takes 16 kHz audio; its projector's output width is text_model.n_embd."""
+    gguf = _gguf()
+    c = config
+    if min(c.n_mel_bins, c.n_embd, c.n_ff, c.n_layer, c.n_head) < 1:
+        # (clip.cpp's Whisper graph reads layer 0 unchecked: n_layer=0 would crash it)
+        raise ValueError("n_mel_bins, n_embd, n_ff, n_layer and n_head must be positive")
+    if c.n_embd % c.n_head:
+        raise ValueError("n_embd must divide by n_head")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "clip")
+    writer.add_name(f"allama-test-audio-mmproj-{c.n_layer}x{c.n_embd}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    writer.add_clip_has_audio_encoder(True)
+    writer.add_clip_projector_type("qwen2a")
+    writer.add_audio_num_mel_bins(c.n_mel_bins)
+    writer.add_audio_embedding_length(c.n_embd)
+    writer.add_audio_feed_forward_length(c.n_ff)
+    writer.add_audio_block_count(c.n_layer)
+    writer.add_audio_head_count(c.n_head)
+    writer.add_audio_attention_layernorm_eps(c.layer_norm_eps)
+    writer.add_audio_projection_dim(text_model.n_embd)
+
+    w = _Weights(c.seed, c.dtype)
+    # conv1d kernels of width 3: ggml ne (3, in, out); biases ne (1, out) broadcast over frames
+    conv1 = w.matrix(c.n_embd, c.n_mel_bins * 3).reshape(c.n_embd, c.n_mel_bins, 3)
+    writer.add_tensor("a.conv1d.1.weight", conv1)
+    writer.add_tensor("a.conv1d.1.bias", w.bias(c.n_embd).reshape(c.n_embd, 1))
+    conv2 = w.matrix(c.n_embd, c.n_embd * 3).reshape(c.n_embd, c.n_embd, 3)
+    writer.add_tensor("a.conv1d.2.weight", conv2)
+    writer.add_tensor("a.conv1d.2.bias", w.bias(c.n_embd).reshape(c.n_embd, 1))
+    writer.add_tensor("a.position_embd.weight", w.matrix(c.n_positions, c.n_embd, scale=0.1).astype(np.float32))
+    for i in range(c.n_layer):
+        _add_layer_norm(writer, w, f"a.blk.{i}.ln1", c.n_embd)
+        _add_linear(writer, w, f"a.blk.{i}.attn_q", c.n_embd, c.n_embd)
+        writer.add_tensor(f"a.blk.{i}.attn_k.weight", w.matrix(c.n_embd, c.n_embd))  # Whisper: no key bias
+        _add_linear(writer, w, f"a.blk.{i}.attn_v", c.n_embd, c.n_embd)
+        _add_linear(writer, w, f"a.blk.{i}.attn_out", c.n_embd, c.n_embd)
+        _add_layer_norm(writer, w, f"a.blk.{i}.ln2", c.n_embd)
+        _add_linear(writer, w, f"a.blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"a.blk.{i}.ffn_down", c.n_embd, c.n_ff)
+    _add_layer_norm(writer, w, "a.post_ln", c.n_embd)
+    _add_linear(writer, w, "mm.a.fc", text_model.n_embd, c.n_embd)
+    return _finish(writer, path)[0]
+
+
 # Weights a test LoRA adapts, in the tiny llama: attention queries and FFN up-projections.
 LORA_TARGETS = ("attn_q", "ffn_up")
 
@@ -368,7 +463,7 @@ def _finish(writer: Any, path: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a GGUF model with seeded random weights.")
-    parser.add_argument("arch", choices=["llama", "bert", "projector"])
+    parser.add_argument("arch", choices=["llama", "bert", "projector", "audio-projector"])
     parser.add_argument("output", type=Path)
     parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny",
                         help="llama size; for a projector, the llama it feeds")
@@ -381,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.arch == "projector":
         files = [build_projector(args.output, dataclasses.replace(ProjectorConfig(), **overrides),
                                  LLAMA_PRESETS[args.preset])]
+    elif args.arch == "audio-projector":
+        files = [build_audio_projector(args.output, dataclasses.replace(AudioProjectorConfig(), **overrides),
+                                       LLAMA_PRESETS[args.preset])]
     else:
         files = build_bert(args.output, dataclasses.replace(BertConfig(), **overrides))
     for f in files:

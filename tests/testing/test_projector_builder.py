@@ -1,7 +1,8 @@
-"""The test mmproj builder writes what llama.cpp's clip loader reads for the "mlp" projector.
+"""The test mmproj builders write what llama.cpp's clip loader reads: the "mlp" image
+projector and the "qwen2a" (Whisper encoder) audio projector.
 
-The llama.cpp run itself (llama-mtmd-cli loading the projector beside the tiny llama and
-encoding an image) needs mtmd, which allama does not bind yet; these tests check the file.
+These tests check the files; mtmd loading and running them is in tests/native/test_media.py
+and tests/native/test_media_audio.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from allama.testing.model_builder import LLAMA_PRESETS, LlamaConfig, ProjectorConfig, build_projector, main
+from allama.testing.model_builder import (LLAMA_PRESETS, AudioProjectorConfig, LlamaConfig, ProjectorConfig,
+                                          build_audio_projector, build_projector, main)
 
 gguf = pytest.importorskip("gguf")
 
@@ -153,3 +155,127 @@ def test_command_line_builds_a_projector_for_a_preset(tmp_path, capsys):
     _, tensors = _read(out)
     assert tensors["mm.2.weight"].shape.tolist()[1] == LLAMA_PRESETS["bench"].n_embd
     assert tensors["mm.2.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+
+
+# --- the audio projector (clip.projector_type "qwen2a": Whisper encoder + one linear layer) ---
+
+AUDIO = AudioProjectorConfig()
+
+
+@pytest.fixture(scope="module")
+def audio_projector(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    return _read(build_audio_projector(tmp_path_factory.mktemp("audio") / "audio.gguf", AUDIO, TEXT))
+
+
+def test_audio_header_declares_only_an_audio_encoder_with_the_qwen2a_projector(audio_projector):
+    fields, _ = audio_projector
+    assert fields["general.architecture"][1] == "clip"
+    assert fields["clip.has_audio_encoder"][1] is True
+    assert "clip.has_vision_encoder" not in fields  # mtmd then reports no vision support
+    assert fields["clip.projector_type"][1] == "qwen2a"
+
+
+def test_audio_hparams_are_uint32_as_the_loader_reads_them(audio_projector):
+    fields, _ = audio_projector
+    expected = {
+        "clip.audio.num_mel_bins": AUDIO.n_mel_bins,
+        "clip.audio.embedding_length": AUDIO.n_embd,
+        "clip.audio.feed_forward_length": AUDIO.n_ff,
+        "clip.audio.block_count": AUDIO.n_layer,
+        "clip.audio.attention.head_count": AUDIO.n_head,
+        "clip.audio.projection_dim": TEXT.n_embd,
+    }
+    for key, value in expected.items():
+        types, content = fields[key]
+        assert types == [gguf.GGUFValueType.UINT32], key
+        assert content == value, key
+    types, eps = fields["clip.audio.attention.layer_norm_epsilon"]
+    assert types == [gguf.GGUFValueType.FLOAT32]
+    assert eps == pytest.approx(AUDIO.layer_norm_eps)
+
+
+def test_audio_encoder_tensors_have_whisper_layout(audio_projector):
+    _, tensors = audio_projector
+    c = AUDIO
+    shapes = {  # ggml ne order, as clip.cpp sees them
+        "a.conv1d.1.weight": [3, c.n_mel_bins, c.n_embd],
+        "a.conv1d.1.bias": [1, c.n_embd],
+        "a.conv1d.2.weight": [3, c.n_embd, c.n_embd],
+        "a.conv1d.2.bias": [1, c.n_embd],
+        # clip.cpp asserts at least one position per frame after the stride-2 conv
+        "a.position_embd.weight": [c.n_embd, 1500],
+        "a.post_ln.weight": [c.n_embd],
+        "a.post_ln.bias": [c.n_embd],
+        "mm.a.fc.weight": [c.n_embd, TEXT.n_embd],
+        "mm.a.fc.bias": [TEXT.n_embd],
+    }
+    for i in range(c.n_layer):
+        for name in ("ln1", "ln2"):
+            shapes[f"a.blk.{i}.{name}.weight"] = [c.n_embd]
+            shapes[f"a.blk.{i}.{name}.bias"] = [c.n_embd]
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            shapes[f"a.blk.{i}.{name}.weight"] = [c.n_embd, c.n_embd]
+        for name in ("attn_q", "attn_v", "attn_out"):  # the Whisper graph asserts no key bias
+            shapes[f"a.blk.{i}.{name}.bias"] = [c.n_embd]
+        shapes[f"a.blk.{i}.ffn_up.weight"] = [c.n_embd, c.n_ff]
+        shapes[f"a.blk.{i}.ffn_up.bias"] = [c.n_ff]
+        shapes[f"a.blk.{i}.ffn_down.weight"] = [c.n_ff, c.n_embd]
+        shapes[f"a.blk.{i}.ffn_down.bias"] = [c.n_embd]
+    assert set(tensors) == set(shapes)
+    for name, shape in shapes.items():
+        assert tensors[name].shape.tolist() == shape, name
+
+
+def test_audio_projector_width_follows_the_text_model(tmp_path):
+    text = LlamaConfig(n_embd=96, n_head=4, n_head_kv=2)
+    fields, tensors = _read(build_audio_projector(tmp_path / "wide.gguf", AUDIO, text))
+    assert tensors["mm.a.fc.weight"].shape.tolist() == [AUDIO.n_embd, 96]
+    assert fields["clip.audio.projection_dim"][1] == 96
+
+
+def test_a_30_second_window_yields_750_tokens():
+    # 3000 mel frames -> 1500 after the stride-2 conv -> 750 after the average pool
+    assert AUDIO.n_positions == 1500 and AUDIO.n_tokens_per_window == 750
+
+
+@pytest.mark.parametrize("n_samples, windows", [
+    (1, 1), (16000, 1), (30 * 16000 - 161, 1), (30 * 16000, 2), (31 * 16000, 2), (60 * 16000, 3),
+])
+def test_windows_per_clip_count_whole_30_second_windows_after_30_seconds_of_padding(n_samples, windows):
+    assert AudioProjectorConfig.n_windows(n_samples) == windows
+
+
+def test_audio_f16_keeps_norms_biases_and_positions_f32(tmp_path):
+    _, tensors = _read(build_audio_projector(tmp_path / "f16.gguf", dataclasses.replace(AUDIO, dtype="f16"), TEXT))
+    f16, f32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
+    for name in ("a.conv1d.1.weight", "a.blk.0.attn_k.weight", "a.blk.0.ffn_up.weight", "mm.a.fc.weight"):
+        assert tensors[name].tensor_type == f16, name
+    for name in ("a.conv1d.1.bias", "a.position_embd.weight", "a.blk.0.ln1.weight", "a.post_ln.bias", "mm.a.fc.bias"):
+        assert tensors[name].tensor_type == f32, name
+
+
+def test_same_seed_writes_identical_audio_projectors_and_another_seed_differs(tmp_path):
+    a = build_audio_projector(tmp_path / "a.gguf", AUDIO, TEXT)
+    b = build_audio_projector(tmp_path / "b.gguf", AUDIO, TEXT)
+    c = build_audio_projector(tmp_path / "c.gguf", dataclasses.replace(AUDIO, seed=AUDIO.seed + 1), TEXT)
+    assert a.read_bytes() == b.read_bytes()
+    assert not np.array_equal(_read(a)[1]["mm.a.fc.weight"].data, _read(c)[1]["mm.a.fc.weight"].data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n_head": 3}, {"n_layer": 0}, {"n_mel_bins": 0}, {"n_head": 0}],
+    ids=["heads-do-not-divide-width", "no-layers", "no-mel-bins", "no-heads"],
+)
+def test_rejects_audio_shapes_clip_cannot_run(tmp_path, change):
+    with pytest.raises(ValueError):
+        build_audio_projector(tmp_path / "bad.gguf", dataclasses.replace(AUDIO, **change), TEXT)
+
+
+def test_command_line_builds_an_audio_projector_for_a_preset(tmp_path, capsys):
+    out = tmp_path / "cli-audio.gguf"
+    assert main(["audio-projector", str(out), "--preset", "bench", "--seed", "7"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    fields, tensors = _read(out)
+    assert fields["clip.projector_type"][1] == "qwen2a"
+    assert tensors["mm.a.fc.weight"].shape.tolist()[1] == LLAMA_PRESETS["bench"].n_embd
