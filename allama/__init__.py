@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from allama import errors
 from allama.engine import EngineStats
+from allama.cache import LlamaCache, LlamaDiskCache, LlamaRAMCache
 from allama.llama import Llama
+from allama.session import LlamaSession
+from allama.speculative import LlamaDraftModel, LlamaPromptLookupDecoding
+from allama.state import LlamaState
 from allama.stream import AsyncStream
+from allama.tokenizer import LlamaHFTokenizer, LlamaTokenizer
 from allama.errors import (
     AllamaError,
     ContextOverflowError,
@@ -22,6 +27,15 @@ __all__ = [
     "AsyncStream",
     "EngineStats",
     "Llama",
+    "LlamaCache",
+    "LlamaDiskCache",
+    "LlamaDraftModel",
+    "LlamaPromptLookupDecoding",
+    "LlamaRAMCache",
+    "LlamaSession",
+    "LlamaState",
+    "LlamaHFTokenizer",
+    "LlamaTokenizer",
     "ContextOverflowError",
     "EngineClosedError",
     "GrammarError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -25,9 +25,12 @@ from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
 from allama.engine.request import MediaSpan
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
+from allama.cache import BaseLlamaCache
 from allama.errors import ContextOverflowError, EngineClosedError
+from allama.session import LlamaSession, current_turn_slot
+from allama.state import LlamaState
 from allama.stream import AsyncStream
-from allama.tokenizer import detokenize
+from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
@@ -88,12 +91,13 @@ class Llama:
         lora_base: str | None = None,
         lora_scale: float = 1.0,
         lora_path: str | None = None,
+        lora_adapters: Mapping[str, str | os.PathLike[str] | tuple[str | os.PathLike[str], float]] | None = None,
         # chat and misc (accepted for llama-cpp-python compatibility)
         numa: bool | int = False,
         chat_format: str | None = None,
         chat_handler: Any = None,
         draft_model: Any = None,
-        tokenizer: Any = None,
+        tokenizer: BaseLlamaTokenizer | None = None,
         spm_infill: bool = False,
         verbose: bool = False,
         # allama
@@ -111,7 +115,10 @@ class Llama:
         self.chat_format = chat_format
         self.chat_handler = chat_handler
         self.draft_model = draft_model
-        self.tokenizer_ = tokenizer
+        if tokenizer is not None and not (callable(getattr(tokenizer, "tokenize", None))
+                                          and callable(getattr(tokenizer, "detokenize", None))):
+            raise TypeError("tokenizer must have tokenize() and detokenize() (an allama.LlamaHFTokenizer, say)")
+        self._custom_tokenizer = tokenizer  # None: the model's own vocabulary, on the fast path
         self.spm_infill = spm_infill
         self.logits_all = logits_all
         self.last_n_tokens_size = last_n_tokens_size
@@ -119,6 +126,8 @@ class Llama:
         self.lora_scale = lora_scale
         self._seed = seed
         self._closed = False
+        self.cache: BaseLlamaCache | None = None
+        self._default_session: LlamaSession | None = None
 
         mp = _native.ModelParams()
         mp.n_gpu_layers = n_gpu_layers
@@ -133,10 +142,13 @@ class Llama:
             mp.rpc_servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else list(rpc_servers)
         self._model = _native.Model.load(self.model_path, mp, progress_callback)
         self._vocab = _native.Vocab(self._model)
+        self.tokenizer_: BaseLlamaTokenizer = tokenizer if tokenizer is not None else LlamaTokenizer(self)
         self.metadata: dict[str, str] = self._model.metadata
         self._n_ctx = n_ctx if n_ctx > 0 else self._model.n_ctx_train
         self._n_parallel = n_parallel
         self._scheduler: Scheduler | None = None
+        self._lora: dict[str, Any] = {}
+        self._lora_default: tuple[tuple[Any, float], ...] = ()
         if vocab_only:
             return
 
@@ -182,24 +194,93 @@ class Llama:
             pooling_type=pooling_type,
             embed_max_tokens=max(n_batch, 1),
         )
-        self._scheduler = Scheduler(self._model, cp, config)
+        if draft_model is not None and not callable(draft_model):
+            raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")
+        self._scheduler = Scheduler(self._model, cp, config, tokenizer=tokenizer, draft_model=draft_model)
+        # LoRA adapters by name; requests pick theirs (create_completion(lora=...)), the
+        # engine decodes requests with different sets in turns (docs/lora.md).
+        default: dict[str, float] = {}
+        named = dict(lora_adapters or {})
         if lora_path is not None:
-            adapter = self._model.load_lora(lora_path)
-            self._scheduler.ctx.set_lora_adapters([(adapter, lora_scale)])
+            named[os.fspath(lora_path)] = (lora_path, lora_scale)
+        for name, spec in named.items():
+            path, scale = spec if isinstance(spec, tuple) else (spec, 0.0)
+            self._lora[name] = self._model.load_lora(os.fspath(path))
+            if scale:
+                default[name] = float(scale)
+        self._lora_default = self._lora_set(default)
+
+    @property
+    def lora_adapters(self) -> dict[str, float]:
+        """The loaded LoRA adapters (name -> the scale requests get by default; 0: off)."""
+        default = {adapter: scale for adapter, scale in self._lora_default}
+        return {name: default.get(adapter, 0.0) for name, adapter in self._lora.items()}
+
+    def _lora_set(self, scales: Mapping[str, float]) -> tuple[tuple[Any, float], ...]:
+        """(adapter, scale) pairs for a request, in load order, adapters at scale 0 left out."""
+        unknown = [name for name in scales if name not in self._lora]
+        if unknown:
+            raise ValueError(f"unknown LoRA adapter {unknown[0]!r}; loaded: {sorted(self._lora) or 'none'}")
+        out = []
+        for name, adapter in self._lora.items():
+            scale = scales.get(name, 0.0)
+            if not isinstance(scale, (int, float)) or scale != scale:
+                raise ValueError(f"the scale of LoRA adapter {name!r} must be a number")
+            if scale:
+                out.append((adapter, float(scale)))
+        return tuple(out)
 
     @classmethod
     async def load(cls, model_path: str | os.PathLike[str], **params: Any) -> "Llama":
         """Loads the model in a worker thread, keeping the event loop free."""
         return await anyio.to_thread.run_sync(partial(cls, model_path, **params))
 
+    @classmethod
+    async def from_pretrained(
+        cls,
+        repo_id: str,
+        filename: str | None,
+        additional_files: Sequence[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> "Llama":
+        """Downloads the GGUF file of a Hugging Face Hub repo that matches the glob `filename`
+        (every part of a split model) and `additional_files`, off the event loop, then loads it
+        as `Llama.load(path, **kwargs)` does. Needs huggingface_hub (`pip install 'allama[hf]'`)."""
+        from allama.hub import download_model
+
+        path = await anyio.to_thread.run_sync(partial(
+            download_model, repo_id, filename, additional_files, local_dir=local_dir,
+            local_dir_use_symlinks=local_dir_use_symlinks, cache_dir=cache_dir))
+        return await cls.load(path, **kwargs)
+
     # ------------------------------------------------------------------ plain calls
 
     def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
-        return self._vocab.tokenize(text, add_bos, special)
+        if self._custom_tokenizer is None:
+            return self._vocab.tokenize(text, add_bos, special)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        tokens = list(self._custom_tokenizer.tokenize(data, add_bos, special))
+        n_vocab = self._vocab.n_tokens
+        for t in tokens:
+            if not 0 <= t < n_vocab:
+                raise ValueError(f"the tokenizer gave token id {t}, outside this model's vocabulary [0, {n_vocab}): "
+                                 "it is not the model's tokenizer")
+        return tokens
 
     def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
                    special: bool = False) -> bytes:
-        return detokenize(self._vocab, tokens, prev_tokens, special)
+        return self.tokenizer_.detokenize(tokens, prev_tokens=prev_tokens, special=special)
+
+    def tokenizer(self) -> LlamaTokenizer:
+        """The model's own tokenizer (as llama-cpp-python: even when `tokenizer=` replaced it)."""
+        return LlamaTokenizer(self)
+
+    def _token_pieces(self) -> Any:
+        """What gives one token's text for logprobs: the vocabulary, or the `tokenizer=` one."""
+        return self._vocab if self._custom_tokenizer is None else TokenPieces(self._custom_tokenizer)
 
     def n_ctx(self) -> int:
         """The context window one request may use."""
@@ -226,6 +307,63 @@ class Llama:
 
     def reset(self) -> None:
         """Kept for llama-cpp-python compatibility: the engine keeps no single token history."""
+
+    # ------------------------------------------------------------------ sessions, states, caches
+
+    def session(self) -> LlamaSession:
+        """A conversation that owns one sequence and keeps its KV between turns (see LlamaSession);
+        its sequence is taken at its first use or `async with`."""
+        return LlamaSession(self)
+
+    async def save_state(self) -> LlamaState:
+        """The state of this Llama's default session (llama-cpp-python's save_state)."""
+        return await self._default().save_state()
+
+    async def load_state(self, state: LlamaState) -> None:
+        """Loads a state into this Llama's default session. Its KV then serves every request
+        whose prompt starts with the state's tokens (llama-cpp-python's load_state)."""
+        await self._default().load_state(state)
+
+    def _default(self) -> LlamaSession:
+        self._engine()
+        if self._default_session is None:
+            self._default_session = LlamaSession(self)
+        return self._default_session
+
+    def set_cache(self, cache: BaseLlamaCache | None) -> None:
+        """Keeps prompt states in `cache` (LlamaRAMCache, LlamaDiskCache), or stops with None.
+        A completion restores the cached state that shares the longest prefix with its prompt,
+        when the engine holds no longer one, and stores the state of prompt + completion."""
+        if cache is not None and not isinstance(cache, BaseLlamaCache):
+            raise TypeError("set_cache takes an allama LlamaRAMCache or LlamaDiskCache (or None)")
+        self.cache = cache
+
+    async def _bind_requests(self, requests: list[Request]) -> None:
+        """Ties the requests to the session whose turn this is and to the prompt cache."""
+        slot = current_turn_slot()
+        if slot is not None:
+            if len(requests) != 1 or requests[0].n != 1:
+                raise ValueError("a session turn continues one prompt with n=1")
+            requests[0].session = slot
+        cache = self.cache
+        if cache is None:
+            return
+        engine = self._engine()
+        for request in requests:
+            if request.media or request.prompt_logprobs or request.lora:
+                # placeholder ids of media are not worth keeping; echo needs every prompt row;
+                # states do not record the LoRA adapters their KV was computed with
+                continue
+            request.keep_state = True
+            state = await cache.lookup(request.prompt, longer_than=engine.held_prefix(request.prompt))
+            if state is not None and state.scope == "sequence":
+                request.restore = state
+
+    async def _keep_state(self, state: LlamaState) -> None:
+        cache = self.cache
+        if cache is not None:
+            state.seed = self._seed
+            await cache.store(state.tokens, state)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -308,6 +446,7 @@ class Llama:
         stream_options: dict[str, Any] | None = None,
         max_prompt_tokens: int | None = None,
         media: Sequence[MediaSpan] = (),
+        lora: Mapping[str, float] | None = None,
     ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
         """Continues one prompt, or several (a list of prompts), as OpenAI's legacy completions do.
 
@@ -315,6 +454,8 @@ class Llama:
         `max_prompt_tokens` refuses longer prompts (ContextOverflowError), as a server's limit.
         `media` (with a token-id prompt) names the prompt positions that images or audio fill:
         placeholder ids there, evaluated by the projector when the prefill reaches them.
+        `lora` names the LoRA adapters to decode with and their scales ({} for none; None: the
+        Llama's defaults).
         """
         engine = self._engine()
         if media:
@@ -354,6 +495,7 @@ class Llama:
         if grammar is not None:
             params.grammar = str(grammar)  # GBNF text or a LlamaGrammar
         base_seed = self._seed if seed is None else seed
+        adapters = self._lora_default if lora is None else self._lora_set(lora)
         requests = []
         for tokens in prompts:
             chains = []
@@ -365,7 +507,9 @@ class Llama:
                 max_tokens=max_tokens if max_tokens is not None and max_tokens > 0 else None,
                 stop=stops, logprobs=logprobs, prompt_logprobs=echo and logprobs is not None,
                 ignore_eos=ignore_eos, priority=priority, timeout=timeout,
-                logits_processor=logits_processor, stopping_criteria=stopping_criteria, media=tuple(media)))
+                logits_processor=logits_processor, stopping_criteria=stopping_criteria, media=tuple(media),
+                lora=adapters))
+        await self._bind_requests(requests)
         model_name = model if model is not None else self.model_path
         job = _CompletionJob(self, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
                              [""] if media else self._prompt_texts(prompt, prompts))
@@ -396,7 +540,7 @@ class Llama:
         if isinstance(item, (str, bytes)):
             if not item:
                 raise ValueError("input must not be an empty string")
-            tokens = self._vocab.tokenize(item, True, False)
+            tokens = self.tokenize(item, True, False)
         else:
             tokens = [int(t) for t in item]
             if not tokens:
@@ -771,7 +915,9 @@ class Llama:
             elif isinstance(item, bytes):
                 texts.append(item.decode("utf-8", errors="ignore"))
             else:
-                texts.append(self._vocab.detokenize(tokens, True, False).decode("utf-8", errors="ignore"))
+                text = (self._vocab.detokenize(tokens, True, False) if self._custom_tokenizer is None
+                        else self._custom_tokenizer.detokenize(tokens))
+                texts.append(text.decode("utf-8", errors="ignore"))
         return texts
 
     def _prompt_token_lists(self, prompt: Any, suffix: str | None) -> list[list[int]]:
@@ -793,7 +939,7 @@ class Llama:
             tokens = list(prompt)
         else:
             text = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
-            tokens = self._vocab.tokenize(text, True, suffix is None) if text else (
+            tokens = self.tokenize(text, True, suffix is None) if text else (
                 [self._vocab.bos] if self._vocab.bos >= 0 else [])
         if suffix is not None:
             tokens = self._fim_tokens(tokens, suffix)
@@ -807,7 +953,7 @@ class Llama:
             raise ValueError("suffix (fill-in-the-middle) needs a model with FIM tokens; this vocabulary has none")
         if prefix and prefix[0] == v.bos:
             prefix = prefix[1:]
-        suffix_tokens = v.tokenize(suffix, False, False)
+        suffix_tokens = self.tokenize(suffix, False, False)
         head = [v.bos] if v.add_bos and v.bos >= 0 else []
         if self.spm_infill:
             return head + [v.fim_suf] + suffix_tokens + [v.fim_pre] + prefix + [v.fim_mid]
@@ -890,6 +1036,8 @@ class _CompletionJob:
                     raise out.error
                 if out.finish_reason is not None:
                     self.remaining -= 1
+                if out.state is not None:
+                    await self.llm._keep_state(out.state)
                 yield number, out
         finally:
             self.cancel()
@@ -949,10 +1097,10 @@ class _CompletionJob:
             text_offset = len(self._prompt_text(number))
         for token, lp in zip(acc.tokens, acc.logprobs):
             entries.append((token, lp))
-        return logprobs_block(vocab, entries, text_offset, self.logprobs)
+        return logprobs_block(self.llm._token_pieces(), entries, text_offset, self.logprobs)
 
     async def chunks(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        vocab = self.llm._vocab
+        vocab = self.llm._token_pieces()
         offsets: dict[tuple[int, int], int] = {}
         completion_tokens = 0
         cached = 0

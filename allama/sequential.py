@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from allama import _native
+from allama.state import LlamaState
 
 LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 StoppingCriteria = Callable[[np.ndarray, np.ndarray], bool]
-
-
-@dataclass
-class LlamaState:
-    """A saved history (llama-cpp-python's LlamaState fields)."""
-
-    input_ids: np.ndarray
-    scores: np.ndarray
-    n_tokens: int
-    llama_state: bytes
-    llama_state_size: int
-    seed: int
 
 
 class SequentialContext:
@@ -137,9 +125,13 @@ class SequentialContext:
     def save_state(self) -> LlamaState:
         with self.lock:
             data = self.ctx.state_get()
-            return LlamaState(self.input_ids.copy(), self.scores.copy(), self.n_tokens, data, len(data), self.seed)
+            return LlamaState(self.input_ids.copy(), self.scores.copy(), self.n_tokens, data, len(data), self.seed,
+                              scope="context")
 
     def load_state(self, state: LlamaState) -> None:
+        if state.scope != "context":
+            raise ValueError("this state holds one engine sequence (a session's), not the eval/generate history: "
+                             "load it into a session or with Llama.load_state")
         with self.lock:
             self.ctx.state_set(state.llama_state)
             self.input_ids = state.input_ids.copy()

@@ -19,10 +19,13 @@ import anyio.from_thread
 from allama.engine import EngineStats
 from allama.llama import LLAMA_DEFAULT_SEED
 from allama.llama import Llama as AsyncLlama
-from allama.sequential import LlamaState, SequentialContext
-from allama.tokenizer import LlamaTokenizer
+from allama.cache import BaseLlamaCache
+from allama.session import LlamaSession as AsyncLlamaSession
+from allama.sequential import SequentialContext
+from allama.state import LlamaState
+from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 
-__all__ = ["Llama"]
+__all__ = ["Llama", "LlamaSession"]
 
 
 class Llama:
@@ -38,10 +41,34 @@ class Llama:
         self.metadata = self._llm.metadata
         self.verbose = self._llm.verbose
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        filename: str | None,
+        additional_files: Sequence[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> "Llama":
+        """As allama.Llama.from_pretrained, blocking: downloads the matching GGUF file(s) from the
+        Hugging Face Hub, then loads the model. Needs huggingface_hub (`pip install 'allama[hf]'`)."""
+        from allama.hub import download_model
+
+        path = download_model(repo_id, filename, additional_files, local_dir=local_dir,
+                              local_dir_use_symlinks=local_dir_use_symlinks, cache_dir=cache_dir)
+        return cls(path, **kwargs)
+
     @property
     def async_llama(self) -> AsyncLlama:
         """The async object behind this one (same engine)."""
         return self._llm
+
+    @property
+    def tokenizer_(self) -> BaseLlamaTokenizer:
+        """The tokenizer in use: `tokenizer=` if given, else the model's own."""
+        return self._llm.tokenizer_
 
     def create_completion(self, prompt: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """As allama.Llama.create_completion; with stream=True, a generator of chunks."""
@@ -205,10 +232,33 @@ class Llama:
         return self._seq().generate(tokens, chain, reset, logits_processor, stopping_criteria)
 
     def save_state(self) -> LlamaState:
-        return self._seq().save_state()
+        """The eval/generate history once that API is in use (as llama-cpp-python); otherwise the
+        default session's state (as allama.Llama.save_state)."""
+        if self._sequential is not None:
+            return self._sequential.save_state()
+        return self._portal.call(self._llm.save_state)
 
     def load_state(self, state: LlamaState) -> None:
-        self._seq().load_state(state)
+        """A saved eval/generate history goes back there; one sequence's state (a session's)
+        goes into the default session."""
+        if state.scope == "context":
+            self._seq().load_state(state)
+        else:
+            self._portal.call(self._llm.load_state, state)
+
+    # --- sessions and the prompt cache ---
+
+    def session(self) -> "LlamaSession":
+        """A conversation that keeps its KV between turns (see allama.LlamaSession)."""
+        return LlamaSession(self)
+
+    @property
+    def cache(self) -> BaseLlamaCache | None:
+        return self._llm.cache
+
+    def set_cache(self, cache: BaseLlamaCache | None) -> None:
+        """As allama.Llama.set_cache."""
+        self._llm.set_cache(cache)
 
     def stats(self) -> EngineStats:
         return self._llm.stats()
@@ -231,3 +281,47 @@ class Llama:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+class LlamaSession:
+    """The blocking twin of allama.LlamaSession: one conversation, its KV kept between turns."""
+
+    def __init__(self, owner: Llama) -> None:
+        self._owner = owner
+        self._session: AsyncLlamaSession = owner.async_llama.session()
+
+    @property
+    def tokens(self) -> list[int]:
+        return self._session.tokens
+
+    @property
+    def n_tokens(self) -> int:
+        return self._session.n_tokens
+
+    def create_completion(self, prompt: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """As allama.LlamaSession.create_completion; with stream=True, a generator of chunks."""
+        call = partial(self._session.create_completion, prompt, **kwargs)
+        return self._owner._stream(call) if kwargs.get("stream") else self._owner._portal.call(call)
+
+    def create_chat_completion(self, messages: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """As allama.LlamaSession.create_chat_completion; with stream=True, a generator of chunks."""
+        call = partial(self._session.create_chat_completion, messages, **kwargs)
+        return self._owner._stream(call) if kwargs.get("stream") else self._owner._portal.call(call)
+
+    def save_state(self) -> LlamaState:
+        return self._owner._portal.call(self._session.save_state)
+
+    def load_state(self, state: LlamaState) -> None:
+        self._owner._portal.call(self._session.load_state, state)
+
+    def close(self) -> None:
+        """Frees the session's sequence."""
+        if self._owner._portal_cm is not None:
+            self._owner._portal.call(self._session.aclose)
+
+    def __enter__(self) -> "LlamaSession":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -2,6 +2,7 @@
 
 #include "llama.h"
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -36,6 +37,13 @@ void init_backend(nb::module_ & m) {
         return out;
     }, "The compute devices llama.cpp can use, as 'name: description'.");
     m.def("time_us", &llama_time_us);
+    m.attr("GGML_DEFAULT_N_THREADS") = GGML_DEFAULT_N_THREADS;
+    m.def("numa_init", [](int strategy) {
+        if (strategy < GGML_NUMA_STRATEGY_DISABLED || strategy >= GGML_NUMA_STRATEGY_COUNT) {
+            throw nb::value_error(("NUMA strategy must be in [0, " + std::to_string(GGML_NUMA_STRATEGY_COUNT) + ")").c_str());
+        }
+        llama_numa_init(static_cast<ggml_numa_strategy>(strategy));
+    }, nb::arg("strategy"), "llama_numa_init: 0 disabled, 1 distribute, 2 isolate, 3 numactl, 4 mirror.");
 }
 
 }  // namespace allama

@@ -20,6 +20,11 @@ public:
     void add_token(llama_token token, llama_pos pos, const std::vector<llama_seq_id> & seq_ids, bool output);
     void add_tokens(const std::vector<llama_token> & tokens, llama_pos pos0, llama_seq_id seq_id, bool output_last);
     void add_embeddings(const float * rows, size_t n_rows, llama_pos pos0, llama_seq_id seq_id, bool output_last);
+    // Replaces the contents with `n_tokens` entries of C-layout arrays (the low-level
+    // API's llama_batch fields); `token` or `embd` is null for the other kind of batch,
+    // `seq_id` has `seq_stride` ids per token.
+    void assign(int32_t n_tokens, const llama_token * token, const float * embd, const llama_pos * pos,
+                const int32_t * n_seq_id, const llama_seq_id * seq_id, size_t seq_stride, const int8_t * logits);
     void clear() { batch_.n_tokens = 0; }
     void set_output(int32_t i, bool output);
 

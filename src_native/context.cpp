@@ -4,13 +4,16 @@
 #include "logging.h"
 
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include "ggml.h"
 
+#include <algorithm>
 #include <cstring>
+#include <sys/stat.h>
 #include <string>
 #include <thread>
 
@@ -45,6 +48,16 @@ void check_ggml_type(int32_t type, const char * name) {
 }
 
 nb::bytes to_bytes(const std::vector<uint8_t> & v) { return nb::bytes(v.data(), v.size()); }
+
+// Room for a session file's tokens: the caller's capacity, but never more than the file
+// could hold, so that a huge capacity does not allocate a huge buffer.
+size_t token_buffer_size(const std::string & path, size_t capacity) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0 || st.st_size < 0) {
+        return 0;
+    }
+    return std::min(capacity, static_cast<size_t>(st.st_size) / sizeof(llama_token));
+}
 
 }  // namespace
 
@@ -592,7 +605,72 @@ void init_context(nb::module_ & m) {
             return out;
         }, "llama.cpp's counters: tokens of multi-token decodes (n_p_eval), single-token decodes (n_eval) "
            "and their times. llama.cpp reports a zero count as 1.")
-        .def("perf_reset", [](Context & c) { auto lk = c.lock_open(); llama_perf_context_reset(c.get()); });
+        .def("perf_reset", [](Context & c) { auto lk = c.lock_open(); llama_perf_context_reset(c.get()); })
+        .def("perf_print", [](Context & c) {
+            auto lk = c.lock_open();
+            {
+                nb::gil_scoped_release release;
+                llama_synchronize(c.get());
+            }
+            llama_perf_context_print(c.get());
+        }, "Log llama.cpp's performance summary (through its log callback).")
+        // --- state sizes and llama.cpp's session files (for allama.llama_cpp) ---
+        .def("state_size", [](Context & c) {
+            auto lk = c.lock_open();
+            nb::gil_scoped_release release;
+            return llama_state_get_size(c.get());
+        }, "Bytes state_get() would return.")
+        .def("seq_state_size", [](Context & c, llama_seq_id s) {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            nb::gil_scoped_release release;
+            return llama_state_seq_get_size(c.get(), s);
+        }, nb::arg("seq_id"), "Bytes seq_state_get() would return.")
+        .def("state_save_file", [](Context & c, const std::string & path, const std::vector<llama_token> & tokens) {
+            auto lk = c.lock_open();
+            nb::gil_scoped_release release;
+            return llama_state_save_file(c.get(), path.c_str(), tokens.data(), tokens.size());
+        }, nb::arg("path"), nb::arg("tokens"), "llama_state_save_file: the state and its tokens; False on failure.")
+        .def("state_load_file", [](Context & c, const std::string & path, size_t n_token_capacity) -> std::optional<std::vector<llama_token>> {
+            auto lk = c.lock_open();
+            std::vector<llama_token> tokens(token_buffer_size(path, n_token_capacity));
+            size_t n = 0;
+            bool ok = false;
+            {
+                nb::gil_scoped_release release;
+                ok = llama_state_load_file(c.get(), path.c_str(), tokens.data(), tokens.size(), &n);
+            }
+            if (!ok) {
+                return std::nullopt;
+            }
+            tokens.resize(n);
+            return tokens;
+        }, nb::arg("path"), nb::arg("n_token_capacity"),
+           "llama_state_load_file: the saved tokens (at most n_token_capacity), or None when the file does not fit.")
+        .def("seq_state_save_file", [](Context & c, const std::string & path, llama_seq_id s, const std::vector<llama_token> & tokens) {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            nb::gil_scoped_release release;
+            return llama_state_seq_save_file(c.get(), path.c_str(), s, tokens.data(), tokens.size());
+        }, nb::arg("path"), nb::arg("seq_id"), nb::arg("tokens"), "llama_state_seq_save_file: bytes written, 0 on failure.")
+        .def("seq_state_load_file", [](Context & c, const std::string & path, llama_seq_id s, size_t n_token_capacity)
+                 -> std::optional<std::pair<size_t, std::vector<llama_token>>> {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            std::vector<llama_token> tokens(token_buffer_size(path, n_token_capacity));
+            size_t n = 0;
+            size_t read = 0;
+            {
+                nb::gil_scoped_release release;
+                read = llama_state_seq_load_file(c.get(), path.c_str(), s, tokens.data(), tokens.size(), &n);
+            }
+            if (read == 0) {
+                return std::nullopt;
+            }
+            tokens.resize(n);
+            return std::make_pair(read, tokens);
+        }, nb::arg("path"), nb::arg("seq_id"), nb::arg("n_token_capacity"),
+           "llama_state_seq_load_file: (bytes read, tokens), or None when the file does not fit.");
 }
 
 }  // namespace allama

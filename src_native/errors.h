@@ -10,6 +10,13 @@
 
 namespace allama {
 
+// Raises ValueError(message) unless `ok`: argument checks before llama.cpp sees the values.
+inline void require(bool ok, const std::string & message) {
+    if (!ok) {
+        throw nanobind::value_error(message.c_str());
+    }
+}
+
 // A file that exists but is not a loadable GGUF model (allama.errors.ModelLoadError).
 struct ModelLoadFailure : std::runtime_error {
     using std::runtime_error::runtime_error;

@@ -5,6 +5,7 @@
 #include "llama.h"
 
 #include <atomic>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,13 @@ namespace {
 // Python logging level at or above which lines are forwarded; 0 means off.
 std::atomic<int> g_forward_level{0};
 nb::handle g_logger;  // logging.getLogger("allama.native"), never released
+
+// llama_log_set() from allama.llama_cpp: a Python callable given llama.cpp's raw
+// (level, text, user_data) calls instead of the logger. Read and replaced only with
+// the GIL held; the references are dropped with the GIL held too, never at exit.
+PyObject * g_user_callback = nullptr;
+PyObject * g_user_data = nullptr;
+std::atomic<bool> g_user_callback_set{false};
 
 struct ThreadLogState {
     std::string pending;           // a line still being assembled from fragments
@@ -71,14 +79,40 @@ void emit_line(int ggml_level, std::string line) {
         t_state.captured.push_back(line);
     }
     const int threshold = g_forward_level.load(std::memory_order_relaxed);
-    if (threshold > 0 && level >= threshold && g_logger.ptr() != nullptr) {
+    if (threshold > 0 && level >= threshold && g_logger.ptr() != nullptr &&
+        !g_user_callback_set.load(std::memory_order_acquire)) {
         forward_to_python(level, line);
+    }
+}
+
+// Hands one llama.cpp log call to the llama_log_set() callable, as llama.cpp made it.
+void call_user_callback(ggml_log_level level, const char * text) {
+    if (!Py_IsInitialized() || python_finalizing()) {
+        return;
+    }
+    nb::gil_scoped_acquire gil;
+    if (g_user_callback == nullptr) {
+        return;
+    }
+    // Hold our own references: the callable may replace itself while it runs.
+    nb::object callback = nb::borrow(g_user_callback);
+    nb::object user_data = nb::borrow(g_user_data);
+    try {
+        callback(static_cast<int>(level), nb::bytes(text, std::strlen(text)), user_data);
+    } catch (nb::python_error & e) {
+        // A broken callback must never take llama.cpp down with it.
+        e.discard_as_unraisable("allama.llama_cpp log callback");
+    } catch (...) {
+        PyErr_Clear();
     }
 }
 
 void log_callback(ggml_log_level level, const char * text, void *) {
     if (text == nullptr) {
         return;
+    }
+    if (g_user_callback_set.load(std::memory_order_acquire)) {
+        call_user_callback(level, text);
     }
     ThreadLogState & st = t_state;
     if (level != GGML_LOG_LEVEL_CONT) {
@@ -96,6 +130,24 @@ void log_callback(ggml_log_level level, const char * text, void *) {
         start = nl + 1;
     }
     st.pending.erase(0, start);
+}
+
+void set_log_callback(nb::object callback, nb::object user_data) {
+    if (!callback.is_none() && !PyCallable_Check(callback.ptr())) {
+        throw nb::type_error("the log callback must be callable (or None for allama's default)");
+    }
+    PyObject * old_callback = g_user_callback;
+    PyObject * old_data = g_user_data;
+    if (callback.is_none()) {
+        g_user_callback = nullptr;
+        g_user_data = nullptr;
+    } else {
+        g_user_callback = callback.inc_ref().ptr();
+        g_user_data = user_data.inc_ref().ptr();
+    }
+    g_user_callback_set.store(g_user_callback != nullptr, std::memory_order_release);
+    Py_XDECREF(old_callback);
+    Py_XDECREF(old_data);
 }
 
 void set_log_level(nb::object level) {
@@ -137,6 +189,12 @@ void init_logging(nb::module_ & m) {
           nb::sig("def set_log_level(level: int | None) -> None"),
           "Forward llama.cpp log lines at or above this Python logging level to the "
           "'allama.native' logger; None turns forwarding off (the default).");
+    m.def("set_log_callback", &set_log_callback, nb::arg("callback").none(), nb::arg("user_data").none() = nb::none(),
+          nb::sig("def set_log_callback(callback: collections.abc.Callable[[int, bytes, object], object] | None, "
+                  "user_data: object = None) -> None"),
+          "Send every llama.cpp log call to callback(level, text, user_data) as llama.cpp makes it (ggml "
+          "levels, text fragments with their newlines), instead of the 'allama.native' logger; None restores "
+          "that. Failures are still captured for exception messages.");
     m.def("log_level", []() -> nb::object {
         int level = g_forward_level.load();
         return level > 0 ? nb::object(nb::int_(level)) : nb::none();

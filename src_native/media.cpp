@@ -7,6 +7,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -253,7 +254,8 @@ public:
         if (llama_model_n_embd_inp(model_.get()) != llama_model_n_embd_inp(ctx.model().get())) {
             throw nb::value_error("the context belongs to a different model than the projector");
         }
-        const llama_pos needed = n_past + chunks.n_pos();
+        // positions, or KV cells where they are more (M-RoPE media take fewer positions than tokens)
+        const llama_pos needed = n_past + std::max<llama_pos>(chunks.n_pos(), static_cast<llama_pos>(chunks.n_tokens()));
         if (needed > static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
             throw nb::value_error(("the prompt needs " + std::to_string(needed) + " positions; the context has " +
                                    std::to_string(llama_n_ctx(ctx.get()))).c_str());
@@ -291,7 +293,8 @@ public:
         if (n_past < 0 || n_batch < 1 || static_cast<uint32_t>(n_batch) > llama_n_batch(ctx.get())) {
             throw nb::value_error("n_past must be >= 0 and n_batch between 1 and the context's n_batch");
         }
-        if (n_past + chunk.n_pos() > static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
+        if (n_past + std::max<llama_pos>(chunk.n_pos(), static_cast<llama_pos>(chunk.n_tokens())) >
+            static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
             throw nb::value_error("the medium does not fit in the context");
         }
         llama_pos new_n_past = n_past;
@@ -358,7 +361,8 @@ public:
         if (n_past < 0 || n_batch < 1 || static_cast<uint32_t>(n_batch) > llama_n_batch(ctx.get())) {
             throw nb::value_error("n_past must be >= 0 and n_batch between 1 and the context's n_batch");
         }
-        if (n_past + chunk.n_pos() > static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
+        if (n_past + std::max<llama_pos>(chunk.n_pos(), static_cast<llama_pos>(chunk.n_tokens())) >
+            static_cast<llama_pos>(llama_n_ctx(ctx.get()))) {
             throw nb::value_error("the medium does not fit in the context");
         }
         // mtmd's helper takes a mutable pointer but only reads it

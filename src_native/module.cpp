@@ -3,9 +3,11 @@
 
 #include "backend.h"
 #include "batch.h"
+#include "chat_template.h"
 #include "context.h"
 #include "errors.h"
 #include "logging.h"
+#include "low_level_sampler.h"
 #include "media.h"
 #include "model.h"
 #include "sampler.h"
@@ -24,5 +26,7 @@ NB_MODULE(_native, m) {
     allama::init_batch(m);
     allama::init_context(m);
     allama::init_sampler(m);
+    allama::init_low_level_sampler(m);
+    allama::init_chat_template(m);
     allama::init_media(m);
 }

@@ -20,12 +20,6 @@ namespace allama {
 
 namespace {
 
-void require(bool ok, const std::string & message) {
-    if (!ok) {
-        throw nb::value_error(message.c_str());
-    }
-}
-
 void validate(const SamplerParams & p, int32_t n_vocab) {
     require(std::isfinite(p.temperature), "temperature must be finite");
     require(std::isfinite(p.top_p) && std::isfinite(p.min_p) && std::isfinite(p.typical_p), "top_p, min_p and typical_p must be finite");
@@ -188,6 +182,27 @@ llama_token SamplerChain::sample_row(const float * logits) {
 void SamplerChain::accept(llama_token token) {
     if (token < 0 || token >= n_vocab_) {
         throw nb::value_error(("token id " + std::to_string(token) + " is out of range").c_str());
+    }
+    if (has_grammar_) {
+        // A grammar that is handed a token it does not allow aborts the process (at the end of
+        // its text) or is left unusable: ask it first, on a one-candidate array, which leaves
+        // its state alone.
+        for (int32_t i = 0; i < llama_sampler_chain_n(chain_); ++i) {
+            llama_sampler * s = llama_sampler_chain_get(chain_, i);
+            if (std::string(llama_sampler_name(s)) != "grammar") {
+                continue;
+            }
+            llama_token_data candidate{token, 0.0f, 0.0f};
+            llama_token_data_array one{&candidate, 1, -1, false};
+            try {
+                llama_sampler_apply(s, &one);
+            } catch (const std::exception & e) {
+                throw GrammarFailure(std::string("the grammar failed to check the token: ") + e.what());
+            }
+            if (std::isinf(candidate.logit) && candidate.logit < 0) {
+                throw GrammarFailure("the grammar does not allow token " + std::to_string(token) + " here");
+            }
+        }
     }
     try {
         llama_sampler_accept(chain_, token);

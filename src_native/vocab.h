@@ -12,6 +12,7 @@ public:
     explicit Vocab(const Model & model) : model_(model.ptr()), vocab_(llama_model_get_vocab(model_.get())) {}
 
     const llama_vocab * get() const { return vocab_; }
+    const ModelPtr & model() const { return model_; }
     int32_t n_tokens() const { return llama_vocab_n_tokens(vocab_); }
 
     // Raises ValueError unless 0 <= token < n_tokens (llama.cpp would abort).

@@ -49,6 +49,19 @@ def bert_path(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen2vl_paths(models_dir: Path) -> tuple[Path, Path]:
+    """(text model, projector): the tiny Qwen2-VL pair (M-RoPE, F32 weights, Qwen2 vocabulary).
+    A w x h image takes about (w / 8) x (h / 8) tokens, at least 8 (Qwen2VLProjectorConfig.n_tokens
+    says exactly), and max of the two in positions: keep test images small."""
+    from allama.testing.model_builder import (Qwen2VLConfig, Qwen2VLProjectorConfig, build_qwen2vl,
+                                              build_qwen2vl_projector)
+
+    text = Qwen2VLConfig()
+    model = build_qwen2vl(models_dir / "qwen2vl.gguf", text)
+    return model, build_qwen2vl_projector(models_dir / "qwen2vl-projector.gguf", Qwen2VLProjectorConfig(), text)
+
+
+@pytest.fixture(scope="session")
 def llama_model(llama_f32_path: Path):
     from allama import _native
 

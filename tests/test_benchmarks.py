@@ -21,3 +21,10 @@ def test_embeddings_benchmark_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| 1 |" in run.stdout and "| 4 |" in run.stdout
+
+
+def test_speculative_benchmark_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "speculative.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| prompt-lookup |" in run.stdout and "| oracle |" in run.stdout

@@ -130,3 +130,22 @@ def test_chat_completion_blocking_and_streamed(llm):
     chunks = list(llm.create_chat_completion(messages, max_tokens=3, temperature=0, stream=True))
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == out["choices"][0]["message"]["content"]
+
+
+def test_sessions_save_load_and_the_cache_work_blocking(llama_f32_path, tmp_path):
+    from allama import LlamaDiskCache
+
+    with Llama(str(llama_f32_path), n_ctx=256, n_parallel=2) as model:
+        with model.session() as session:
+            session.create_completion("A blocking session", max_tokens=4, temperature=0)
+            follow_up = session.tokens + model.tokenize(b" goes on", add_bos=False)
+            streamed = "".join(c["choices"][0]["text"] for c in session.create_completion(
+                follow_up, max_tokens=6, temperature=0, stream=True))
+            state = session.save_state()
+        model.load_state(state)  # the default session
+        assert model.save_state().tokens == state.tokens
+        model.set_cache(LlamaDiskCache(cache_dir=tmp_path))
+        out = model.create_completion(follow_up, max_tokens=6, temperature=0)
+        assert out["choices"][0]["text"] == streamed
+        assert out["usage"]["prompt_tokens_details"]["cached_tokens"] == len(follow_up) - 1
+        assert len(model.cache) == 1

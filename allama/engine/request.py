@@ -55,6 +55,10 @@ class Request:
     logits_processor: LogitsProcessor | None = None
     stopping_criteria: StoppingCriteria | None = None
     media: Sequence[MediaSpan] = ()      # in prompt order; text must follow the last one
+    session: Any = None                  # a SessionSlot: continue that session's sequence
+    restore: Any = None                  # a LlamaState to start from if it beats the engine's own prefixes
+    keep_state: bool = False             # hand back the finished sequence's LlamaState (Output.state)
+    lora: tuple[tuple[Any, float], ...] = ()  # (LoraAdapter, scale) pairs decoded with; () none
     id: int = field(default_factory=lambda: next(_request_ids))
     submitted_at: float = field(default_factory=time.monotonic)
 
@@ -89,3 +93,4 @@ class Output:
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
     embeddings: Any = None  # embedding requests: the input's vector (or token vectors)
+    state: Any = None       # the finished sequence's LlamaState, when the request asked (keep_state)

@@ -6,7 +6,9 @@ the GIL released, samples every sequence in one native call, and hands the
 outputs to each waiting event loop with one thread-safe call per loop.
 
 Only the decode thread touches the context. The event loop talks to it through
-`submit`, `cancel` and `close`, which only append to a locked inbox.
+`submit`, `cancel` and `close`, which only append to a locked inbox, and through
+the session calls (`open_session`, `save_session`, ...), which queue a function
+for the decode thread to run between steps.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +26,22 @@ import numpy as np
 
 from allama import _native
 from allama.engine.embedding import EmbeddingRunner, EmbedRequest
+from allama.engine.engine_call import EngineCall
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.engine.request import Output, Request, TokenLogprob
+from allama.engine.session_slot import SessionSlot
 from allama.engine.stats import EngineStats
 from allama.engine.text_stream import TextStream
 from allama.errors import (
     AllamaError,
+    DecodeError,
     EngineClosedError,
     KVCacheFullError,
     QueueFullError,
     RequestTimeoutError,
 )
+from allama.state import LlamaState
 
 log = logging.getLogger("allama.engine")
 
@@ -42,6 +49,10 @@ log = logging.getLogger("allama.engine")
 _FOLLOW = 0    # waits for a leader sequence to evaluate a shared prefix
 _PREFILL = 1
 _GENERATE = 2
+
+# Tokens before a new one that a custom tokenizer is given to detokenize it: enough for a
+# leading space and for a character split over several tokens, and O(1) per token.
+_DETOKENIZE_CONTEXT = 64
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ class _Choice:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused")
+                 "prompt_logprobs", "reused", "shifts", "drafted")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -84,6 +95,8 @@ class _Choice:
         self.logprobs: list[TokenLogprob] | None = None
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.reused = 0
+        self.shifts = _position_shifts(request) if request.media else None
+        self.drafted = False  # KV holds draft tokens beyond n_past (while a speculation is verified)
 
 
 class _Entry:
@@ -116,8 +129,8 @@ def _check_media(request: Request) -> None:
     for span in request.media:
         if span.start < end or span.length < 1 or span.end > len(request.prompt):
             raise ValueError("media spans must be in order, non-empty and inside the prompt")
-        if span.chunks[span.index].n_pos != span.length:
-            raise ValueError("media whose positions differ from their tokens (M-RoPE models) are not supported yet")
+        if span.chunks[span.index].n_pos != span.length and not span.context.uses_mrope:
+            raise ValueError("a medium's positions differ from its tokens, but its projector does not use M-RoPE")
         end = span.end
     if end >= len(request.prompt):
         raise ValueError("a prompt must have text after its last medium (the generation prompt)")
@@ -137,10 +150,38 @@ def _next_media_start(request: Request, position: int) -> int:
     return next((span.start for span in request.media if span.start >= position), len(request.prompt))
 
 
+def _position_shifts(request: Request) -> list[tuple[int, int]] | None:
+    """(end of a medium, how far positions after it lag token indices) for M-RoPE media,
+    whose positions (max of the image's width and height in patches) are fewer than their
+    tokens; None when positions are token indices, as for every other prompt."""
+    shifts, lag = [], 0
+    for span in request.media:
+        n_pos = span.chunks[span.index].n_pos
+        if n_pos != span.length:
+            lag += span.length - n_pos
+        if lag:
+            shifts.append((span.end, lag))
+    return shifts or None
+
+
+def _position(shifts: list[tuple[int, int]] | None, index: int) -> int:
+    """The KV position of token `index` of a prompt with these shifts (a cut at a medium's
+    start included)."""
+    if shifts is None:
+        return index
+    lag = 0
+    for end, total in shifts:
+        if end > index:
+            break
+        lag = total
+    return index - lag
+
+
 class Scheduler:
     """Continuous batching over one native context; see the module docstring."""
 
-    def __init__(self, model: _native.Model, context_params: _native.ContextParams, config: EngineConfig) -> None:
+    def __init__(self, model: _native.Model, context_params: _native.ContextParams, config: EngineConfig,
+                 tokenizer: Any = None, draft_model: Any = None) -> None:
         if config.n_parallel < 1:
             raise ValueError("n_parallel must be at least 1")
         n_ids = config.n_parallel + config.n_keep
@@ -151,6 +192,8 @@ class Scheduler:
         self.config = config
         self.model = model
         self.vocab = _native.Vocab(model)
+        self.tokenizer = tokenizer  # a BaseLlamaTokenizer that turns tokens into text; None: the vocabulary
+        self.draft_model = draft_model  # a LlamaDraftModel proposing tokens for speculative decoding
         self.ctx = _native.Context(model, context_params)
         self._n_batch = min(config.n_batch, self.ctx.n_batch)
         self._batch = _native.Batch(self._n_batch, 1)
@@ -158,6 +201,7 @@ class Scheduler:
         self._lock = threading.Condition()
         self._inbox: list[_Entry] = []
         self._cancels: list[int] = []
+        self._calls: list[EngineCall] = []
         self._closing = False
         self._queued = 0                     # requests in the inbox or waiting
         self._order = 0
@@ -168,12 +212,16 @@ class Scheduler:
         self._active: list[_Choice] = []
         self._free_ids = list(range(n_ids - 1, -1, -1))
         self._kept: OrderedDict[int, list[int]] = OrderedDict()
+        self._kept_lora: dict[int, tuple] = {}  # the LoRA adapters a kept sequence's KV was computed with
+        self._lora_applied: tuple = ()           # the adapters the context decodes with now
+        self._lora_turn = 0                      # round robin between requests' adapter sets
+        self._sessions: dict[int, SessionSlot] = {}  # seq id -> the session that owns it
         self._admission_paused = False
         self._timed: list[_Entry] = []       # entries with a timeout
 
         self._counters = dict(prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
                               tokens_generated=0, decode_calls=0, preemptions=0, requests_finished=0,
-                              requests_cancelled=0)
+                              requests_cancelled=0, prompt_tokens_restored=0, draft_tokens=0, draft_tokens_accepted=0)
         self._seconds = dict(step=0.0, decode=0.0, sample=0.0)
         self._llama_tokens = 0
         self._multi_token_decodes = 0
@@ -191,6 +239,8 @@ class Scheduler:
         """Queues a request; raises QueueFullError or EngineClosedError at once."""
         if request.n > self.config.n_parallel:
             raise ValueError(f"n={request.n} is more than n_parallel={self.config.n_parallel}")
+        if request.session is not None and request.n != 1:
+            raise ValueError("a session turn continues one sequence: n must be 1")
         if request.media:
             _check_media(request)
         with self._lock:
@@ -229,7 +279,9 @@ class Scheduler:
             preemptions=c["preemptions"], requests_finished=c["requests_finished"],
             requests_cancelled=c["requests_cancelled"], embedding_inputs=self.embedder.inputs_embedded,
             embedding_batches=self.embedder.batches, step_seconds=self._seconds["step"],
-            decode_seconds=self._seconds["decode"], sample_seconds=self._seconds["sample"])
+            decode_seconds=self._seconds["decode"], sample_seconds=self._seconds["sample"],
+            sessions=len(self._sessions), prompt_tokens_restored=c["prompt_tokens_restored"],
+            draft_tokens=c["draft_tokens"], draft_tokens_accepted=c["draft_tokens_accepted"])
 
     def close(self, timeout: float | None = None) -> None:
         """Fails pending and running requests with EngineClosedError and frees the context."""
@@ -243,19 +295,122 @@ class Scheduler:
     def closed(self) -> bool:
         return self._closing
 
+    def held_prefix(self, prompt: list[int]) -> int:
+        """About how many leading prompt tokens the engine already holds KV for (kept, running or
+        session sequences). A hint for the loop side: it reads the decode thread's state without
+        locking, so it can be a step out of date."""
+        limit = len(prompt) - 1
+        try:
+            held = [*self._kept.values(), *(s.tokens for s in list(self._sessions.values())),
+                    *(c.tokens[:c.n_past] for c in list(self._active))]
+        except RuntimeError:  # changed while being read
+            return 0
+        return max((_common_prefix(prompt, tokens, limit) for tokens in held), default=0)
+
+    # --- sessions (awaited from the event loop, run on the decode thread) ----------
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Runs fn() on the decode thread between steps and returns its result (or raises its error)."""
+        job = EngineCall(fn, LoopHandle.current())
+        self._queue_call(job)
+        return await job.wait()
+
+    def _queue_call(self, job: EngineCall) -> None:
+        with self._lock:
+            if self._closing:
+                raise EngineClosedError("the model is closed")
+            self._calls.append(job)
+            self._lock.notify()
+
+    async def open_session(self) -> SessionSlot:
+        """A sequence of its own for a session, kept until close_session()."""
+        return await self.call(self._open_session)
+
+    async def close_session(self, slot: SessionSlot) -> None:
+        """Ends the session's running turn, if any, and frees its sequence."""
+        await self.call(lambda: self._close_session(slot))
+
+    def close_session_soon(self, slot: SessionSlot) -> None:
+        """close_session() without waiting (for a session dropped without aclose); never raises."""
+        try:
+            self._queue_call(EngineCall(lambda: self._close_session(slot), None))
+        except EngineClosedError:
+            pass
+
+    async def save_session(self, slot: SessionSlot, seed: int) -> LlamaState:
+        """The session's tokens and its sequence's KV bytes."""
+        return await self.call(lambda: self._save_session(slot, seed))
+
+    async def load_session(self, slot: SessionSlot, state: LlamaState) -> None:
+        """Replaces the session's history with a saved state; ValueError if it does not fit."""
+        await self.call(lambda: self._load_session(slot, state))
+
+    def _open_session(self) -> SessionSlot:
+        if len(self._sessions) >= self.config.n_keep:
+            n = self.config.n_keep
+            raise AllamaError(f"at most {n} sessions can be open at once (n_keep={n}): "
+                              "close one, or load the model with a larger n_keep")
+        slot = SessionSlot(self._take_seq_id())
+        self._sessions[slot.seq_id] = slot
+        return slot
+
+    def _close_session(self, slot: SessionSlot) -> None:
+        if slot.closed:
+            return
+        for choice in [c for c in self._active if c.request.session is slot]:
+            self._finish(choice, error=EngineClosedError("the session was closed"))
+        slot.closed = True  # its waiting turns fail at admission
+        del self._sessions[slot.seq_id]
+        self.ctx.seq_rm(slot.seq_id)
+        self._free_ids.append(slot.seq_id)
+        slot.tokens = []
+
+    def _idle_session(self, slot: SessionSlot) -> None:
+        if slot.closed:
+            raise EngineClosedError("the session is closed")
+        if slot.busy:
+            raise AllamaError("the session is running a turn; wait for it to finish")
+
+    def _save_session(self, slot: SessionSlot, seed: int) -> LlamaState:
+        self._idle_session(slot)
+        return LlamaState.of_sequence(list(slot.tokens), self.ctx.seq_state_get(slot.seq_id), seed)
+
+    def _load_session(self, slot: SessionSlot, state: LlamaState) -> None:
+        self._idle_session(slot)
+        self.ctx.seq_rm(slot.seq_id)
+        slot.tokens = []
+        self._load_sequence(slot.seq_id, state)
+        slot.tokens = state.tokens
+        slot.lora = ()  # states are computed and restored without adapters
+
+    def _settle_session(self, slot: SessionSlot, choice: _Choice, error: BaseException | None) -> None:
+        """A turn ended: the session keeps the KV of the tokens evaluated so far, so what it records
+        matches its sequence even after a cancellation midway; a failed decode clears it."""
+        slot.busy = False
+        if slot.closed:
+            return
+        if isinstance(error, DecodeError):
+            self.ctx.seq_rm(slot.seq_id)
+            slot.tokens = []
+        else:
+            self.ctx.seq_rm(slot.seq_id, _position(choice.shifts, choice.n_past), -1)
+            slot.tokens = choice.tokens[:choice.n_past]
+            slot.lora = choice.request.lora
+
     # ------------------------------------------------------------------ decode thread
 
     def _run(self) -> None:
         try:
             while True:
                 with self._lock:
-                    while not (self._inbox or self._cancels or self._closing or self._active or
+                    while not (self._inbox or self._cancels or self._calls or self._closing or self._active or
                                self._embed_inbox or self.embedder.has_work() or
                                (self._waiting and not self._admission_paused)):
                         self._lock.wait()
                     inbox, self._inbox = self._inbox, []
                     embeds, self._embed_inbox = self._embed_inbox, []
                     cancels, self._cancels = self._cancels, []
+                    calls, self._calls = self._calls, []
                     closing = self._closing
                 for entry in inbox:
                     heapq.heappush(self._waiting, entry)
@@ -267,8 +422,14 @@ class Scheduler:
                 if cancels:
                     self._apply_cancels(cancels)
                 if closing:
+                    for call in calls:
+                        call.fail(EngineClosedError("the model was closed"))
                     self._shutdown()
                     return
+                for call in calls:
+                    call.run()
+                if calls:
+                    self._flush()
                 self._expire_deadlines()
                 self._admit()
                 if self.embedder.has_work():
@@ -300,19 +461,37 @@ class Scheduler:
         return self._free_ids.pop()
 
     def _admit(self) -> None:
+        deferred: list[_Entry] = []  # turns of a session whose previous turn still runs
         while self._waiting and not self._admission_paused:
             entry = self._waiting[0]
+            slot = entry.request.session
+            if slot is not None and (slot.busy or slot.closed):
+                heapq.heappop(self._waiting)
+                if slot.busy:
+                    deferred.append(entry)
+                    continue
+                with self._lock:
+                    self._queued -= 1
+                del self._entries[entry.request.id]
+                self._emit(entry, Output(0, [], "", error=EngineClosedError("the session was closed")))
+                continue
             n = entry.request.n
             if len(self._active) + n > self.config.n_parallel:
-                return
+                break
+            if slot is None and len(self._free_ids) + len(self._kept) < n:
+                break  # every spare id is a session's: wait for a running request to finish
             heapq.heappop(self._waiting)
             with self._lock:
                 self._queued -= 1
             self._start(entry)
+        for entry in deferred:
+            heapq.heappush(self._waiting, entry)
 
     def _start(self, entry: _Entry) -> None:
         request = entry.request
         self._counters["prompt_tokens"] += len(request.prompt)
+        if request.session is not None:
+            request.session.busy = True
         leader = self._place_leader(entry)
         entry.choices.append(leader)
         self._active.append(leader)
@@ -327,44 +506,92 @@ class Scheduler:
             self._active.append(follower)
 
     def _place_leader(self, entry: _Entry) -> _Choice:
-        """Starts the request's first sequence, reusing the longest cached prefix."""
+        """Starts the request's first sequence from the longest prefix on offer: a session's own
+        KV, a kept sequence (taken over), a running or idle session's sequence (shared with
+        seq_cp), or a cached state (restored)."""
         request = entry.request
         prompt = request.prompt
         limit = len(prompt) - 1  # at least one token must be evaluated to get logits
+        slot: SessionSlot | None = request.session
+        reuse = not request.prompt_logprobs
+        lora = request.lora  # KV computed with other LoRA adapters is not this request's
+        own_len = _common_prefix(prompt, slot.tokens, limit) if slot is not None and reuse and slot.lora == lora else 0
         best_kept, best_kept_len = -1, 0
-        if not request.prompt_logprobs:
+        if reuse:
             for seq_id, tokens in self._kept.items():
+                if self._kept_lora.get(seq_id, ()) != lora:
+                    continue
                 n = _common_prefix(prompt, tokens, limit)
                 if n > best_kept_len:
                     best_kept, best_kept_len = seq_id, n
-        best_live, best_live_len, best_future, best_future_len = None, 0, None, 0
-        if not request.prompt_logprobs:
+        best_live, best_live_len, best_future, best_future_len = -1, 0, None, 0
+        if reuse:
             for other in self._active:
-                if other.state == _FOLLOW:
+                if other.state == _FOLLOW or other.request.lora != lora:
                     continue
                 evaluated = _common_prefix(prompt, other.tokens, min(limit, other.n_past))
                 if evaluated > best_live_len:
-                    best_live, best_live_len = other, evaluated
+                    best_live, best_live_len = other.seq_id, evaluated
                 if other.state == _PREFILL:
                     future = _common_prefix(prompt, other.tokens, min(limit, other.n_prompt))
                     if future > best_future_len:
                         best_future, best_future_len = other, future
+            for other_slot in self._sessions.values():
+                if other_slot is not slot and not other_slot.busy and other_slot.lora == lora:
+                    n = _common_prefix(prompt, other_slot.tokens, limit)
+                    if n > best_live_len:
+                        best_live, best_live_len = other_slot.seq_id, n
+        restore_len = 0
+        if reuse and request.restore is not None and not lora:
+            restore_len = _common_prefix(prompt, request.restore.tokens, limit)
 
         if request.media:  # a shared prefix ends before a medium it would cut
+            own_len = _before_media(request, own_len)
             best_kept_len = _before_media(request, best_kept_len)
             best_live_len = _before_media(request, best_live_len)
             best_future_len = _before_media(request, best_future_len)
-        if best_kept_len >= best_live_len and best_kept_len > 0:
-            seq_id = best_kept
-            del self._kept[seq_id]
-            self.ctx.seq_rm(seq_id, best_kept_len, -1)
-            choice = _Choice(request, 0, entry.sink, entry.loop, seq_id)
-            choice.n_past = choice.reused = best_kept_len
-        else:
-            choice = _Choice(request, 0, entry.sink, entry.loop, self._take_seq_id())
-            if best_live is not None and best_live_len > 0:
-                self.ctx.seq_cp(best_live.seq_id, choice.seq_id, 0, best_live_len)
-                choice.n_past = choice.reused = best_live_len
+            restore_len = _before_media(request, restore_len)
+        # At equal length the cheaper source wins: own KV, then taking a kept sequence over,
+        # then sharing cells, then restoring bytes.
+        offers = {"own": own_len, "kept": best_kept_len, "share": best_live_len, "restore": restore_len}
+        order = list(offers)
+        source = max(order, key=lambda k: (offers[k], -order.index(k)))
+        seq_id = -1
+        if source == "restore" and restore_len > 0:
+            target = slot.seq_id if slot is not None else self._take_seq_id()
+            if slot is not None:
+                self.ctx.seq_rm(target)
+            if self._restore(target, request.restore, restore_len):
+                seq_id = target
+                self._counters["prompt_tokens_restored"] += restore_len
+            else:  # fall back to the next best offer (the session's own KV is gone now)
+                if slot is None:
+                    self._free_ids.append(target)
+                offers["restore"] = offers["own"] = 0
+                if best_kept not in self._kept:  # taking an id may have evicted it
+                    offers["kept"] = 0
+                source = max(order, key=lambda k: (offers[k], -order.index(k)))
+        length = offers[source]
+        if length == 0:
+            source = "none"
+        cut = _position(_position_shifts(request) if request.media else None, length)  # where the kept KV ends
+        if seq_id < 0:
+            if slot is not None:
+                seq_id = slot.seq_id
+                self.ctx.seq_rm(seq_id, cut if source == "own" else 0, -1)
+            elif source == "kept":
+                seq_id = best_kept
+                del self._kept[seq_id]
+                self.ctx.seq_rm(seq_id, cut, -1)
+            else:
+                seq_id = self._take_seq_id()
+            if source == "share":
+                self.ctx.seq_cp(best_live, seq_id, 0, cut)
+            elif source == "kept" and slot is not None:
+                self.ctx.seq_cp(best_kept, seq_id, 0, cut)
+                self._kept.move_to_end(best_kept)
+        choice = _Choice(request, 0, entry.sink, entry.loop, seq_id)
+        choice.n_past = choice.reused = length
         if (best_future is not None and best_future_len - choice.n_past >= self.config.min_shared_prefix):
             # Another request is evaluating the same prefix right now: wait for it
             # and copy its KV instead of computing the prefix twice.
@@ -379,6 +606,37 @@ class Scheduler:
             choice.logprobs = []
         return choice
 
+    def _restore(self, seq_id: int, state: LlamaState, length: int) -> bool:
+        """Loads a cached state into the empty sequence and keeps its first `length` tokens;
+        False (sequence left empty, a warning logged) if llama.cpp refuses it."""
+        try:
+            self._load_sequence(seq_id, state)
+        except (ValueError, AllamaError) as exc:
+            log.warning("a cached prompt state could not be restored, evaluating the prompt instead: %s", exc)
+            return False
+        self.ctx.seq_rm(seq_id, length, -1)
+        return True
+
+    def _load_sequence(self, seq_id: int, state: LlamaState) -> None:
+        """Fills the empty sequence with a state's KV; ValueError (sequence left empty) if it does
+        not fit this context or does not hold exactly the state's tokens. Kept sequences are
+        dropped, least recently used first, while the KV cache has no room for it."""
+        while True:
+            try:
+                self.ctx.seq_state_set(state.llama_state, seq_id)
+                break
+            except ValueError as exc:
+                self.ctx.seq_rm(seq_id)
+                if not self._kept or "available cells" not in str(exc):  # llama.cpp's "no room" message
+                    raise
+                dropped, _ = self._kept.popitem(last=False)
+                self.ctx.seq_rm(dropped)
+                self._free_ids.append(dropped)
+        n = state.n_tokens
+        if self.ctx.seq_pos_max(seq_id) != n - 1 or (n > 0 and self.ctx.seq_pos_min(seq_id) != 0):
+            self.ctx.seq_rm(seq_id)
+            raise ValueError(f"the state's KV does not hold its {n} tokens")
+
     # --- one step ----------------------------------------------------------
 
     def _step(self) -> None:
@@ -388,23 +646,55 @@ class Scheduler:
         finally:
             self._seconds["step"] += time.perf_counter() - t_start
 
+    def _lora_for_step(self) -> tuple:
+        """The LoRA adapter set this step decodes with, applied to the context. llama.cpp applies
+        adapters to a whole batch, so requests with different sets take turns, step by step."""
+        sets: list[tuple] = []
+        for choice in self._active:
+            if choice.state != _FOLLOW and choice.request.lora not in sets:
+                sets.append(choice.request.lora)
+        if not sets:
+            return self._lora_applied
+        chosen = sets[0] if len(sets) == 1 else sets[self._lora_turn % len(sets)]
+        self._lora_turn += 1
+        if chosen != self._lora_applied:
+            self.ctx.set_lora_adapters(list(chosen))
+            self._lora_applied = chosen
+        return chosen
+
     def _step_inner(self) -> None:
         batch = self._batch
         batch.clear()
         rows: list[tuple[_Choice, int]] = []
         included: list[tuple[_Choice, int]] = []   # (choice, tokens added)
         prompt_rows: list[tuple[_Choice, int, int]] = []  # (choice, first batch index, first position)
+        lora = self._lora_for_step()
+        speculating: list[tuple[_Choice, int, list[int]]] = []  # (choice, its first row, proposed tokens)
+        if self.draft_model is not None:
+            n_generating = sum(1 for c in self._active if c.state == _GENERATE and c.request.lora == lora)
+            draft_budget = min(self._n_batch // 2, self._n_batch - n_generating)  # leave room for prefill
         for choice in self._active:
+            if choice.request.lora != lora:
+                continue
             if choice.state == _GENERATE:
-                rows.append((choice, batch.n_tokens))
-                batch.add(choice.tokens[-1], choice.n_past, choice.seq_id, True)
+                pos = _position(choice.shifts, choice.n_past)
+                proposal = self._propose(choice, draft_budget) if self.draft_model is not None else None
+                if proposal:
+                    speculating.append((choice, batch.n_tokens, proposal))
+                    batch.add(choice.tokens[-1], pos, choice.seq_id, True)
+                    for k, token in enumerate(proposal):
+                        batch.add(token, pos + 1 + k, choice.seq_id, True)
+                    draft_budget -= len(proposal)
+                else:
+                    rows.append((choice, batch.n_tokens))
+                    batch.add(choice.tokens[-1], pos, choice.seq_id, True)
                 included.append((choice, 1))
         budget = self._n_batch - batch.n_tokens
         failed: list[tuple[_Choice, BaseException]] = []
         for choice in self._active:
             if budget <= 0:
                 break
-            if choice.state != _PREFILL:
+            if choice.state != _PREFILL or choice.request.lora != lora:
                 continue
             if choice.request.media:
                 error = self._prefill_media(choice)
@@ -421,7 +711,8 @@ class Scheduler:
                 for k in range(take):
                     batch.add(choice.tokens[start + k], start + k, choice.seq_id, True)
             else:
-                batch.add_tokens(choice.tokens[start:start + take], start, choice.seq_id, completes)
+                batch.add_tokens(choice.tokens[start:start + take], _position(choice.shifts, start), choice.seq_id,
+                                 completes)
             if completes:
                 rows.append((choice, batch.n_tokens - 1))
             included.append((choice, take))
@@ -476,12 +767,62 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - a user callback failed: end that request
                 result = exc
             self._accept(choice, row, result)
+        for choice, first, proposal in speculating:
+            self._verify(choice, first, proposal)
         # llama.cpp's own count of evaluated tokens (it reports an empty counter as 1),
         # updated before the outputs go out so that a caller sees counts that include them.
         perf = self.ctx.perf()
         self._llama_tokens = (perf["n_p_eval"] if self._multi_token_decodes else 0) + \
             (perf["n_eval"] if self._single_token_decodes else 0)
         self._flush()
+
+    def _propose(self, choice: _Choice, budget: int) -> list[int] | None:
+        """The draft model's proposal for a generating choice, cut to what may still be
+        generated and to `budget` tokens; None when it proposes nothing or may not."""
+        request = choice.request
+        limit = min(budget, self.config.n_ctx - len(choice.tokens) - 1)
+        if request.max_tokens is not None:
+            limit = min(limit, request.max_tokens - choice.generated - 1)
+        if limit <= 0 or request.logits_processor is not None:
+            return None
+        try:
+            proposed = self.draft_model(np.asarray(choice.tokens, dtype=np.intc))
+        except Exception as exc:  # noqa: BLE001 - the user's draft model failed: speculation stops for this step
+            log.warning("the draft model failed: %s", exc)
+            return None
+        out = []
+        n_vocab = self.ctx.n_vocab
+        for token in list(proposed)[:limit]:
+            token = int(token)
+            if not 0 <= token < n_vocab:  # (media placeholders are negative)
+                break
+            out.append(token)
+        return out or None
+
+    def _verify(self, choice: _Choice, first: int, proposal: list[int]) -> None:
+        """Samples the choice's rows in order while the samples confirm the proposal (each row
+        saw the proposed tokens before it), drops the KV of the refused rest, and emits the
+        confirmed tokens plus the one sampled after them: what one-at-a-time decoding gives."""
+        results: list[Any] = []
+        for i in range(len(proposal) + 1):
+            result = _native.sample_batch(self.ctx, [(choice.chain, first + i)])[0]
+            results.append(result)
+            if (i == len(proposal) or isinstance(result, BaseException) or int(result) != proposal[i]
+                    or self.vocab.is_eog(int(result))):
+                break
+        accepted = len(results) - 1
+        self._counters["draft_tokens"] += len(proposal)
+        self._counters["draft_tokens_accepted"] += accepted
+        base = choice.n_past - 1  # the index of the token decoded at row `first`
+        if accepted < len(proposal):
+            self.ctx.seq_rm(choice.seq_id, _position(choice.shifts, base + 1 + accepted), -1)
+        choice.drafted = accepted > 0
+        for i, result in enumerate(results):
+            choice.n_past = base + 1 + i  # evaluated: up to the token before this one
+            self._accept(choice, first + i, result)
+            if choice not in self._active:
+                return
+        choice.drafted = False
 
     def _activate_followers(self, rows: list[tuple[_Choice, int]]) -> None:
         completed_row = {id(choice): row for choice, row in rows}
@@ -491,7 +832,7 @@ class Scheduler:
                 leader.followers.remove(follower)
                 gained = follower.target - follower.n_past
                 self.ctx.seq_rm(follower.seq_id)  # its own shorter prefix, if any, is replaced
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, follower.target)
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, _position(follower.shifts, follower.target))
                 follower.n_past = follower.target
                 follower.leader = None
                 if follower.share_row:
@@ -500,7 +841,7 @@ class Scheduler:
                     follower.state = _GENERATE if row is not None else _PREFILL
                     if row is None:
                         follower.n_past = max(0, follower.target - 1)
-                        self.ctx.seq_rm(follower.seq_id, follower.n_past, -1)
+                        self.ctx.seq_rm(follower.seq_id, _position(follower.shifts, follower.n_past), -1)
                     else:
                         rows.append((follower, row))
                 else:
@@ -513,7 +854,7 @@ class Scheduler:
             shared = min(leader.n_past, follower.target, len(follower.tokens) - 1)
             if shared > follower.n_past:
                 self.ctx.seq_rm(follower.seq_id)
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, shared)
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, _position(follower.shifts, shared))
                 gained = shared - follower.n_past
                 follower.reused += gained
                 self._counters["prompt_tokens_reused"] += gained
@@ -542,7 +883,15 @@ class Scheduler:
         if self.vocab.is_eog(token) and not request.ignore_eos:
             finish = "stop"
         else:
-            text = choice.text.feed(self.vocab.token_to_piece(token))
+            if self.tokenizer is None:
+                text = choice.text.feed(self.vocab.token_to_piece(token))
+            else:
+                try:
+                    context = [t for t in choice.tokens[-_DETOKENIZE_CONTEXT - 1:-1] if t >= 0]  # no media ids
+                    text = choice.text.feed(bytes(self.tokenizer.detokenize([token], prev_tokens=context)))
+                except Exception as exc:  # noqa: BLE001 - the user's tokenizer failed: end this request
+                    self._finish(choice, error=exc)
+                    return
             if choice.text.stopped:
                 finish = "stop"
         if finish is None:
@@ -584,7 +933,8 @@ class Scheduler:
         for span in choice.request.media:
             if span.start == choice.n_past:
                 try:
-                    span.context.eval_media_chunk(self.ctx, span.chunks, span.index, choice.n_past, choice.seq_id,
+                    span.context.eval_media_chunk(self.ctx, span.chunks, span.index,
+                                                  _position(choice.shifts, choice.n_past), choice.seq_id,
                                                   self._n_batch)
                 except Exception as exc:  # noqa: BLE001 - this request fails, the engine goes on
                     return exc
@@ -613,14 +963,23 @@ class Scheduler:
         if choice not in self._active:
             return
         self._active.remove(choice)
+        if choice.drafted:  # it ended inside confirmed draft tokens: KV beyond n_past is not its
+            self.ctx.seq_rm(choice.seq_id, _position(choice.shifts, choice.n_past), -1)
+            choice.drafted = False
         if choice.leader is not None:
             choice.leader.followers.remove(choice)
             choice.leader = None
         if choice.followers:
             self._release_followers(choice)
+        state = None
+        if error is None and notify and choice.request.keep_state and choice.index == 0 and choice.n_past > 0:
+            state = self._capture(choice)
+        if choice.request.session is not None:
+            self._settle_session(choice.request.session, choice, error)
         # Keep the KV of a cleanly finished sequence for prefix reuse.
-        if error is None and self.config.n_keep > 0 and choice.n_past > 0:
+        elif error is None and self.config.n_keep > 0 and choice.n_past > 0:
             self._kept[choice.seq_id] = choice.tokens[:choice.n_past]
+            self._kept_lora[choice.seq_id] = choice.request.lora
             self._kept.move_to_end(choice.seq_id)
         else:
             self.ctx.seq_rm(choice.seq_id)
@@ -644,6 +1003,7 @@ class Scheduler:
             out.finish_reason = finish_reason or "stop"
             if choice.prompt_logprobs is not None:
                 out.prompt_logprobs = choice.prompt_logprobs
+            out.state = state
         else:
             out.error = error
         if done and error is None:
@@ -653,6 +1013,16 @@ class Scheduler:
                 "cached_tokens": entry.choices[0].reused if entry.choices else 0,
             }
         self._emit(choice, out)
+
+    def _capture(self, choice: _Choice) -> LlamaState | None:
+        """The finished sequence's state for the prompt cache (None, with a warning, if llama.cpp
+        cannot give it). The seed is the caller's to fill in."""
+        try:
+            data = self.ctx.seq_state_get(choice.seq_id)
+        except Exception as exc:  # noqa: BLE001 - the completion itself succeeded
+            log.warning("could not save a sequence state for the prompt cache: %s", exc)
+            return None
+        return LlamaState.of_sequence(choice.tokens[:choice.n_past], data, 0)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
@@ -748,6 +1118,8 @@ class Scheduler:
         for entry in inbox:
             self._emit(entry, Output(0, [], "", error=error))
         self._waiting = []
+        for slot in self._sessions.values():
+            slot.closed = True
         self._flush()
         self.ctx.close()
 

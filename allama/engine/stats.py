@@ -28,6 +28,10 @@ class EngineStats:
     step_seconds: float          # decode thread time in steps; minus the two below: Python's share
     decode_seconds: float        # in llama_decode
     sample_seconds: float        # in the batched native sampling call
+    sessions: int = 0            # open sessions (each owns a sequence and keeps its KV)
+    prompt_tokens_restored: int = 0  # of prompt_tokens_reused, tokens restored from a prompt cache
+    draft_tokens: int = 0            # tokens a draft model proposed (speculative decoding)
+    draft_tokens_accepted: int = 0   # of those, tokens the model's own sampling confirmed
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -55,6 +55,8 @@ class Sampling(_Body):
     grammar: str | None = Field(default=None, description="A GBNF grammar the output must follow.")
     json_schema: dict[str, Any] | None = Field(default=None, description="A JSON schema the output must follow.")
     priority: int = 0
+    lora: dict[str, float] | None = Field(
+        default=None, description="LoRA adapters (names the model was loaded with) and their scales; {} for none.")
 
 
 class CompletionRequest(Sampling):

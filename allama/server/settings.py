@@ -59,6 +59,8 @@ class ModelSettings(BaseSettings):
     lora_base: str | None = Field(default=None)
     lora_path: str | None = Field(default=None)
     lora_scale: float = Field(default=1.0)
+    lora_adapters: dict[str, str] | None = Field(
+        default=None, description="LoRA adapters that requests may name (name -> GGUF path); off unless a request asks.")
     numa: bool | int = Field(default=False)
     # chat
     chat_format: str | None = Field(default=None, description="A named chat format or handler; default: the model's template.")

@@ -1,9 +1,10 @@
 """Build small GGUF models with seeded random weights, for tests, demos and benchmarks.
 
 Nothing can be downloaded from model hubs in CI, so tests make their own models:
-a llama-architecture causal LM (grouped-query attention, SwiGLU) and a BERT
-encoder, each with the tokenizer of one of llama.cpp's ``ggml-vocab-*.gguf``
-files, and multimodal projectors (mmproj) that feed images or audio to the llama.
+a llama-architecture causal LM (grouped-query attention, SwiGLU), its Qwen2-VL
+twin (q/k/v biases, M-RoPE) and a BERT encoder, each with the tokenizer of one of
+llama.cpp's ``ggml-vocab-*.gguf`` files, and multimodal projectors (mmproj) that
+feed images or audio to the llama, or images to the Qwen2-VL model.
 Random weights prove only self-consistency; ``tests/oracle`` keeps an
 independent NumPy forward pass of the llama architecture to check against.
 
@@ -13,6 +14,8 @@ Needs the ``gguf`` package matching the llama.cpp tree (install it with
 Command line::
 
     python -m allama.testing.model_builder llama OUT.gguf [--preset tiny|bench] [--dtype f32|f16]
+    python -m allama.testing.model_builder qwen2vl OUT.gguf [--dtype f32|f16]
+    python -m allama.testing.model_builder qwen2vl-projector OUT.gguf [--dtype f32|f16]
     python -m allama.testing.model_builder bert OUT.gguf
     python -m allama.testing.model_builder projector OUT.gguf [--preset tiny|bench]
     python -m allama.testing.model_builder audio-projector OUT.gguf [--preset tiny|bench]
@@ -30,14 +33,18 @@ import numpy as np
 
 __all__ = [
     "LlamaConfig",
+    "Qwen2VLConfig",
     "BertConfig",
     "ProjectorConfig",
+    "Qwen2VLProjectorConfig",
     "AudioProjectorConfig",
     "LLAMA_PRESETS",
     "vocab_dir",
     "build_llama",
+    "build_qwen2vl",
     "build_bert",
     "build_projector",
+    "build_qwen2vl_projector",
     "build_audio_projector",
     "build_lora",
     "LORA_TARGETS",
@@ -87,6 +94,23 @@ LLAMA_PRESETS: dict[str, LlamaConfig] = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Qwen2VLConfig(LlamaConfig):
+    """Shape of a Qwen2-VL text model (llama.cpp arch "qwen2vl"): the llama's blocks with
+    biases on the q/k/v projections, and M-RoPE.
+
+    M-RoPE splits each head's head_dim / 2 rotary pairs into sections turned by the time,
+    height and width positions (and a fourth, unused by Qwen2-VL); Qwen2-VL's 16:24:24 of 64
+    pairs becomes 2:3:3 of the tiny model's 8.
+    """
+
+    vocab: str = "qwen2"
+    rope_freq_base: float = 1000000.0
+    rms_norm_eps: float = 1e-6
+    seed: int = 5678
+    rope_sections: tuple[int, int, int, int] = (2, 3, 3, 0)
+
+
+@dataclasses.dataclass(frozen=True)
 class BertConfig:
     """Shape of a BERT encoder; the vocabulary comes from ``vocab``."""
 
@@ -130,6 +154,57 @@ class ProjectorConfig:
     def n_patches(self) -> int:
         """Image embeddings (tokens) one image yields: the patch grid of the resized image."""
         return (self.image_size // self.patch_size) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen2VLProjectorConfig:
+    """Shape of a Qwen2-VL mmproj (clip.projector_type "qwen2vl_merger"): a ViT with 2D M-RoPE
+    (no learned positions), a patch embedding split into the two frames of Qwen2-VL's temporal
+    patch, and a merger: layer norm, then a two-layer GELU MLP over each 2x2 group of patches
+    into the text model's embedding width.
+
+    mtmd keeps an image's size, rounded to multiples of 2 * patch_size, scaled up to at least 8
+    and down to at most 4096 tokens; each 2x2 group of patches is one token (embedding), and
+    the image takes max(columns, rows) M-RoPE positions in the text.
+    """
+
+    patch_size: int = 4
+    image_size: int = 32  # nominal only: mtmd sizes each image itself
+    n_embd: int = 16
+    n_ff: int = 32  # must differ from n_embd: see build_qwen2vl_projector
+    n_layer: int = 1
+    n_head: int = 2
+    layer_norm_eps: float = 1e-6
+    # OpenAI CLIP's normalisation, as Qwen2-VL uses it
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    dtype: str = "f32"  # f32 or f16 for the matrices; norms and biases stay f32
+    seed: int = 8642
+
+    def n_tokens(self, width: int, height: int) -> tuple[int, int]:
+        """(columns, rows) of tokens for an image of width x height pixels, sized as mtmd sizes it
+        (tools/mtmd/mtmd-image.cpp, calc_size_preserved_ratio: float32, halves rounded up)."""
+        f32 = np.float32
+        align = 2 * self.patch_size
+        min_pixels, max_pixels = 8 * align * align, 4096 * align * align
+
+        def aligned(x: np.float32, rounding: Any) -> int:
+            return int(rounding(f32(x) / f32(align))) * align
+
+        def round_half_up(x: np.float32) -> np.float32:
+            return np.floor(x + f32(0.5))
+
+        w = max(align, aligned(f32(width), round_half_up))
+        h = max(align, aligned(f32(height), round_half_up))
+        if w * h > max_pixels:
+            beta = np.sqrt(f32(height) * f32(width) / f32(max_pixels))
+            w = max(align, aligned(f32(width) / beta, np.floor))
+            h = max(align, aligned(f32(height) / beta, np.floor))
+        elif w * h < min_pixels:
+            beta = np.sqrt(f32(min_pixels) / (f32(height) * f32(width)))
+            w = aligned(f32(width) * beta, np.ceil)
+            h = aligned(f32(height) * beta, np.ceil)
+        return w // align, h // align
 
 
 # mtmd's Whisper front end (mtmd-audio.cpp, clip.cpp): 16 kHz PCM, a 10 ms hop, 30 s windows.
@@ -189,15 +264,9 @@ def _gguf() -> Any:
 def _copy_tokenizer(writer: Any, vocab: str) -> int:
     """Copies every ``tokenizer.*`` key of ggml-vocab-<vocab>.gguf; returns the vocabulary size."""
     gguf = _gguf()
-    reader = gguf.GGUFReader(vocab_dir() / f"ggml-vocab-{vocab}.gguf")
     n_vocab = 0
-    for name, field in reader.fields.items():
-        if not name.startswith("tokenizer."):
-            continue
-        main_type = field.types[0]
-        value = field.contents()
+    for name, value, main_type, sub_type in _read_gguf_keys(vocab_dir() / f"ggml-vocab-{vocab}.gguf", "tokenizer."):
         if main_type == gguf.GGUFValueType.ARRAY:
-            sub_type = field.types[-1]
             writer.add_key_value(name, value, main_type, sub_type=sub_type)
             if name == "tokenizer.ggml.tokens":
                 n_vocab = len(value)
@@ -206,6 +275,66 @@ def _copy_tokenizer(writer: Any, vocab: str) -> int:
     if n_vocab == 0:
         raise ValueError(f"ggml-vocab-{vocab}.gguf has no token list")
     return n_vocab
+
+
+# GGUF value type -> struct format of one value (8: string and 9: array are read apart)
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def _read_gguf_keys(path: Path, prefix: str = "") -> list[tuple[str, Any, Any, Any]]:
+    """(name, value, type, element type) of each key starting with prefix of a little-endian GGUF file.
+
+    gguf.GGUFReader takes about 20 s over the 150k tokens and merges of a Qwen2 vocabulary;
+    this reads the metadata in one pass.
+    """
+    import struct
+
+    gguf = _gguf()
+    data = path.read_bytes()
+    if data[:4] != b"GGUF":
+        raise ValueError(f"{path} is not a GGUF file")
+    at = 4 + 4 + 8  # magic, version, tensor count
+    (n_keys,) = struct.unpack_from("<Q", data, at)
+    at += 8
+
+    def string() -> str:
+        nonlocal at
+        (n,) = struct.unpack_from("<Q", data, at)
+        text = data[at + 8:at + 8 + n].decode("utf-8")
+        at += 8 + n
+        return text
+
+    def scalar(kind: int) -> Any:
+        nonlocal at
+        if kind == 8:
+            return string()
+        fmt = "<" + _GGUF_SCALARS[kind]
+        (value,) = struct.unpack_from(fmt, data, at)
+        at += struct.calcsize(fmt)
+        return value
+
+    keys = []
+    for _ in range(n_keys):
+        name = string()
+        (kind,) = struct.unpack_from("<I", data, at)
+        at += 4
+        if kind != 9:
+            value, sub_kind = scalar(kind), None
+        else:
+            sub_kind, count = struct.unpack_from("<IQ", data, at)
+            at += 12
+            if sub_kind == 8:
+                value = [string() for _ in range(count)]
+            elif sub_kind not in _GGUF_SCALARS:
+                raise ValueError(f"{path}: {name} is an array of arrays, which no vocabulary file holds")
+            else:
+                fmt = "<" + _GGUF_SCALARS[sub_kind] * count
+                value = list(struct.unpack_from(fmt, data, at))
+                at += struct.calcsize(fmt)
+        if name.startswith(prefix):
+            keys.append((name, value, gguf.GGUFValueType(kind),
+                         None if sub_kind is None else gguf.GGUFValueType(sub_kind)))
+    return keys
 
 
 class _Weights:
@@ -232,12 +361,37 @@ def build_llama(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(
     """Writes a llama model; returns the written files (several when split_max_tensors is set)."""
     gguf = _gguf()
     c = config
-    if c.n_embd % c.n_head or c.n_head % c.n_head_kv:
-        raise ValueError("n_embd must divide by n_head, and n_head by n_head_kv")
     path = Path(path)
     writer = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
+    n_vocab = _add_decoder_header(writer, c, "llama")
+    _add_decoder_tensors(writer, c, n_vocab, qkv_bias=False)
+    return _finish(writer, path)
+
+
+def build_qwen2vl(path: str | os.PathLike[str], config: Qwen2VLConfig = Qwen2VLConfig()) -> Path:
+    """Writes a Qwen2-VL text model (llama.cpp arch "qwen2vl", M-RoPE); returns the written file."""
+    gguf = _gguf()
+    c = config
+    if len(c.rope_sections) != 4 or min(c.rope_sections) < 0 or sum(c.rope_sections) * 2 != c.head_dim:
+        raise ValueError("rope_sections must be 4 non-negative rotary pair counts that add up to head_dim / 2")
+    if c.rope_sections[0] < 1 or c.rope_sections[1] < 1:
+        # (llama.cpp counts M-RoPE as in use only when the temporal and height sections are)
+        raise ValueError("the first two rope_sections (time, height) must be positive")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "qwen2vl")
+    n_vocab = _add_decoder_header(writer, c, "qwen2vl")
+    writer.add_rope_dimension_sections(list(c.rope_sections))
+    _add_decoder_tensors(writer, c, n_vocab, qkv_bias=True)
+    return _finish(writer, path)[0]
+
+
+def _add_decoder_header(writer: Any, c: LlamaConfig, arch: str) -> int:
+    """The tokenizer and hyperparameters of a llama-shaped decoder; returns the vocabulary size."""
+    gguf = _gguf()
+    if c.n_embd % c.n_head or c.n_head % c.n_head_kv:
+        raise ValueError("n_embd must divide by n_head, and n_head by n_head_kv")
     n_vocab = _copy_tokenizer(writer, c.vocab)
-    writer.add_name(f"allama-test-llama-{c.n_layer}x{c.n_embd}")
+    writer.add_name(f"allama-test-{arch}-{c.n_layer}x{c.n_embd}")
     writer.add_context_length(c.n_ctx_train)
     writer.add_embedding_length(c.n_embd)
     writer.add_feed_forward_length(c.n_ff)
@@ -251,15 +405,21 @@ def build_llama(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
     if c.chat_template is not None:
         writer.add_chat_template(c.chat_template)
+    return n_vocab
 
+
+def _add_decoder_tensors(writer: Any, c: LlamaConfig, n_vocab: int, *, qkv_bias: bool) -> None:
+    """Embeddings, pre-norm blocks (grouped-query attention, SwiGLU) and the output head;
+    with qkv_bias, each q/k/v projection's bias follows its weight."""
     w = _Weights(c.seed, c.dtype)
     kv_dim = c.head_dim * c.n_head_kv
     writer.add_tensor("token_embd.weight", w.matrix(n_vocab, c.n_embd, scale=1.0))
     for i in range(c.n_layer):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", w.norm(c.n_embd))
-        writer.add_tensor(f"blk.{i}.attn_q.weight", w.matrix(c.n_embd, c.n_embd))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", w.matrix(kv_dim, c.n_embd))
-        writer.add_tensor(f"blk.{i}.attn_v.weight", w.matrix(kv_dim, c.n_embd))
+        for name, n_out in (("attn_q", c.n_embd), ("attn_k", kv_dim), ("attn_v", kv_dim)):
+            writer.add_tensor(f"blk.{i}.{name}.weight", w.matrix(n_out, c.n_embd))
+            if qkv_bias:
+                writer.add_tensor(f"blk.{i}.{name}.bias", w.bias(n_out))
         writer.add_tensor(f"blk.{i}.attn_output.weight", w.matrix(c.n_embd, c.n_embd))
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", w.norm(c.n_embd))
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", w.matrix(c.n_ff, c.n_embd))
@@ -269,7 +429,6 @@ def build_llama(path: str | os.PathLike[str], config: LlamaConfig = LlamaConfig(
     # A large output scale gives peaked next-token distributions, so greedy
     # choices are decided by clear margins rather than rounding noise.
     writer.add_tensor("output.weight", w.matrix(n_vocab, c.n_embd, scale=4.0 / np.sqrt(c.n_embd)))
-    return _finish(writer, path)
 
 
 def _add_linear(writer: Any, w: "_Weights", name: str, n_out: int, n_in: int) -> None:
@@ -377,6 +536,60 @@ def build_projector(path: str | os.PathLike[str], config: ProjectorConfig = Proj
     return _finish(writer, path)[0]
 
 
+def build_qwen2vl_projector(path: str | os.PathLike[str], config: Qwen2VLProjectorConfig = Qwen2VLProjectorConfig(),
+                            text_model: LlamaConfig = Qwen2VLConfig()) -> Path:
+    """Writes a "qwen2vl_merger" mmproj for build_qwen2vl(text_model): mtmd loads it beside that
+    model; its merger's output width is text_model.n_embd."""
+    gguf = _gguf()
+    c = config
+    if min(c.patch_size, c.n_embd, c.n_ff, c.n_layer, c.n_head) < 1:
+        raise ValueError("patch_size, n_embd, n_ff, n_layer and n_head must be positive")
+    if c.n_embd % c.n_head or (c.n_embd // c.n_head) % 4:
+        # clip.cpp's vision M-RoPE turns head_dim / 4 pairs by each of 4 positions
+        raise ValueError("n_embd must divide by n_head into heads whose width divides by 4")
+    if c.n_ff == c.n_embd:
+        # clip.cpp takes an ffn_down of input width n_embd for a legacy file with ffn_up and
+        # ffn_down swapped, and swaps them back.
+        raise ValueError("n_ff must differ from n_embd")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "clip")
+    writer.add_name(f"allama-test-qwen2vl-mmproj-{c.n_layer}x{c.n_embd}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    writer.add_clip_has_vision_encoder(True)
+    writer.add_clip_projector_type(gguf.VisionProjectorType.QWEN2VL)
+    writer.add_vision_image_size(c.image_size)
+    writer.add_vision_patch_size(c.patch_size)
+    writer.add_vision_embedding_length(c.n_embd)
+    writer.add_vision_feed_forward_length(c.n_ff)
+    writer.add_vision_block_count(c.n_layer)
+    writer.add_vision_head_count(c.n_head)
+    writer.add_vision_attention_layernorm_eps(c.layer_norm_eps)
+    writer.add_vision_projection_dim(text_model.n_embd)
+    writer.add_vision_image_mean(list(c.image_mean))
+    writer.add_vision_image_std(list(c.image_std))
+    # (no use_gelu / use_silu: the encoder's FFN takes CLIP's quick GELU, as Qwen2-VL's does)
+
+    w = _Weights(c.seed, c.dtype)
+    n_merged = 4 * c.n_embd  # a 2x2 group of patches, concatenated
+    # The two frames of the temporal patch, each a conv2d kernel: ggml ne (patch, patch, 3, n_embd).
+    # A still image is both frames, so clip.cpp adds the two convolutions of it.
+    for name in ("v.patch_embd.weight", "v.patch_embd.weight.1"):
+        patch = w.matrix(c.n_embd, 3 * c.patch_size * c.patch_size)
+        writer.add_tensor(name, patch.reshape(c.n_embd, 3, c.patch_size, c.patch_size))
+    for i in range(c.n_layer):
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln1", c.n_embd)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            _add_linear(writer, w, f"v.blk.{i}.{name}", c.n_embd, c.n_embd)
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln2", c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_down", c.n_embd, c.n_ff)
+    # The merger: Qwen2-VL's ln_q, then linear, GELU, linear over each 2x2 group.
+    _add_layer_norm(writer, w, "v.post_ln", c.n_embd)
+    _add_linear(writer, w, "mm.0", n_merged, n_merged)
+    _add_linear(writer, w, "mm.2", text_model.n_embd, n_merged)
+    return _finish(writer, path)[0]
+
+
 def build_audio_projector(path: str | os.PathLike[str], config: AudioProjectorConfig = AudioProjectorConfig(),
                           text_model: LlamaConfig = LlamaConfig()) -> Path:
     """Writes an audio-only mmproj for build_llama(text_model): mtmd loads it beside that model
@@ -463,10 +676,11 @@ def _finish(writer: Any, path: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a GGUF model with seeded random weights.")
-    parser.add_argument("arch", choices=["llama", "bert", "projector", "audio-projector"])
+    parser.add_argument("arch", choices=["llama", "qwen2vl", "bert", "projector", "qwen2vl-projector",
+                                         "audio-projector"])
     parser.add_argument("output", type=Path)
     parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny",
-                        help="llama size; for a projector, the llama it feeds")
+                        help="llama size; for a projector, the llama it feeds (the qwen2vl kinds have one size)")
     parser.add_argument("--dtype", choices=["f32", "f16"], help="override the preset's matrix type")
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     args = parser.parse_args(argv)
@@ -476,6 +690,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.arch == "projector":
         files = [build_projector(args.output, dataclasses.replace(ProjectorConfig(), **overrides),
                                  LLAMA_PRESETS[args.preset])]
+    elif args.arch.startswith("qwen2vl") and args.preset != "tiny":
+        parser.error("the qwen2vl models come in one size: --preset does not apply")
+    elif args.arch == "qwen2vl":
+        files = [build_qwen2vl(args.output, dataclasses.replace(Qwen2VLConfig(), **overrides))]
+    elif args.arch == "qwen2vl-projector":
+        files = [build_qwen2vl_projector(args.output, dataclasses.replace(Qwen2VLProjectorConfig(), **overrides))]
     elif args.arch == "audio-projector":
         files = [build_audio_projector(args.output, dataclasses.replace(AudioProjectorConfig(), **overrides),
                                        LLAMA_PRESETS[args.preset])]

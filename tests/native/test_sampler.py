@@ -206,3 +206,23 @@ def test_sampling_a_row_without_output_raises(llama_model, decoded):
         chain.sample(ctx, 0)
     with pytest.raises(IndexError):
         _native.sample_batch(ctx, [(chain, 0)])
+
+
+def test_accepting_a_token_the_grammar_forbids_raises_instead_of_aborting(llama_f32_path):
+    """llama.cpp aborts the process when an unfinished grammar is given EOS; the chain asks
+    the grammar first (in a subprocess, so an abort cannot take the test run down)."""
+    from .isolated import run_isolated
+
+    outcome = run_isolated(f"""
+        from allama import _native
+        model = _native.Model.load({str(llama_f32_path)!r})
+        params = _native.SamplerParams()
+        params.grammar = 'root ::= "yes" | "no"'
+        chain = _native.SamplerChain(model, params)
+        try:
+            chain.accept(_native.Vocab(model).eos)
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+            raise
+    """)
+    assert outcome.is_a("GrammarError"), outcome

@@ -1,8 +1,9 @@
 """The test mmproj builders write what llama.cpp's clip loader reads: the "mlp" image
-projector and the "qwen2a" (Whisper encoder) audio projector.
+projector, the "qwen2a" (Whisper encoder) audio projector and the "qwen2vl_merger" image
+projector.
 
-These tests check the files; mtmd loading and running them is in tests/native/test_media.py
-and tests/native/test_media_audio.py.
+These tests check the files; mtmd loading and running them is in tests/native/test_media.py,
+tests/native/test_media_audio.py and tests/native/test_media_mrope.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from allama.testing.model_builder import (LLAMA_PRESETS, AudioProjectorConfig, LlamaConfig, ProjectorConfig,
-                                          build_audio_projector, build_projector, main)
+                                          Qwen2VLConfig, Qwen2VLProjectorConfig, build_audio_projector,
+                                          build_projector, build_qwen2vl_projector, main)
 
 gguf = pytest.importorskip("gguf")
 
@@ -279,3 +281,130 @@ def test_command_line_builds_an_audio_projector_for_a_preset(tmp_path, capsys):
     fields, tensors = _read(out)
     assert fields["clip.projector_type"][1] == "qwen2a"
     assert tensors["mm.a.fc.weight"].shape.tolist()[1] == LLAMA_PRESETS["bench"].n_embd
+
+
+# --- the Qwen2-VL projector (clip.projector_type "qwen2vl_merger": ViT with M-RoPE + patch merger) ---
+
+QWEN2VL = Qwen2VLProjectorConfig()
+QWEN2VL_TEXT = Qwen2VLConfig()
+
+
+@pytest.fixture(scope="module")
+def qwen2vl_projector(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    path = tmp_path_factory.mktemp("qwen2vl") / "qwen2vl-mmproj.gguf"
+    return _read(build_qwen2vl_projector(path, QWEN2VL, QWEN2VL_TEXT))
+
+
+def test_qwen2vl_header_declares_a_vision_encoder_with_the_merger(qwen2vl_projector):
+    fields, _ = qwen2vl_projector
+    assert fields["general.architecture"][1] == "clip"
+    assert fields["clip.has_vision_encoder"][1] is True
+    assert fields["clip.projector_type"][1] == "qwen2vl_merger"
+    # clip.cpp's graph merges 2x2 patches whatever this says; quick GELU is the default FFN
+    for absent in ("clip.vision.spatial_merge_size", "clip.use_gelu", "clip.use_silu", "clip.vision.n_wa_pattern"):
+        assert absent not in fields
+
+
+def test_qwen2vl_hparams_are_uint32_as_the_loader_reads_them(qwen2vl_projector):
+    fields, _ = qwen2vl_projector
+    expected = {
+        "clip.vision.image_size": QWEN2VL.image_size,
+        "clip.vision.patch_size": QWEN2VL.patch_size,
+        "clip.vision.embedding_length": QWEN2VL.n_embd,
+        "clip.vision.feed_forward_length": QWEN2VL.n_ff,
+        "clip.vision.block_count": QWEN2VL.n_layer,
+        "clip.vision.attention.head_count": QWEN2VL.n_head,
+        "clip.vision.projection_dim": QWEN2VL_TEXT.n_embd,
+    }
+    for key, value in expected.items():
+        types, content = fields[key]
+        assert types == [gguf.GGUFValueType.UINT32], key
+        assert content == value, key
+    assert fields["clip.vision.attention.layer_norm_epsilon"][1] == pytest.approx(QWEN2VL.layer_norm_eps)
+    assert fields["clip.vision.image_mean"][1] == pytest.approx(list(QWEN2VL.image_mean))
+
+
+def test_qwen2vl_tensors_have_the_merger_layout(qwen2vl_projector):
+    _, tensors = qwen2vl_projector
+    c, merged = QWEN2VL, 4 * QWEN2VL.n_embd
+    shapes = {  # ggml ne order, as clip.cpp sees them
+        "v.patch_embd.weight": [c.patch_size, c.patch_size, 3, c.n_embd],
+        "v.patch_embd.weight.1": [c.patch_size, c.patch_size, 3, c.n_embd],  # the temporal patch's second frame
+        "v.post_ln.weight": [c.n_embd],
+        "v.post_ln.bias": [c.n_embd],
+        "mm.0.weight": [merged, merged],
+        "mm.0.bias": [merged],
+        "mm.2.weight": [merged, QWEN2VL_TEXT.n_embd],
+        "mm.2.bias": [QWEN2VL_TEXT.n_embd],  # clip.cpp takes the output width from this bias
+    }
+    for i in range(c.n_layer):
+        for name in ("ln1", "ln2"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_embd]
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd, c.n_embd]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_embd]
+        shapes[f"v.blk.{i}.ffn_up.weight"] = [c.n_embd, c.n_ff]
+        shapes[f"v.blk.{i}.ffn_up.bias"] = [c.n_ff]
+        shapes[f"v.blk.{i}.ffn_down.weight"] = [c.n_ff, c.n_embd]
+        shapes[f"v.blk.{i}.ffn_down.bias"] = [c.n_embd]
+    # no learned positions, pre-norm or patch bias: the qwen2vl graph asserts the last two away
+    assert set(tensors) == set(shapes)
+    for name, shape in shapes.items():
+        assert tensors[name].shape.tolist() == shape, name
+
+
+def test_qwen2vl_projector_width_follows_the_text_model(tmp_path):
+    text = Qwen2VLConfig(n_embd=96, n_head=4, n_head_kv=2, rope_sections=(4, 4, 4, 0))
+    fields, tensors = _read(build_qwen2vl_projector(tmp_path / "wide.gguf", QWEN2VL, text))
+    assert tensors["mm.2.weight"].shape.tolist() == [4 * QWEN2VL.n_embd, 96]
+    assert fields["clip.vision.projection_dim"][1] == 96
+
+
+@pytest.mark.parametrize("width, height, tokens", [
+    (32, 32, (4, 4)),
+    (40, 30, (5, 4)),  # sides rounded to multiples of 2 * patch_size
+    (1, 1, (3, 3)),  # scaled up to at least 8 tokens
+    (8, 8, (3, 3)),
+    (1000, 1000, (64, 64)),  # scaled down to at most 4096 tokens
+    (300, 2, (38, 1)),
+])
+def test_qwen2vl_tokens_per_image_follow_mtmds_resize(width, height, tokens):
+    assert QWEN2VL.n_tokens(width, height) == tokens
+
+
+def test_qwen2vl_f16_keeps_norms_and_biases_f32(tmp_path):
+    config = dataclasses.replace(QWEN2VL, dtype="f16")
+    _, tensors = _read(build_qwen2vl_projector(tmp_path / "f16.gguf", config, QWEN2VL_TEXT))
+    f16, f32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
+    for name in ("v.patch_embd.weight", "v.patch_embd.weight.1", "v.blk.0.attn_q.weight", "mm.0.weight"):
+        assert tensors[name].tensor_type == f16, name
+    for name in ("v.blk.0.ln1.weight", "v.blk.0.attn_q.bias", "v.post_ln.bias", "mm.2.bias"):
+        assert tensors[name].tensor_type == f32, name
+
+
+def test_same_seed_writes_identical_qwen2vl_projectors_and_another_seed_differs(tmp_path):
+    a = build_qwen2vl_projector(tmp_path / "a.gguf", QWEN2VL, QWEN2VL_TEXT)
+    b = build_qwen2vl_projector(tmp_path / "b.gguf", QWEN2VL, QWEN2VL_TEXT)
+    c = build_qwen2vl_projector(tmp_path / "c.gguf", dataclasses.replace(QWEN2VL, seed=QWEN2VL.seed + 1), QWEN2VL_TEXT)
+    assert a.read_bytes() == b.read_bytes()
+    assert not np.array_equal(_read(a)[1]["mm.2.weight"].data, _read(c)[1]["mm.2.weight"].data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n_head": 3}, {"n_head": 8}, {"n_ff": QWEN2VL.n_embd}, {"n_layer": 0}, {"patch_size": 0}],
+    ids=["heads-do-not-divide-width", "head-width-not-a-multiple-of-4", "square-ffn", "no-layers", "no-patch"],
+)
+def test_rejects_qwen2vl_shapes_clip_cannot_run(tmp_path, change):
+    with pytest.raises(ValueError):
+        build_qwen2vl_projector(tmp_path / "bad.gguf", dataclasses.replace(QWEN2VL, **change), QWEN2VL_TEXT)
+
+
+def test_command_line_builds_a_qwen2vl_projector(tmp_path, capsys):
+    out = tmp_path / "cli-qwen2vl.gguf"
+    assert main(["qwen2vl-projector", str(out), "--dtype", "f16"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    fields, tensors = _read(out)
+    assert fields["clip.projector_type"][1] == "qwen2vl_merger"
+    assert tensors["mm.2.weight"].tensor_type == gguf.GGMLQuantizationType.F16

@@ -1,0 +1,1376 @@
+"""llama.cpp's C API under its C names and argument order (llama-cpp-python's `llama_cpp`).
+
+Code written against llama-cpp-python's low-level module runs with Python types instead of
+ctypes: handles are objects, token lists are Python lists, logits and embeddings are NumPy
+arrays, text goes in and comes out as bytes (str is accepted as input too).
+
+Handles. A model, context, vocabulary, batch or sampler is an opaque object. After
+`llama_model_free`, `llama_free`, `llama_batch_free` or `llama_sampler_free` using it raises
+ValueError (freeing twice too); None or a handle of the wrong kind raises TypeError. What C
+reports as a NULL result raises instead: `ModelLoadError`/`FileNotFoundError` for models and
+adapters, ValueError for contexts, `GrammarError` for grammars. Memory is released once no
+handle uses it: a vocabulary, or a context, keeps its model's weights alive after
+`llama_model_free`. `llama_get_memory(ctx)` returns the context itself: the `llama_memory_*`
+functions take either.
+
+Out-buffers. Where C fills a caller's buffer (`llama_tokenize`, `llama_token_to_piece`,
+`llama_detokenize`, `llama_chat_apply_template`, `llama_model_desc`, `llama_state_get_data`,
+...), pass a writable buffer and its length: a list (filled in place from index 0, grown if
+shorter) or int32 array for tokens; a bytearray, `ctypes.create_string_buffer` or uint8 array for
+text. The call fills it and returns what C returns, including a negative count when the buffer
+is too small. Pass None instead and the result itself comes back: a list of token ids, or bytes.
+
+Validation. Nothing here reaches a llama.cpp abort: token ids, sequence ids, batch sizes,
+output indices and grammars are checked first and raise ValueError, IndexError or GrammarError.
+`llama_decode` returns 0, or 1 when no KV slot is free and 2 when aborted, as in C; invalid
+batches raise ValueError and other failures `DecodeError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from allama import _native
+from allama.errors import DecodeAbortedError, KVCacheFullError
+
+# --- constants (llama.h / ggml.h of the vendored llama.cpp) ---
+
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+LLAMA_TOKEN_NULL = -1
+LLAMA_MAX_DEVICES = _native.max_devices()
+LLAMA_MAX_PARALLEL_SEQUENCES = _native.max_parallel_sequences()
+
+LLAMA_VOCAB_TYPE_NONE = 0
+LLAMA_VOCAB_TYPE_SPM = 1
+LLAMA_VOCAB_TYPE_BPE = 2
+LLAMA_VOCAB_TYPE_WPM = 3
+LLAMA_VOCAB_TYPE_UGM = 4
+LLAMA_VOCAB_TYPE_RWKV = 5
+LLAMA_VOCAB_TYPE_PLAMO2 = 6
+
+GGML_ROPE_TYPE_NEOX = 2
+GGML_ROPE_TYPE_MROPE = 8
+GGML_ROPE_TYPE_VISION = 24
+GGML_ROPE_TYPE_IMROPE = 40
+LLAMA_ROPE_TYPE_NONE = -1
+LLAMA_ROPE_TYPE_NORM = 0
+LLAMA_ROPE_TYPE_NEOX = GGML_ROPE_TYPE_NEOX
+LLAMA_ROPE_TYPE_MROPE = GGML_ROPE_TYPE_MROPE
+LLAMA_ROPE_TYPE_IMROPE = GGML_ROPE_TYPE_IMROPE
+LLAMA_ROPE_TYPE_VISION = GGML_ROPE_TYPE_VISION
+
+LLAMA_TOKEN_TYPE_UNDEFINED = 0
+LLAMA_TOKEN_TYPE_NORMAL = 1
+LLAMA_TOKEN_TYPE_UNKNOWN = 2
+LLAMA_TOKEN_TYPE_CONTROL = 3
+LLAMA_TOKEN_TYPE_USER_DEFINED = 4
+LLAMA_TOKEN_TYPE_UNUSED = 5
+LLAMA_TOKEN_TYPE_BYTE = 6
+
+LLAMA_TOKEN_ATTR_UNDEFINED = 0
+LLAMA_TOKEN_ATTR_UNKNOWN = 1 << 0
+LLAMA_TOKEN_ATTR_UNUSED = 1 << 1
+LLAMA_TOKEN_ATTR_NORMAL = 1 << 2
+LLAMA_TOKEN_ATTR_CONTROL = 1 << 3
+LLAMA_TOKEN_ATTR_USER_DEFINED = 1 << 4
+LLAMA_TOKEN_ATTR_BYTE = 1 << 5
+LLAMA_TOKEN_ATTR_NORMALIZED = 1 << 6
+LLAMA_TOKEN_ATTR_LSTRIP = 1 << 7
+LLAMA_TOKEN_ATTR_RSTRIP = 1 << 8
+LLAMA_TOKEN_ATTR_SINGLE_WORD = 1 << 9
+
+LLAMA_FTYPE_ALL_F32 = 0
+LLAMA_FTYPE_MOSTLY_F16 = 1
+LLAMA_FTYPE_MOSTLY_Q4_0 = 2
+LLAMA_FTYPE_MOSTLY_Q4_1 = 3
+LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+LLAMA_FTYPE_MOSTLY_Q5_0 = 8
+LLAMA_FTYPE_MOSTLY_Q5_1 = 9
+LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
+LLAMA_FTYPE_MOSTLY_Q5_K_M = 17
+LLAMA_FTYPE_MOSTLY_Q6_K = 18
+LLAMA_FTYPE_MOSTLY_BF16 = 32
+LLAMA_FTYPE_GUESSED = 1024
+
+LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED = -1
+LLAMA_ROPE_SCALING_TYPE_NONE = 0
+LLAMA_ROPE_SCALING_TYPE_LINEAR = 1
+LLAMA_ROPE_SCALING_TYPE_YARN = 2
+LLAMA_ROPE_SCALING_TYPE_LONGROPE = 3
+LLAMA_ROPE_SCALING_TYPE_MAX_VALUE = LLAMA_ROPE_SCALING_TYPE_LONGROPE
+
+LLAMA_POOLING_TYPE_UNSPECIFIED = -1
+LLAMA_POOLING_TYPE_NONE = 0
+LLAMA_POOLING_TYPE_MEAN = 1
+LLAMA_POOLING_TYPE_CLS = 2
+LLAMA_POOLING_TYPE_LAST = 3
+LLAMA_POOLING_TYPE_RANK = 4
+
+LLAMA_ATTENTION_TYPE_UNSPECIFIED = -1
+LLAMA_ATTENTION_TYPE_CAUSAL = 0
+LLAMA_ATTENTION_TYPE_NON_CAUSAL = 1
+
+LLAMA_FLASH_ATTN_TYPE_AUTO = -1
+LLAMA_FLASH_ATTN_TYPE_DISABLED = 0
+LLAMA_FLASH_ATTN_TYPE_ENABLED = 1
+
+LLAMA_SPLIT_MODE_NONE = 0
+LLAMA_SPLIT_MODE_LAYER = 1
+LLAMA_SPLIT_MODE_ROW = 2
+LLAMA_SPLIT_MODE_TENSOR = 3
+
+# The ggml types a KV cache (type_k, type_v) is usually set to.
+GGML_TYPE_F32 = 0
+GGML_TYPE_F16 = 1
+GGML_TYPE_Q4_0 = 2
+GGML_TYPE_Q4_1 = 3
+GGML_TYPE_Q5_0 = 6
+GGML_TYPE_Q5_1 = 7
+GGML_TYPE_Q8_0 = 8
+GGML_TYPE_IQ4_NL = 20
+GGML_TYPE_BF16 = 30
+
+GGML_NUMA_STRATEGY_DISABLED = 0
+GGML_NUMA_STRATEGY_DISTRIBUTE = 1
+GGML_NUMA_STRATEGY_ISOLATE = 2
+GGML_NUMA_STRATEGY_NUMACTL = 3
+GGML_NUMA_STRATEGY_MIRROR = 4
+GGML_NUMA_STRATEGY_COUNT = 5
+
+GGML_LOG_LEVEL_NONE = 0
+GGML_LOG_LEVEL_DEBUG = 1
+GGML_LOG_LEVEL_INFO = 2
+GGML_LOG_LEVEL_WARN = 3
+GGML_LOG_LEVEL_ERROR = 4
+GGML_LOG_LEVEL_CONT = 5
+
+# --- handle types ---
+
+llama_model_p = _native.Model
+llama_context_p = _native.Context
+llama_vocab_p = _native.Vocab
+llama_sampler_p = _native.Sampler
+llama_adapter_lora_p = _native.LoraAdapter
+llama_model_params = _native.ModelParams
+llama_context_params = _native.ContextParams
+llama_memory_t = _native.Context
+
+
+class llama_logit_bias(NamedTuple):
+    """One entry of llama_sampler_init_logit_bias's list."""
+
+    token: int
+    bias: float
+
+
+class llama_chat_message(NamedTuple):
+    """One message for llama_chat_apply_template (dicts and (role, content) pairs work too)."""
+
+    role: bytes | str
+    content: bytes | str
+
+
+@dataclass
+class llama_sampler_chain_params:
+    """llama_sampler_chain_init's options; llama.cpp measures no timings by default."""
+
+    no_perf: bool = True
+
+
+@dataclass
+class llama_perf_context_data:
+    """llama.cpp's context counters (llama_perf_context)."""
+
+    t_start_ms: float
+    t_load_ms: float
+    t_p_eval_ms: float
+    t_eval_ms: float
+    n_p_eval: int
+    n_eval: int
+    n_reused: int
+
+
+@dataclass
+class llama_perf_sampler_data:
+    """A sampler chain's counters (llama_perf_sampler)."""
+
+    t_sample_ms: float
+    n_sample: int
+
+
+def _handle(value: Any, kind: type, what: str, source: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {what} handle (from {source}), got {type(value).__name__}")
+    return value
+
+
+def _model(model: Any) -> _native.Model:
+    return _handle(model, _native.Model, "model", "llama_model_load_from_file")
+
+
+def _context(ctx: Any) -> _native.Context:
+    return _handle(ctx, _native.Context, "context", "llama_init_from_model")
+
+
+def _vocab(vocab: Any) -> _native.Vocab:
+    if isinstance(vocab, _native.Model):
+        raise TypeError("expected a vocab handle: pass llama_model_get_vocab(model), not the model")
+    return _handle(vocab, _native.Vocab, "vocab", "llama_model_get_vocab")
+
+
+def _sampler(smpl: Any) -> _native.Sampler:
+    return _handle(smpl, _native.Sampler, "sampler", "llama_sampler_init_* or llama_sampler_chain_init")
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value.value if hasattr(value, "value") else value)  # ctypes scalars too
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _bytes(text: Any, name: str) -> bytes:
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    if text is None:
+        raise TypeError(f"{name} must be bytes or str, not None")
+    try:
+        return bytes(memoryview(text))
+    except TypeError:
+        raise TypeError(f"{name} must be bytes or str, got {type(text).__name__}") from None
+
+
+def _path(path: Any) -> str:
+    if path is None:
+        raise TypeError("the path must be bytes, str or os.PathLike, not None")
+    return os.fsdecode(path)
+
+
+# --- out-buffers ---
+
+
+def _byte_view(buf: Any, length: int, name: str) -> np.ndarray:
+    try:
+        view = np.frombuffer(buf, dtype=np.uint8)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a writable byte buffer (bytearray, ctypes.create_string_buffer) "
+                        "or None to get bytes back") from None
+    if not view.flags.writeable:
+        raise TypeError(f"{name} is read-only: pass a bytearray or ctypes.create_string_buffer, or None")
+    if length < 0 or length > view.size:
+        raise ValueError(f"the length {length} does not fit {name}, which holds {view.size} bytes")
+    return view[:length]
+
+
+def _write_bytes(buf: Any, length: Any, data: bytes, name: str, *, nul: bool = False) -> int:
+    """Copies as much of `data` as `length` allows (plus a NUL when C writes one); returns len(data)."""
+    view = _byte_view(buf, _int(length, "the buffer length"), name)
+    n = min(len(data), max(view.size - 1, 0) if nul else view.size)
+    view[:n] = np.frombuffer(data, dtype=np.uint8, count=n)
+    if nul and n < view.size:
+        view[n] = 0
+    return len(data)
+
+
+def _token_view(buf: Any, name: str) -> np.ndarray:
+    view = buf if isinstance(buf, np.ndarray) else None
+    if view is None:
+        try:
+            view = np.asarray(memoryview(buf))
+        except TypeError:
+            raise TypeError(f"{name} must be a list, an int32 array or None, got {type(buf).__name__}") from None
+    if view.dtype != np.int32 or view.ndim != 1:
+        raise TypeError(f"{name} must hold int32 token ids (got {view.dtype}, {view.ndim}-d)")
+    if not view.flags.writeable:
+        raise TypeError(f"{name} is read-only")
+    return view
+
+
+def _write_tokens(out: Any, capacity: int, tokens: Sequence[int], name: str) -> None:
+    if isinstance(out, list):
+        out[: len(tokens)] = tokens
+        return
+    view = _token_view(out, name)
+    if capacity > view.size:
+        raise ValueError(f"{name} holds {view.size} tokens, fewer than the {capacity} given as its size")
+    view[: len(tokens)] = tokens
+
+
+def _token_list(tokens: Any, n_tokens: Any, name: str = "tokens") -> list[int]:
+    n = _int(n_tokens, f"the number of {name}")
+    if tokens is None:
+        raise TypeError(f"{name} must be a sequence of token ids, not None")
+    seq = tokens if isinstance(tokens, (list, tuple, np.ndarray)) else list(tokens)
+    if n < 0 or n > len(seq):
+        raise ValueError(f"n = {n} is outside the {len(seq)} {name} given")
+    return [int(t) for t in seq[:n]]
+
+
+def _store_count(out: Any, n: int) -> None:
+    """Writes a count through C's `size_t *` argument: a ctypes scalar, byref() of one, or a list."""
+    if out is None:
+        return
+    target = getattr(out, "_obj", out)  # ctypes.byref(x)
+    if isinstance(target, list):
+        target[:1] = [n]
+    elif isinstance(target, np.ndarray):
+        target.reshape(-1)[0] = n
+    elif hasattr(target, "value"):
+        target.value = n
+    else:
+        raise TypeError("the count argument must be a ctypes integer, byref() of one, a list or None")
+
+
+# --- backend and system ---
+
+
+def llama_backend_init() -> None:
+    """Nothing to do: importing allama initialises llama.cpp's backend."""
+
+
+def llama_backend_free() -> None:
+    """Nothing to do: the backend lives as long as the process (handles may still use it)."""
+
+
+def llama_numa_init(numa: int) -> None:
+    _native.numa_init(_int(numa, "numa"))
+
+
+def llama_time_us() -> int:
+    return _native.time_us()
+
+
+def llama_max_devices() -> int:
+    return _native.max_devices()
+
+
+def llama_max_parallel_sequences() -> int:
+    return _native.max_parallel_sequences()
+
+
+def llama_supports_mmap() -> bool:
+    return _native.supports_mmap()
+
+
+def llama_supports_mlock() -> bool:
+    return _native.supports_mlock()
+
+
+def llama_supports_gpu_offload() -> bool:
+    return _native.supports_gpu_offload()
+
+
+def llama_supports_rpc() -> bool:
+    return _native.supports_rpc()
+
+
+def llama_print_system_info() -> bytes:
+    return _native.system_info().encode()
+
+
+def llama_version() -> bytes:
+    return _native.llama_cpp_version().encode()
+
+
+# --- parameters ---
+
+
+def llama_model_default_params() -> _native.ModelParams:
+    """llama.cpp's model defaults: as allama's ModelParams, but offloading all layers (n_gpu_layers=-1)."""
+    params = _native.ModelParams()
+    params.n_gpu_layers = -1
+    return params
+
+
+def llama_context_default_params() -> _native.ContextParams:
+    """llama.cpp's context defaults (GGML_DEFAULT_N_THREADS threads, no_perf on)."""
+    params = _native.ContextParams()
+    params.n_threads = params.n_threads_batch = _native.GGML_DEFAULT_N_THREADS
+    params.no_perf = True
+    return params
+
+
+def llama_sampler_chain_default_params() -> llama_sampler_chain_params:
+    return llama_sampler_chain_params()
+
+
+# --- models ---
+
+
+def llama_model_load_from_file(path_model: bytes | str | os.PathLike[str],
+                               params: _native.ModelParams) -> _native.Model:
+    """Load a GGUF model; raises FileNotFoundError or ModelLoadError where C returns NULL."""
+    return _native.Model.load(_path(path_model), _handle(params, _native.ModelParams, "model params",
+                                                         "llama_model_default_params"))
+
+
+def llama_model_load_from_splits(paths: Sequence[bytes | str], n_paths: int,
+                                 params: _native.ModelParams) -> _native.Model:
+    n = _int(n_paths, "n_paths")
+    if n < 1 or n > len(paths):
+        raise ValueError(f"n_paths = {n} is outside the {len(paths)} paths given")
+    return _native.Model.load([_path(p) for p in paths[:n]],
+                              _handle(params, _native.ModelParams, "model params", "llama_model_default_params"))
+
+
+def llama_model_free(model: _native.Model) -> None:
+    """Release the model handle; contexts and vocabs made from it keep working."""
+    if _model(model).closed:
+        raise ValueError("the model was already freed")
+    model.close()
+
+
+def llama_model_get_vocab(model: _native.Model) -> _native.Vocab:
+    return _native.Vocab(_model(model))
+
+
+def llama_model_n_ctx_train(model: _native.Model) -> int:
+    return _model(model).n_ctx_train
+
+
+def llama_model_n_embd(model: _native.Model) -> int:
+    return _model(model).n_embd
+
+
+def llama_model_n_embd_inp(model: _native.Model) -> int:
+    return _model(model).n_embd_inp
+
+
+def llama_model_n_embd_out(model: _native.Model) -> int:
+    return _model(model).n_embd_out
+
+
+def llama_model_n_layer(model: _native.Model) -> int:
+    return _model(model).n_layer
+
+
+def llama_model_n_head(model: _native.Model) -> int:
+    return _model(model).n_head
+
+
+def llama_model_n_head_kv(model: _native.Model) -> int:
+    return _model(model).n_head_kv
+
+
+def llama_model_n_swa(model: _native.Model) -> int:
+    return _model(model).n_swa
+
+
+def llama_model_n_cls_out(model: _native.Model) -> int:
+    return _model(model).n_cls_out
+
+
+def llama_model_cls_label(model: _native.Model, i: int) -> bytes | None:
+    label = _model(model).cls_label(_int(i, "i"))
+    return None if label is None else label.encode()
+
+
+def llama_model_rope_type(model: _native.Model) -> int:
+    return _model(model).rope_type
+
+
+def llama_model_rope_freq_scale_train(model: _native.Model) -> float:
+    return _model(model).rope_freq_scale_train
+
+
+def llama_model_ftype(model: _native.Model) -> int:
+    return _model(model).ftype
+
+
+def llama_model_size(model: _native.Model) -> int:
+    return _model(model).size
+
+
+def llama_model_n_params(model: _native.Model) -> int:
+    return _model(model).n_params
+
+
+def llama_model_has_encoder(model: _native.Model) -> bool:
+    return _model(model).has_encoder
+
+
+def llama_model_has_decoder(model: _native.Model) -> bool:
+    return _model(model).has_decoder
+
+
+def llama_model_decoder_start_token(model: _native.Model) -> int:
+    return _model(model).decoder_start_token
+
+
+def llama_model_is_recurrent(model: _native.Model) -> bool:
+    return _model(model).is_recurrent
+
+
+def llama_model_is_hybrid(model: _native.Model) -> bool:
+    return _model(model).is_hybrid
+
+
+def llama_model_is_diffusion(model: _native.Model) -> bool:
+    return _model(model).is_diffusion
+
+
+def llama_model_chat_template(model: _native.Model, name: bytes | str | None) -> bytes | None:
+    """The model's default chat template (name None) or a named one; None when absent."""
+    template = _model(model).chat_template(None if name is None else _bytes(name, "name").decode())
+    return None if template is None else template.encode()
+
+
+def llama_model_desc(model: _native.Model, buf: Any, buf_size: int) -> int | bytes:
+    """A one-line description ('llama 7B Q4_0'); out-buffer rule, NUL-terminated as snprintf."""
+    desc = _model(model).description.encode()
+    return desc if buf is None else _write_bytes(buf, buf_size, desc, "buf", nul=True)
+
+
+def llama_model_meta_val_str(model: _native.Model, key: bytes | str, buf: Any, buf_size: int) -> int | bytes | None:
+    """A metadata value as text; -1 (None with buf None) when the key is absent."""
+    value = _model(model).metadata.get(_bytes(key, "key").decode())
+    if value is None:
+        return None if buf is None else -1
+    data = value.encode()
+    return data if buf is None else _write_bytes(buf, buf_size, data, "buf", nul=True)
+
+
+# --- contexts ---
+
+
+def llama_init_from_model(model: _native.Model, params: _native.ContextParams) -> _native.Context:
+    """A context over the model; raises ValueError where C returns NULL."""
+    return _native.Context(_model(model), _handle(params, _native.ContextParams, "context params",
+                                                  "llama_context_default_params"))
+
+
+def llama_free(ctx: _native.Context) -> None:
+    if _context(ctx).closed:
+        raise ValueError("the context was already freed")
+    ctx.close()
+
+
+def llama_get_model(ctx: _native.Context) -> _native.Model:
+    return _context(ctx).model
+
+
+def llama_get_memory(ctx: _native.Context) -> _native.Context:
+    """The context's memory handle, which is the context itself here."""
+    if _context(ctx).closed:
+        raise ValueError("the context was freed")
+    return ctx
+
+
+def llama_n_ctx(ctx: _native.Context) -> int:
+    return _context(ctx).n_ctx
+
+
+def llama_n_ctx_seq(ctx: _native.Context) -> int:
+    return _context(ctx).n_ctx_seq
+
+
+def llama_n_batch(ctx: _native.Context) -> int:
+    return _context(ctx).n_batch
+
+
+def llama_n_ubatch(ctx: _native.Context) -> int:
+    return _context(ctx).n_ubatch
+
+
+def llama_n_seq_max(ctx: _native.Context) -> int:
+    return _context(ctx).n_seq_max
+
+
+def llama_pooling_type(ctx: _native.Context) -> int:
+    return _context(ctx).pooling_type
+
+
+def llama_set_n_threads(ctx: _native.Context, n_threads: int, n_threads_batch: int) -> None:
+    _context(ctx).set_threads(_int(n_threads, "n_threads"), _int(n_threads_batch, "n_threads_batch"))
+
+
+def llama_n_threads(ctx: _native.Context) -> int:
+    return _context(ctx).n_threads
+
+
+def llama_n_threads_batch(ctx: _native.Context) -> int:
+    return _context(ctx).n_threads_batch
+
+
+def llama_set_embeddings(ctx: _native.Context, embeddings: bool) -> None:
+    _context(ctx).set_embeddings(bool(embeddings))
+
+
+def llama_set_causal_attn(ctx: _native.Context, causal_attn: bool) -> None:
+    _context(ctx).set_causal_attn(bool(causal_attn))
+
+
+def llama_synchronize(ctx: _native.Context) -> None:
+    """Nothing to wait for: decode and the output getters synchronise themselves."""
+    if _context(ctx).closed:
+        raise ValueError("the context was freed")
+
+
+# --- batches ---
+
+
+class llama_batch:
+    """llama.cpp's llama_batch: write entries into the NumPy arrays `token` (or `embd`), `pos`,
+    `n_seq_id`, `seq_id` (rows of n_seq_max ids) and `logits`, and set `n_tokens`."""
+
+    def __init__(self, n_tokens_alloc: int, embd: int, n_seq_max: int, *, _auto: bool = False) -> None:
+        self.n_tokens = 0
+        self._capacity = n_tokens_alloc
+        self._embd_width = embd
+        self._n_seq_max = n_seq_max
+        self._auto = _auto  # from llama_batch_get_one: positions, sequence 0, last output
+        self._freed = False
+        self._native: _native.Batch | None = None
+        self._token = np.zeros(n_tokens_alloc, np.int32) if embd == 0 else None
+        self._embd = np.zeros(n_tokens_alloc * embd, np.float32) if embd > 0 else None
+        self._pos = None if _auto else np.zeros(n_tokens_alloc, np.int32)
+        self._n_seq_id = None if _auto else np.zeros(n_tokens_alloc, np.int32)
+        self._seq_id = None if _auto else np.zeros((n_tokens_alloc, n_seq_max), np.int32)
+        self._logits = None if _auto else np.zeros(n_tokens_alloc, np.int8)
+
+    def _field(self, value: np.ndarray | None) -> np.ndarray | None:
+        if self._freed:
+            raise ValueError("the batch was freed")
+        return value
+
+    token = property(lambda self: self._field(self._token), doc="int32 token ids (None for an embeddings batch).")
+    embd = property(lambda self: self._field(self._embd), doc="float32 input rows, n_tokens * embd, flat as in C.")
+    pos = property(lambda self: self._field(self._pos), doc="int32 positions (None: continue sequence 0).")
+    n_seq_id = property(lambda self: self._field(self._n_seq_id), doc="How many sequence ids each token has.")
+    seq_id = property(lambda self: self._field(self._seq_id), doc="int32 sequence ids, one row per token.")
+    logits = property(lambda self: self._field(self._logits), doc="int8 output flags (None: the last token only).")
+
+    def __repr__(self) -> str:
+        state = " freed" if self._freed else ""
+        return f"<llama_batch n_tokens={self.n_tokens} capacity={self._capacity}{state}>"
+
+    def to_native(self, ctx: _native.Context) -> _native.Batch:
+        """The native batch for one decode, after checking the fields."""
+        if self._freed:
+            raise ValueError("the batch was freed")
+        n = _int(self.n_tokens, "batch.n_tokens")
+        if n < 1:
+            raise ValueError("the batch is empty (n_tokens is 0)")
+        if n > self._capacity:
+            raise ValueError(f"batch.n_tokens = {n} exceeds the batch's capacity of {self._capacity}")
+        if self._native is None:
+            self._native = _native.Batch(self._capacity, self._n_seq_max, self._embd_width)
+        if self._auto:
+            pos0 = llama_memory_seq_pos_max(ctx, 0) + 1
+            pos = np.arange(pos0, pos0 + n, dtype=np.int32)
+            n_seq_id = np.ones(n, np.int32)
+            seq_id = np.zeros((n, 1), np.int32)
+            logits = np.zeros(n, np.int8)
+            logits[-1] = 1
+        else:
+            pos, n_seq_id, seq_id, logits = self._pos, self._n_seq_id, self._seq_id, self._logits
+        self._native.assign(n, self._token, self._embd, pos, n_seq_id, seq_id, logits)
+        return self._native
+
+
+def llama_batch_init(n_tokens: int, embd: int, n_seq_max: int) -> llama_batch:
+    """A batch for up to n_tokens tokens (embd > 0: input rows of that width), each in up to n_seq_max sequences."""
+    n, width, n_seq = _int(n_tokens, "n_tokens"), _int(embd, "embd"), _int(n_seq_max, "n_seq_max")
+    if n < 1:
+        raise ValueError("n_tokens must be at least 1")
+    if width < 0:
+        raise ValueError("embd must be >= 0")
+    if not 1 <= n_seq <= LLAMA_MAX_PARALLEL_SEQUENCES:
+        raise ValueError(f"n_seq_max must be in [1, {LLAMA_MAX_PARALLEL_SEQUENCES}]")
+    return llama_batch(n, width, n_seq)
+
+
+def llama_batch_get_one(tokens: Sequence[int], n_tokens: int) -> llama_batch:
+    """A batch of tokens for sequence 0 continuing where it ends, with the last token's logits."""
+    ids = _token_list(tokens, n_tokens)
+    if not ids:
+        raise ValueError("n_tokens must be at least 1")
+    batch = llama_batch(len(ids), 0, 1, _auto=True)
+    batch.token[:] = ids
+    batch.n_tokens = len(ids)
+    return batch
+
+
+def llama_batch_free(batch: llama_batch) -> None:
+    _handle(batch, llama_batch, "batch", "llama_batch_init")
+    if batch._auto:
+        raise ValueError("batches from llama_batch_get_one are not allocated: do not free them")
+    if batch._freed:
+        raise ValueError("the batch was already freed")
+    batch._freed = True
+    batch._native = batch._token = batch._embd = batch._pos = None
+    batch._n_seq_id = batch._seq_id = batch._logits = None
+
+
+def _batch(ctx: Any, batch: Any) -> _native.Batch:
+    return _handle(batch, llama_batch, "batch", "llama_batch_init or llama_batch_get_one").to_native(_context(ctx))
+
+
+def llama_decode(ctx: _native.Context, batch: llama_batch) -> int:
+    """0 on success, 1 when the KV cache has no room for the batch, 2 when aborted (as C)."""
+    native = _batch(ctx, batch)
+    try:
+        ctx.decode(native)
+    except KVCacheFullError:
+        return 1
+    except DecodeAbortedError:
+        return 2
+    return 0
+
+
+def llama_encode(ctx: _native.Context, batch: llama_batch) -> int:
+    """Run the encoder over the batch; 0 on success (failures raise)."""
+    ctx_ = _context(ctx)
+    ctx_.encode(_batch(ctx_, batch))
+    return 0
+
+
+# --- outputs ---
+
+
+def _output_rows(ctx: _native.Context) -> list[int]:
+    return list(range(-_context(ctx).n_outputs, 0))
+
+
+def llama_get_logits(ctx: _native.Context) -> np.ndarray:
+    """All output rows of the last decode, flat (n_outputs * n_vocab float32) as C's pointer."""
+    rows = _output_rows(ctx)
+    if not rows:
+        return np.zeros(0, np.float32)
+    return ctx.logits_rows(rows).reshape(-1)
+
+
+def llama_get_logits_ith(ctx: _native.Context, i: int) -> np.ndarray:
+    """One output's logits (n_vocab float32): i is a batch index, or negative from the last output."""
+    return _context(ctx).logits(_int(i, "i"))
+
+
+def llama_get_embeddings(ctx: _native.Context) -> np.ndarray:
+    """Every output token's embedding of the last decode, flat (n_outputs * n_embd float32)."""
+    rows = _output_rows(ctx)
+    if not rows:
+        return np.zeros(0, np.float32)
+    return np.concatenate([ctx.embeddings(i) for i in rows])
+
+
+def llama_get_embeddings_ith(ctx: _native.Context, i: int) -> np.ndarray:
+    return _context(ctx).embeddings(_int(i, "i"))
+
+
+def llama_get_embeddings_seq(ctx: _native.Context, seq_id: int) -> np.ndarray:
+    """A sequence's pooled embedding (rank pooling: its scores)."""
+    return _context(ctx).embeddings_seq(_int(seq_id, "seq_id"))
+
+
+# --- memory (the memory handle is the context) ---
+
+
+def llama_memory_clear(mem: _native.Context, data: bool) -> None:
+    _context(mem).memory_clear(bool(data))
+
+
+def llama_memory_seq_rm(mem: _native.Context, seq_id: int, p0: int, p1: int) -> bool:
+    return _context(mem).seq_rm(_int(seq_id, "seq_id"), _int(p0, "p0"), _int(p1, "p1"))
+
+
+def llama_memory_seq_cp(mem: _native.Context, seq_id_src: int, seq_id_dst: int, p0: int, p1: int) -> None:
+    _context(mem).seq_cp(_int(seq_id_src, "seq_id_src"), _int(seq_id_dst, "seq_id_dst"), _int(p0, "p0"), _int(p1, "p1"))
+
+
+def llama_memory_seq_keep(mem: _native.Context, seq_id: int) -> None:
+    _context(mem).seq_keep(_int(seq_id, "seq_id"))
+
+
+def llama_memory_seq_add(mem: _native.Context, seq_id: int, p0: int, p1: int, delta: int) -> None:
+    _context(mem).seq_add(_int(seq_id, "seq_id"), _int(p0, "p0"), _int(p1, "p1"), _int(delta, "delta"))
+
+
+def llama_memory_seq_div(mem: _native.Context, seq_id: int, p0: int, p1: int, d: int) -> None:
+    _context(mem).seq_div(_int(seq_id, "seq_id"), _int(p0, "p0"), _int(p1, "p1"), _int(d, "d"))
+
+
+def llama_memory_seq_pos_min(mem: _native.Context, seq_id: int) -> int:
+    return _context(mem).seq_pos_min(_int(seq_id, "seq_id"))
+
+
+def llama_memory_seq_pos_max(mem: _native.Context, seq_id: int) -> int:
+    return _context(mem).seq_pos_max(_int(seq_id, "seq_id"))
+
+
+def llama_memory_can_shift(mem: _native.Context) -> bool:
+    return _context(mem).can_shift
+
+
+# --- state ---
+
+
+def llama_state_get_size(ctx: _native.Context) -> int:
+    return _context(ctx).state_size()
+
+
+def llama_state_get_data(ctx: _native.Context, dst: Any, size: int) -> int | bytes:
+    """The context state; into dst (0 when it does not fit, as C) or as bytes when dst is None."""
+    data = _context(ctx).state_get()
+    if dst is None:
+        return data
+    view = _byte_view(dst, _int(size, "size"), "dst")
+    if len(data) > view.size:
+        return 0
+    view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
+
+
+def llama_state_set_data(ctx: _native.Context, src: Any, size: int) -> int:
+    """Restore state; returns the bytes read (ValueError when they do not fit this context)."""
+    data = _bytes(src, "src")
+    n = _int(size, "size")
+    if not 0 <= n <= len(data):
+        raise ValueError(f"size {n} is outside the {len(data)} bytes given")
+    return _context(ctx).state_set(data[:n])
+
+
+def llama_state_seq_get_size(ctx: _native.Context, seq_id: int) -> int:
+    return _context(ctx).seq_state_size(_int(seq_id, "seq_id"))
+
+
+def llama_state_seq_get_data(ctx: _native.Context, dst: Any, size: int, seq_id: int) -> int | bytes:
+    data = _context(ctx).seq_state_get(_int(seq_id, "seq_id"))
+    if dst is None:
+        return data
+    view = _byte_view(dst, _int(size, "size"), "dst")
+    if len(data) > view.size:
+        return 0
+    view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
+
+
+def llama_state_seq_set_data(ctx: _native.Context, src: Any, size: int, dest_seq_id: int) -> int:
+    data = _bytes(src, "src")
+    n = _int(size, "size")
+    if not 0 <= n <= len(data):
+        raise ValueError(f"size {n} is outside the {len(data)} bytes given")
+    return _context(ctx).seq_state_set(data[:n], _int(dest_seq_id, "dest_seq_id"))
+
+
+def llama_state_save_file(ctx: _native.Context, path_session: bytes | str, tokens: Sequence[int],
+                          n_token_count: int) -> bool:
+    """Write the state and its tokens in llama.cpp's session format; False on failure."""
+    return _context(ctx).state_save_file(_path(path_session), _token_list(tokens, n_token_count))
+
+
+def llama_state_load_file(ctx: _native.Context, path_session: bytes | str, tokens_out: Any,
+                          n_token_capacity: int, n_token_count_out: Any) -> bool:
+    """Restore a session file; its tokens go to tokens_out and their count to n_token_count_out
+    (a ctypes integer, byref() of one, or a one-element list). False when it does not load."""
+    capacity = _int(n_token_capacity, "n_token_capacity")
+    if capacity < 0:
+        raise ValueError("n_token_capacity must be >= 0")
+    tokens = _context(ctx).state_load_file(_path(path_session), capacity)
+    if tokens is None:
+        return False
+    if tokens_out is not None:
+        _write_tokens(tokens_out, capacity, tokens, "tokens_out")
+    _store_count(n_token_count_out, len(tokens))
+    return True
+
+
+def llama_state_seq_save_file(ctx: _native.Context, filepath: bytes | str, seq_id: int, tokens: Sequence[int],
+                              n_token_count: int) -> int:
+    """Write one sequence's state; the bytes written, 0 on failure."""
+    tokens_ = _token_list(tokens, n_token_count)
+    return _context(ctx).seq_state_save_file(_path(filepath), _int(seq_id, "seq_id"), tokens_)
+
+
+def llama_state_seq_load_file(ctx: _native.Context, filepath: bytes | str, dest_seq_id: int, tokens_out: Any,
+                              n_token_capacity: int, n_token_count_out: Any) -> int:
+    """Load a sequence state file into dest_seq_id; the bytes read, 0 when it does not load."""
+    capacity = _int(n_token_capacity, "n_token_capacity")
+    if capacity < 0:
+        raise ValueError("n_token_capacity must be >= 0")
+    loaded = _context(ctx).seq_state_load_file(_path(filepath), _int(dest_seq_id, "dest_seq_id"), capacity)
+    if loaded is None:
+        return 0
+    n_read, tokens = loaded
+    if tokens_out is not None:
+        _write_tokens(tokens_out, capacity, tokens, "tokens_out")
+    _store_count(n_token_count_out, len(tokens))
+    return n_read
+
+
+# --- vocabulary ---
+
+
+def llama_vocab_type(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).type
+
+
+def llama_vocab_n_tokens(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).n_tokens
+
+
+def llama_vocab_get_text(vocab: _native.Vocab, token: int) -> bytes:
+    return _vocab(vocab).token_text(_int(token, "token"))
+
+
+def llama_vocab_get_score(vocab: _native.Vocab, token: int) -> float:
+    return _vocab(vocab).token_score(_int(token, "token"))
+
+
+def llama_vocab_get_attr(vocab: _native.Vocab, token: int) -> int:
+    return _vocab(vocab).token_attr(_int(token, "token"))
+
+
+def llama_vocab_is_eog(vocab: _native.Vocab, token: int) -> bool:
+    return _vocab(vocab).is_eog(_int(token, "token"))
+
+
+def llama_vocab_is_control(vocab: _native.Vocab, token: int) -> bool:
+    return _vocab(vocab).is_control(_int(token, "token"))
+
+
+def llama_vocab_bos(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).bos
+
+
+def llama_vocab_eos(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).eos
+
+
+def llama_vocab_eot(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).eot
+
+
+def llama_vocab_sep(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).sep
+
+
+def llama_vocab_nl(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).nl
+
+
+def llama_vocab_pad(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).pad
+
+
+def llama_vocab_mask(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).mask
+
+
+def llama_vocab_fim_pre(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_pre
+
+
+def llama_vocab_fim_suf(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_suf
+
+
+def llama_vocab_fim_mid(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_mid
+
+
+def llama_vocab_fim_pad(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_pad
+
+
+def llama_vocab_fim_rep(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_rep
+
+
+def llama_vocab_fim_sep(vocab: _native.Vocab) -> int:
+    return _vocab(vocab).fim_sep
+
+
+def llama_vocab_get_add_bos(vocab: _native.Vocab) -> bool:
+    return _vocab(vocab).add_bos
+
+
+def llama_vocab_get_add_eos(vocab: _native.Vocab) -> bool:
+    return _vocab(vocab).add_eos
+
+
+def llama_vocab_get_add_sep(vocab: _native.Vocab) -> bool:
+    return _vocab(vocab).add_sep
+
+
+def llama_tokenize(vocab: _native.Vocab, text: bytes | str, text_len: int, tokens: Any, n_tokens_max: int,
+                   add_special: bool, parse_special: bool) -> int | list[int]:
+    """Text to token ids: the count written into `tokens` (-count when more than n_tokens_max),
+    or the list of ids when `tokens` is None."""
+    data = _bytes(text, "text")
+    n = _int(text_len, "text_len")
+    if not 0 <= n <= len(data):
+        raise ValueError(f"text_len = {n} is outside the {len(data)} bytes of text")
+    ids = _vocab(vocab).tokenize(data[:n], bool(add_special), bool(parse_special))
+    if tokens is None:
+        return ids
+    capacity = _int(n_tokens_max, "n_tokens_max")
+    if len(ids) > capacity:
+        return -len(ids)
+    _write_tokens(tokens, capacity, ids, "tokens")
+    return len(ids)
+
+
+def llama_token_to_piece(vocab: _native.Vocab, token: int, buf: Any, length: int, lstrip: int,
+                         special: bool) -> int | bytes:
+    """One token's bytes: the count written into buf (-needed when length is too small, no NUL),
+    or the bytes when buf is None."""
+    piece = _vocab(vocab).token_to_piece(_int(token, "token"), _int(lstrip, "lstrip"), bool(special))
+    if buf is None:
+        return piece
+    if len(piece) > _int(length, "length"):
+        return -len(piece)
+    return _write_bytes(buf, length, piece, "buf")
+
+
+def llama_detokenize(vocab: _native.Vocab, tokens: Sequence[int], n_tokens: int, text: Any, text_len_max: int,
+                     remove_special: bool, unparse_special: bool) -> int | bytes:
+    """Token ids to text: the count written into `text` (-needed when too small), or the bytes
+    when `text` is None."""
+    out = _vocab(vocab).detokenize(_token_list(tokens, n_tokens), bool(remove_special), bool(unparse_special))
+    if text is None:
+        return out
+    if len(out) > _int(text_len_max, "text_len_max"):
+        return -len(out)
+    return _write_bytes(text, text_len_max, out, "text")
+
+
+# --- chat templates ---
+
+
+def _message(message: Any) -> tuple[str, str]:
+    if isinstance(message, Mapping):
+        role, content = message.get("role"), message.get("content")
+    elif isinstance(message, tuple) and len(message) == 2:
+        role, content = message
+    else:
+        role, content = getattr(message, "role", None), getattr(message, "content", None)
+    if role is None or content is None:
+        raise TypeError("each chat message needs a role and a content (dict, (role, content) pair or "
+                        f"llama_chat_message), got {message!r}")
+    return _bytes(role, "role").decode("utf-8", "replace"), _bytes(content, "content").decode("utf-8", "replace")
+
+
+def llama_chat_apply_template(tmpl: bytes | str, chat: Sequence[Any], n_msg: int, add_ass: bool,
+                              buf: Any, length: int) -> int | bytes:
+    """Format the first n_msg messages with a llama.cpp built-in template (a name or template text):
+    the full length, with as much as fits copied into buf, or the bytes when buf is None."""
+    if tmpl is None:
+        raise ValueError("tmpl is None: pass a template (llama_model_chat_template(model, None) gives the "
+                         "model's) or a built-in name such as b'chatml'")
+    n = _int(n_msg, "n_msg")
+    if not 0 <= n <= len(chat):
+        raise ValueError(f"n_msg = {n} is outside the {len(chat)} messages given")
+    messages = [_message(m) for m in chat[:n]]
+    out = _native.chat_apply_template(_bytes(tmpl, "tmpl").decode("utf-8", "replace"), messages, bool(add_ass))
+    if buf is None:
+        return out
+    view = _byte_view(buf, _int(length, "length"), "buf")
+    k = min(len(out), view.size)
+    view[:k] = np.frombuffer(out, dtype=np.uint8, count=k)
+    view[k:] = 0  # strncpy pads with NULs
+    return len(out)
+
+
+def llama_chat_builtin_templates(output: list[Any] | None, len: int) -> int | list[bytes]:  # noqa: A002
+    """The built-in template names: how many there are, with the first `len` put in `output`
+    (or the list of names when output is None)."""
+    names = [name.encode() for name in _native.chat_builtin_templates()]
+    if output is None:
+        return names
+    if not isinstance(output, list):
+        raise TypeError("output must be a list (or None to get the names back)")
+    count = _int(len, "len")
+    output[:count] = names[:count]
+    return builtins.len(names)
+
+
+# --- samplers ---
+
+
+def llama_sampler_chain_init(params: llama_sampler_chain_params) -> _native.Sampler:
+    """An empty chain; llama_sampler_chain_add gives it samplers, which it then owns."""
+    no_perf = getattr(params, "no_perf", None)
+    if no_perf is None:
+        raise TypeError("params must come from llama_sampler_chain_default_params()")
+    return _native.Sampler.chain(bool(no_perf))
+
+
+def llama_sampler_chain_add(chain: _native.Sampler, smpl: _native.Sampler) -> None:
+    _sampler(chain).add(_sampler(smpl))
+
+
+def llama_sampler_chain_get(chain: _native.Sampler, i: int) -> _native.Sampler:
+    """The i-th sampler of the chain (still owned by it); -1 gives the chain itself."""
+    return _sampler(chain).get(_int(i, "i"))
+
+
+def llama_sampler_chain_n(chain: _native.Sampler) -> int:
+    return _sampler(chain).n
+
+
+def llama_sampler_chain_remove(chain: _native.Sampler, i: int) -> _native.Sampler:
+    """Take the i-th sampler out of the chain; the caller owns (and may free) it again."""
+    return _sampler(chain).remove(_int(i, "i"))
+
+
+def llama_sampler_init_greedy() -> _native.Sampler:
+    return _native.Sampler.greedy()
+
+
+def llama_sampler_init_dist(seed: int) -> _native.Sampler:
+    return _native.Sampler.dist(_int(seed, "seed"))
+
+
+def llama_sampler_init_top_k(k: int) -> _native.Sampler:
+    return _native.Sampler.top_k(_int(k, "k"))
+
+
+def llama_sampler_init_top_p(p: float, min_keep: int) -> _native.Sampler:
+    return _native.Sampler.top_p(float(p), _int(min_keep, "min_keep"))
+
+
+def llama_sampler_init_min_p(p: float, min_keep: int) -> _native.Sampler:
+    return _native.Sampler.min_p(float(p), _int(min_keep, "min_keep"))
+
+
+def llama_sampler_init_typical(p: float, min_keep: int) -> _native.Sampler:
+    return _native.Sampler.typical(float(p), _int(min_keep, "min_keep"))
+
+
+def llama_sampler_init_temp(t: float) -> _native.Sampler:
+    return _native.Sampler.temp(float(t))
+
+
+def llama_sampler_init_temp_ext(t: float, delta: float, exponent: float) -> _native.Sampler:
+    return _native.Sampler.temp_ext(float(t), float(delta), float(exponent))
+
+
+def llama_sampler_init_xtc(p: float, t: float, min_keep: int, seed: int) -> _native.Sampler:
+    return _native.Sampler.xtc(float(p), float(t), _int(min_keep, "min_keep"), _int(seed, "seed"))
+
+
+def llama_sampler_init_top_n_sigma(n: float) -> _native.Sampler:
+    return _native.Sampler.top_n_sigma(float(n))
+
+
+def llama_sampler_init_mirostat(n_vocab: int, seed: int, tau: float, eta: float, m: int) -> _native.Sampler:
+    return _native.Sampler.mirostat(_int(n_vocab, "n_vocab"), _int(seed, "seed"), float(tau), float(eta), _int(m, "m"))
+
+
+def llama_sampler_init_mirostat_v2(seed: int, tau: float, eta: float) -> _native.Sampler:
+    return _native.Sampler.mirostat_v2(_int(seed, "seed"), float(tau), float(eta))
+
+
+def llama_sampler_init_grammar(vocab: _native.Vocab, grammar_str: bytes | str,
+                               grammar_root: bytes | str) -> _native.Sampler:
+    """A GBNF grammar sampler; GrammarError when the grammar does not parse or lacks the root rule."""
+    return _native.Sampler.grammar(_vocab(vocab), _bytes(grammar_str, "grammar_str").decode(),
+                                   _bytes(grammar_root, "grammar_root").decode())
+
+
+def llama_sampler_init_grammar_lazy_patterns(vocab: _native.Vocab, grammar_str: bytes | str, grammar_root: bytes | str,
+                                             trigger_patterns: Sequence[bytes | str], num_trigger_patterns: int,
+                                             trigger_tokens: Sequence[int], num_trigger_tokens: int) -> _native.Sampler:
+    n_patterns = _int(num_trigger_patterns, "num_trigger_patterns")
+    if not 0 <= n_patterns <= len(trigger_patterns or ()):
+        raise ValueError("num_trigger_patterns is outside the patterns given")
+    patterns = [_bytes(p, "a trigger pattern").decode() for p in (trigger_patterns or ())[:n_patterns]]
+    tokens = _token_list(trigger_tokens or [], num_trigger_tokens, "trigger tokens")
+    return _native.Sampler.grammar_lazy_patterns(_vocab(vocab), _bytes(grammar_str, "grammar_str").decode(),
+                                                 _bytes(grammar_root, "grammar_root").decode(), patterns, tokens)
+
+
+def llama_sampler_init_penalties(n_vocab: int, penalty_last_n: int, penalty_repeat: float, penalty_freq: float,
+                                 penalty_present: float) -> _native.Sampler:
+    return _native.Sampler.penalties(_int(n_vocab, "n_vocab"), _int(penalty_last_n, "penalty_last_n"),
+                                     float(penalty_repeat), float(penalty_freq), float(penalty_present))
+
+
+def llama_sampler_init_dry(vocab: _native.Vocab, dry_multiplier: float, dry_base: float, dry_allowed_length: int,
+                           dry_penalty_last_n: int, seq_breakers: Sequence[bytes | str] | None,
+                           num_breakers: int) -> _native.Sampler:
+    n = _int(num_breakers, "num_breakers")
+    breakers = list(seq_breakers or ())
+    if not 0 <= n <= len(breakers):
+        raise ValueError("num_breakers is outside the sequence breakers given")
+    return _native.Sampler.dry(_vocab(vocab), float(dry_multiplier), float(dry_base),
+                               _int(dry_allowed_length, "dry_allowed_length"),
+                               _int(dry_penalty_last_n, "dry_penalty_last_n"),
+                               [_bytes(b, "a sequence breaker").decode() for b in breakers[:n]])
+
+
+def _bias_pairs(logit_bias: Any) -> list[tuple[int, float]]:
+    if isinstance(logit_bias, Mapping):
+        return [(int(t), float(b)) for t, b in logit_bias.items()]
+    pairs = []
+    for entry in logit_bias:
+        if hasattr(entry, "token") and hasattr(entry, "bias"):
+            pairs.append((int(entry.token), float(entry.bias)))
+        else:
+            token, bias = entry
+            pairs.append((int(token), float(bias)))
+    return pairs
+
+
+def llama_sampler_init_logit_bias(n_vocab: int, n_logit_bias: int,
+                                  logit_bias: Iterable[llama_logit_bias] | Mapping[int, float]) -> _native.Sampler:
+    """Add bias to chosen tokens' logits; logit_bias holds llama_logit_bias, (token, bias) pairs or a dict."""
+    pairs = _bias_pairs(logit_bias if logit_bias is not None else ())
+    n = _int(n_logit_bias, "n_logit_bias")
+    if not 0 <= n <= len(pairs):
+        raise ValueError(f"n_logit_bias = {n} is outside the {len(pairs)} biases given")
+    return _native.Sampler.logit_bias(_int(n_vocab, "n_vocab"), pairs[:n])
+
+
+def llama_sampler_name(smpl: _native.Sampler) -> bytes:
+    return _sampler(smpl).name.encode()
+
+
+def llama_sampler_accept(smpl: _native.Sampler, token: int) -> None:
+    _sampler(smpl).accept(_int(token, "token"))
+
+
+def llama_sampler_reset(smpl: _native.Sampler) -> None:
+    _sampler(smpl).reset()
+
+
+def llama_sampler_clone(smpl: _native.Sampler) -> _native.Sampler:
+    return _sampler(smpl).clone()
+
+
+def llama_sampler_free(smpl: _native.Sampler) -> None:
+    """Free a sampler (a chain with its members); a sampler owned by a chain raises ValueError."""
+    _sampler(smpl).free()
+
+
+def llama_sampler_get_seed(smpl: _native.Sampler) -> int:
+    return _sampler(smpl).seed
+
+
+def llama_sampler_sample(smpl: _native.Sampler, ctx: _native.Context, idx: int) -> int:
+    """Sample from output `idx` of the last decode (a batch index, or negative from the last
+    output) and accept the token."""
+    return _sampler(smpl).sample(_context(ctx), _int(idx, "idx"))
+
+
+# --- LoRA adapters ---
+
+
+def llama_adapter_lora_init(model: _native.Model, path_lora: bytes | str) -> _native.LoraAdapter:
+    return _model(model).load_lora(_path(path_lora))
+
+
+def llama_adapter_lora_free(adapter: _native.LoraAdapter) -> None:
+    """Nothing to free by hand: the adapter goes once no handle or context uses it."""
+    _handle(adapter, _native.LoraAdapter, "LoRA adapter", "llama_adapter_lora_init")
+
+
+def llama_set_adapters_lora(ctx: _native.Context, adapters: Sequence[_native.LoraAdapter] | None, n_adapters: int,
+                            scales: Sequence[float] | None) -> int:
+    """Use exactly these adapters (with their scales) from now on; 0 on success."""
+    n = _int(n_adapters, "n_adapters")
+    adapters, scales = list(adapters or ()), list(scales or ())
+    if n < 0 or n > len(adapters) or n > len(scales):
+        raise ValueError("n_adapters is outside the adapters or scales given")
+    pairs = [(_handle(a, _native.LoraAdapter, "LoRA adapter", "llama_adapter_lora_init"), float(s))
+             for a, s in zip(adapters[:n], scales[:n])]
+    _context(ctx).set_lora_adapters(pairs)
+    return 0
+
+
+def llama_set_adapter_lora(ctx: _native.Context, adapter: _native.LoraAdapter, scale: float) -> int:
+    """Use this one adapter (llama-cpp-python's older name for llama_set_adapters_lora)."""
+    return llama_set_adapters_lora(ctx, [adapter], 1, [scale])
+
+
+# --- performance ---
+
+
+def llama_perf_context(ctx: _native.Context) -> llama_perf_context_data:
+    return llama_perf_context_data(**_context(ctx).perf())
+
+
+def llama_perf_context_print(ctx: _native.Context) -> None:
+    """Log the summary through llama.cpp's log (see llama_log_set)."""
+    _context(ctx).perf_print()
+
+
+def llama_perf_context_reset(ctx: _native.Context) -> None:
+    _context(ctx).perf_reset()
+
+
+def llama_perf_sampler(chain: _native.Sampler) -> llama_perf_sampler_data:
+    t_sample_ms, n_sample = _sampler(chain).perf()
+    return llama_perf_sampler_data(t_sample_ms, n_sample)
+
+
+def llama_perf_sampler_print(chain: _native.Sampler) -> None:
+    _sampler(chain).perf_print()
+
+
+def llama_perf_sampler_reset(chain: _native.Sampler) -> None:
+    _sampler(chain).perf_reset()
+
+
+# --- logging ---
+
+
+def llama_log_callback(callback: Callable[[int, bytes, Any], Any]) -> Callable[[int, bytes, Any], Any]:
+    """llama-cpp-python's callback type, kept so that `@llama_log_callback` code works: returns it as is."""
+    return callback
+
+
+def llama_log_set(log_callback: Callable[[int, bytes, Any], Any] | None, user_data: Any = None) -> None:
+    """Send llama.cpp's log calls to log_callback(level, text: bytes, user_data) as llama.cpp makes
+    them (GGML_LOG_LEVEL_* levels; text fragments keep their newlines). None restores allama's
+    default, the 'allama.native' logger. The callback must not call llama.cpp functions itself."""
+    _native.set_log_callback(log_callback, user_data)
+
+
+# --- names llama.cpp deprecated that llama-cpp-python code still uses ---
+
+llama_load_model_from_file = llama_model_load_from_file
+llama_free_model = llama_model_free
+llama_new_context_with_model = llama_init_from_model
+
+
+def llama_n_vocab(vocab: _native.Vocab) -> int:
+    return llama_vocab_n_tokens(vocab)
+
+
+def llama_n_ctx_train(model: _native.Model) -> int:
+    return llama_model_n_ctx_train(model)
+
+
+def llama_n_embd(model: _native.Model) -> int:
+    return llama_model_n_embd(model)
+
+
+def llama_n_layer(model: _native.Model) -> int:
+    return llama_model_n_layer(model)
+
+
+def llama_n_head(model: _native.Model) -> int:
+    return llama_model_n_head(model)
+
+
+llama_token_get_text = llama_vocab_get_text
+llama_token_get_score = llama_vocab_get_score
+llama_token_get_attr = llama_vocab_get_attr
+llama_token_is_eog = llama_vocab_is_eog
+llama_token_is_control = llama_vocab_is_control
+llama_token_bos = llama_vocab_bos
+llama_token_eos = llama_vocab_eos
+llama_token_eot = llama_vocab_eot
+llama_token_nl = llama_vocab_nl
+llama_token_pad = llama_vocab_pad
+llama_add_bos_token = llama_vocab_get_add_bos
+llama_add_eos_token = llama_vocab_get_add_eos

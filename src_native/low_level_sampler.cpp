@@ -1,0 +1,478 @@
+#include "low_level_sampler.h"
+
+#include "context.h"
+#include "errors.h"
+#include "grammar_check.h"
+#include "logging.h"
+#include "vocab.h"
+
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cmath>
+#include <string>
+
+namespace nb = nanobind;
+
+namespace allama {
+
+namespace {
+
+size_t min_keep_arg(int64_t min_keep) {
+    require(min_keep >= 0, "min_keep must be >= 0");
+    return static_cast<size_t>(min_keep);
+}
+
+void require_not_nan(float v, const char * name) {
+    require(!std::isnan(v), std::string(name) + " must not be NaN");
+}
+
+void require_finite(float v, const char * name) {
+    require(std::isfinite(v), std::string(name) + " must be finite");
+}
+
+bool any_grammar(const SamplerState & st) {
+    if (st.is_grammar) {
+        return true;
+    }
+    for (const auto & child : st.children) {
+        if (any_grammar(*child)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// A fresh state tree for `raw`, a clone of the sampler that `src` describes.
+std::shared_ptr<SamplerState> mirror(const SamplerState & src, llama_sampler * raw) {
+    auto st = std::make_shared<SamplerState>();
+    st->ptr = raw;
+    st->is_chain = src.is_chain;
+    st->is_grammar = src.is_grammar;
+    st->no_perf = src.no_perf;
+    st->n_vocab = src.n_vocab;
+    st->model = src.model;
+    for (size_t i = 0; i < src.children.size(); ++i) {
+        auto child = mirror(*src.children[i], llama_sampler_chain_get(raw, static_cast<int32_t>(i)));
+        child->in_chain = true;
+        child->parent = st;
+        st->children.push_back(std::move(child));
+    }
+    return st;
+}
+
+}  // namespace
+
+SamplerState::~SamplerState() {
+    if (ptr != nullptr && !in_chain) {
+        llama_sampler_free(ptr);
+    }
+    ptr = nullptr;
+    for (auto & child : children) {
+        child->mark_freed();
+    }
+}
+
+void SamplerState::mark_freed() {
+    ptr = nullptr;
+    for (auto & child : children) {
+        child->mark_freed();
+    }
+    children.clear();
+}
+
+void SamplerState::release() {
+    if (ptr != nullptr) {
+        llama_sampler_free(ptr);  // a chain frees its members with it
+    }
+    mark_freed();
+}
+
+Sampler Sampler::make(llama_sampler * raw, int32_t n_vocab, ModelPtr model, bool is_grammar) {
+    if (raw == nullptr) {
+        throw nb::value_error("llama.cpp could not create the sampler");
+    }
+    auto st = std::make_shared<SamplerState>();
+    st->ptr = raw;
+    st->n_vocab = n_vocab;
+    st->model = std::move(model);
+    st->is_grammar = is_grammar;
+    return Sampler(std::move(st));
+}
+
+llama_sampler * Sampler::get() const {
+    if (state_->ptr == nullptr) {
+        throw nb::value_error("the sampler was freed (by llama_sampler_free, or with the chain that owned it)");
+    }
+    return state_->ptr;
+}
+
+void Sampler::check_chain(const char * what) const {
+    get();
+    if (!state_->is_chain) {
+        throw nb::value_error((std::string(what) + " needs a sampler chain (from llama_sampler_chain_init)").c_str());
+    }
+}
+
+void Sampler::free() {
+    get();
+    if (state_->in_chain) {
+        throw nb::value_error("this sampler belongs to a chain (llama_sampler_chain_add took ownership): "
+                              "free the chain, or take it out with llama_sampler_chain_remove first");
+    }
+    state_->release();
+}
+
+void Sampler::chain_add(Sampler & child) {
+    check_chain("llama_sampler_chain_add");
+    child.get();
+    const auto & c = child.state_;
+    if (c == state_) {
+        throw nb::value_error("a sampler chain cannot be added to itself");
+    }
+    if (c->in_chain) {
+        throw nb::value_error("this sampler was already added to a chain, which owns it");
+    }
+    // Adding an ancestor would make a cycle that llama.cpp frees twice.
+    for (auto p = state_->parent.lock(); p; p = p->parent.lock()) {
+        if (p == c) {
+            throw nb::value_error("a chain cannot be added to a chain inside it");
+        }
+    }
+    if (c->n_vocab > 0) {
+        for (SamplerState * p = state_.get(); p != nullptr; p = p->parent.lock().get()) {
+            if (p->n_vocab > 0 && p->n_vocab != c->n_vocab) {
+                throw nb::value_error(("the sampler is for a vocabulary of " + std::to_string(c->n_vocab) +
+                                       " tokens, the chain for one of " + std::to_string(p->n_vocab)).c_str());
+            }
+        }
+        for (SamplerState * p = state_.get(); p != nullptr; p = p->parent.lock().get()) {
+            p->n_vocab = c->n_vocab;
+        }
+    }
+    llama_sampler_chain_add(state_->ptr, c->ptr);
+    c->in_chain = true;
+    c->parent = state_;
+    state_->children.push_back(c);
+}
+
+Sampler Sampler::chain_get(int32_t i) const {
+    check_chain("llama_sampler_chain_get");
+    if (i == -1) {
+        return Sampler(state_);
+    }
+    if (i < 0 || static_cast<size_t>(i) >= state_->children.size()) {
+        throw nb::index_error(("sampler index " + std::to_string(i) + " is out of range for a chain of " +
+                               std::to_string(state_->children.size())).c_str());
+    }
+    return Sampler(state_->children[static_cast<size_t>(i)]);
+}
+
+Sampler Sampler::chain_remove(int32_t i) {
+    check_chain("llama_sampler_chain_remove");
+    if (i < 0 || static_cast<size_t>(i) >= state_->children.size()) {
+        throw nb::index_error(("sampler index " + std::to_string(i) + " is out of range for a chain of " +
+                               std::to_string(state_->children.size())).c_str());
+    }
+    llama_sampler_chain_remove(state_->ptr, i);
+    auto child = state_->children[static_cast<size_t>(i)];
+    state_->children.erase(state_->children.begin() + i);
+    child->in_chain = false;
+    child->parent.reset();
+    return Sampler(std::move(child));
+}
+
+int32_t Sampler::chain_n() const {
+    check_chain("llama_sampler_chain_n");
+    return llama_sampler_chain_n(state_->ptr);
+}
+
+bool Sampler::has_grammar() const { return any_grammar(*state_); }
+
+void Sampler::probe_grammars(llama_token token) const {
+    // Applying a grammar to the one candidate shows whether it would accept the token,
+    // without changing its state; accepting a token it refuses aborts (end of
+    // generation) or leaves the grammar unusable.
+    std::vector<const SamplerState *> todo{state_.get()};
+    while (!todo.empty()) {
+        const SamplerState * st = todo.back();
+        todo.pop_back();
+        for (const auto & child : st->children) {
+            todo.push_back(child.get());
+        }
+        if (!st->is_grammar || st->ptr == nullptr) {
+            continue;
+        }
+        llama_token_data candidate{token, 0.0f, 0.0f};
+        llama_token_data_array one{&candidate, 1, -1, false};
+        try {
+            llama_sampler_apply(st->ptr, &one);
+        } catch (const std::exception & e) {
+            throw GrammarFailure(std::string("the grammar failed to check token ") + std::to_string(token) + ": " + e.what());
+        }
+        if (std::isinf(candidate.logit) && candidate.logit < 0) {
+            throw GrammarFailure("the grammar does not allow token " + std::to_string(token) + " here");
+        }
+    }
+}
+
+void Sampler::accept(llama_token token) {
+    llama_sampler * s = get();
+    if (token < 0 || (state_->n_vocab > 0 && token >= state_->n_vocab)) {
+        throw nb::value_error(("token id " + std::to_string(token) + " is out of range" +
+                               (state_->n_vocab > 0 ? " [0, " + std::to_string(state_->n_vocab) + ")" : "")).c_str());
+    }
+    if (has_grammar()) {
+        probe_grammars(token);
+    }
+    try {
+        llama_sampler_accept(s, token);
+    } catch (const std::exception & e) {
+        throw GrammarFailure(std::string("the sampler rejected token ") + std::to_string(token) + ": " + e.what());
+    }
+}
+
+llama_token Sampler::sample(Context & ctx, int32_t idx) {
+    // Lock first: waiting for the context may release the GIL, and the sampler
+    // must be checked after that.
+    auto lk = ctx.lock_open();
+    llama_sampler * s = get();
+    ctx.check_output_row(idx);
+    const int32_t n_vocab = ctx.n_vocab();
+    if (state_->n_vocab > 0 && state_->n_vocab != n_vocab) {
+        throw nb::value_error(("the sampler is for a vocabulary of " + std::to_string(state_->n_vocab) +
+                               " tokens, the context's model has " + std::to_string(n_vocab)).c_str());
+    }
+    const float * row = llama_get_logits_ith(ctx.get(), idx);
+    if (row == nullptr) {
+        throw nb::value_error("the context has no logits for this output (is it an embeddings-only context?)");
+    }
+    std::vector<llama_token_data> candidates(static_cast<size_t>(n_vocab));
+    for (llama_token t = 0; t < n_vocab; ++t) {
+        candidates[static_cast<size_t>(t)] = llama_token_data{t, row[t], 0.0f};
+    }
+    llama_token_data_array cur{candidates.data(), candidates.size(), -1, false};
+    const bool grammar = has_grammar();
+    try {
+        llama_sampler_apply(s, &cur);
+    } catch (const std::exception & e) {
+        if (grammar) {
+            throw GrammarFailure(std::string("the grammar failed: ") + e.what());
+        }
+        throw std::runtime_error(std::string("the sampler failed: ") + e.what());
+    }
+    if (cur.selected < 0 || static_cast<size_t>(cur.selected) >= cur.size) {
+        throw nb::value_error("the sampler selected no token: a chain must end with a sampler that picks one "
+                              "(greedy, dist, mirostat)");
+    }
+    const llama_token_data picked = cur.data[cur.selected];
+    if (grammar && std::isinf(picked.logit) && picked.logit < 0) {
+        throw GrammarFailure("the grammar allows no next token");
+    }
+    accept(picked.id);
+    return picked.id;
+}
+
+Sampler Sampler::clone() const {
+    llama_sampler * s = get();
+    llama_sampler * raw = llama_sampler_clone(s);
+    if (raw == nullptr) {
+        throw nb::value_error("llama.cpp could not clone the sampler");
+    }
+    return Sampler(mirror(*state_, raw));
+}
+
+namespace {
+
+ModelPtr vocab_model(const Vocab & vocab) { return vocab.model(); }
+
+Sampler make_grammar(const Vocab & vocab, const std::string & grammar, const std::string & root, bool lazy,
+                     const std::vector<std::string> & patterns, const std::vector<llama_token> & trigger_tokens) {
+    for (llama_token t : trigger_tokens) {
+        vocab.check_token(t);
+    }
+    if (!grammar.empty()) {
+        const std::string problem = grammar_problem(vocab.get(), grammar, root);
+        if (!problem.empty()) {
+            throw GrammarFailure("the grammar does not parse: " + problem);
+        }
+    }
+    llama_sampler * raw = nullptr;
+    std::string reason;
+    {
+        LogCapture capture;
+        try {
+            if (lazy) {
+                std::vector<const char *> c_patterns;
+                for (const auto & p : patterns) {
+                    c_patterns.push_back(p.c_str());
+                }
+                raw = llama_sampler_init_grammar_lazy_patterns(vocab.get(), grammar.c_str(), root.c_str(), c_patterns.data(),
+                                                                c_patterns.size(), trigger_tokens.data(), trigger_tokens.size());
+            } else {
+                raw = llama_sampler_init_grammar(vocab.get(), grammar.c_str(), root.c_str());
+            }
+        } catch (const std::exception & e) {
+            reason = e.what();
+        }
+        if (raw == nullptr && reason.empty()) {
+            reason = capture.message("llama.cpp rejected it");
+        }
+    }
+    if (raw == nullptr) {
+        throw GrammarFailure("the grammar is not usable: " + reason);
+    }
+    return Sampler::make(raw, vocab.n_tokens(), vocab_model(vocab), true);
+}
+
+}  // namespace
+
+void init_low_level_sampler(nb::module_ & m) {
+    nb::class_<Sampler>(m, "Sampler",
+        "One llama_sampler (or chain) for allama.llama_cpp. A sampler added to a chain belongs to it; "
+        "a freed one raises ValueError when used.")
+        // --- constructors, one per llama_sampler_init_* ---
+        .def_static("chain", [](bool no_perf) {
+            Sampler s = Sampler::make(llama_sampler_chain_init(llama_sampler_chain_params{no_perf}));
+            s.state()->is_chain = true;
+            s.state()->no_perf = no_perf;
+            return s;
+        }, nb::arg("no_perf") = true)
+        .def_static("greedy", []() { return Sampler::make(llama_sampler_init_greedy()); })
+        .def_static("dist", [](uint32_t seed) { return Sampler::make(llama_sampler_init_dist(seed)); }, nb::arg("seed"))
+        .def_static("top_k", [](int32_t k) { return Sampler::make(llama_sampler_init_top_k(k)); }, nb::arg("k"))
+        .def_static("top_p", [](float p, int64_t min_keep) {
+            require_not_nan(p, "p");
+            return Sampler::make(llama_sampler_init_top_p(p, min_keep_arg(min_keep)));
+        }, nb::arg("p"), nb::arg("min_keep"))
+        .def_static("min_p", [](float p, int64_t min_keep) {
+            require_not_nan(p, "p");
+            return Sampler::make(llama_sampler_init_min_p(p, min_keep_arg(min_keep)));
+        }, nb::arg("p"), nb::arg("min_keep"))
+        .def_static("typical", [](float p, int64_t min_keep) {
+            require_not_nan(p, "p");
+            return Sampler::make(llama_sampler_init_typical(p, min_keep_arg(min_keep)));
+        }, nb::arg("p"), nb::arg("min_keep"))
+        .def_static("temp", [](float t) {
+            require_not_nan(t, "t");
+            return Sampler::make(llama_sampler_init_temp(t));
+        }, nb::arg("t"))
+        .def_static("temp_ext", [](float t, float delta, float exponent) {
+            require_not_nan(t, "t");
+            require_finite(delta, "delta");
+            require_finite(exponent, "exponent");
+            return Sampler::make(llama_sampler_init_temp_ext(t, delta, exponent));
+        }, nb::arg("t"), nb::arg("delta"), nb::arg("exponent"))
+        .def_static("xtc", [](float p, float t, int64_t min_keep, uint32_t seed) {
+            require_not_nan(p, "p");
+            require_not_nan(t, "t");
+            return Sampler::make(llama_sampler_init_xtc(p, t, min_keep_arg(min_keep), seed));
+        }, nb::arg("p"), nb::arg("t"), nb::arg("min_keep"), nb::arg("seed"))
+        .def_static("top_n_sigma", [](float n) {
+            require_not_nan(n, "n");
+            return Sampler::make(llama_sampler_init_top_n_sigma(n));
+        }, nb::arg("n"))
+        .def_static("mirostat", [](int32_t n_vocab, uint32_t seed, float tau, float eta, int32_t m) {
+            require(n_vocab > 0, "n_vocab must be > 0");
+            require(m >= 1, "m must be >= 1");
+            require_finite(tau, "tau");
+            require_finite(eta, "eta");
+            return Sampler::make(llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m), n_vocab);
+        }, nb::arg("n_vocab"), nb::arg("seed"), nb::arg("tau"), nb::arg("eta"), nb::arg("m"))
+        .def_static("mirostat_v2", [](uint32_t seed, float tau, float eta) {
+            require_finite(tau, "tau");
+            require_finite(eta, "eta");
+            return Sampler::make(llama_sampler_init_mirostat_v2(seed, tau, eta));
+        }, nb::arg("seed"), nb::arg("tau"), nb::arg("eta"))
+        .def_static("grammar", [](const Vocab & vocab, const std::string & grammar, const std::string & root) {
+            return make_grammar(vocab, grammar, root, false, {}, {});
+        }, nb::arg("vocab"), nb::arg("grammar_str"), nb::arg("grammar_root"),
+           "A GBNF grammar sampler; GrammarError when the grammar does not parse (an empty grammar allows everything).")
+        .def_static("grammar_lazy_patterns", [](const Vocab & vocab, const std::string & grammar, const std::string & root,
+                                                const std::vector<std::string> & patterns, const std::vector<llama_token> & tokens) {
+            require(!grammar.empty(), "a lazy grammar needs grammar text");
+            return make_grammar(vocab, grammar, root, true, patterns, tokens);
+        }, nb::arg("vocab"), nb::arg("grammar_str"), nb::arg("grammar_root"), nb::arg("trigger_patterns"),
+           nb::arg("trigger_tokens"))
+        .def_static("penalties", [](int32_t n_vocab, int32_t last_n, float repeat, float freq, float present) {
+            require(n_vocab > 0, "n_vocab must be > 0");
+            require(std::isfinite(repeat) && repeat > 0.0f, "penalty_repeat must be a finite number > 0");
+            require_finite(freq, "penalty_freq");
+            require_finite(present, "penalty_present");
+            return Sampler::make(llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present), n_vocab);
+        }, nb::arg("n_vocab"), nb::arg("penalty_last_n"), nb::arg("penalty_repeat"), nb::arg("penalty_freq"),
+           nb::arg("penalty_present"))
+        .def_static("dry", [](const Vocab & vocab, float multiplier, float base, int32_t allowed_length, int32_t penalty_last_n,
+                              const std::vector<std::string> & breakers) {
+            require(std::isfinite(multiplier) && multiplier >= 0.0f, "dry_multiplier must be a finite number >= 0");
+            require_finite(base, "dry_base");
+            require(allowed_length >= 0, "dry_allowed_length must be >= 0");
+            std::vector<const char *> c_breakers;
+            for (const auto & b : breakers) {
+                c_breakers.push_back(b.c_str());
+            }
+            return Sampler::make(llama_sampler_init_dry(vocab.get(), multiplier, base, allowed_length, penalty_last_n,
+                                                        c_breakers.data(), c_breakers.size()),
+                                 vocab.n_tokens(), vocab_model(vocab));
+        }, nb::arg("vocab"), nb::arg("dry_multiplier"), nb::arg("dry_base"), nb::arg("dry_allowed_length"),
+           nb::arg("dry_penalty_last_n"), nb::arg("seq_breakers"))
+        .def_static("logit_bias", [](int32_t n_vocab, const std::vector<std::pair<llama_token, float>> & biases) {
+            require(n_vocab > 0, "n_vocab must be > 0");
+            std::vector<llama_logit_bias> c_biases;
+            for (const auto & [token, bias] : biases) {
+                require(token >= 0 && token < n_vocab, "logit bias token id " + std::to_string(token) +
+                                                           " is out of range [0, " + std::to_string(n_vocab) + ")");
+                require_not_nan(bias, "a logit bias");
+                c_biases.push_back({token, bias});
+            }
+            return Sampler::make(llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(c_biases.size()), c_biases.data()),
+                                 n_vocab);
+        }, nb::arg("n_vocab"), nb::arg("logit_bias"), "logit_bias: (token, bias) pairs.")
+        // --- use ---
+        .def("add", &Sampler::chain_add, nb::arg("smpl"), "llama_sampler_chain_add: the chain takes ownership of smpl.")
+        .def("get", &Sampler::chain_get, nb::arg("i"), "A handle to the chain's i-th sampler (still owned by the chain); -1: the chain.")
+        .def("remove", &Sampler::chain_remove, nb::arg("i"), "Take the i-th sampler out of the chain; the caller owns it again.")
+        .def_prop_ro("n", &Sampler::chain_n, "Samplers in the chain.")
+        .def_prop_ro("name", [](const Sampler & s) { return std::string(llama_sampler_name(s.get())); })
+        .def_prop_ro("is_chain", [](const Sampler & s) { return s.state()->is_chain; })
+        .def_prop_ro("freed", [](const Sampler & s) { return s.state()->ptr == nullptr; })
+        .def_prop_ro("in_chain", [](const Sampler & s) { return s.state()->in_chain; }, "Owned by a chain.")
+        .def_prop_ro("n_vocab", [](const Sampler & s) { return s.state()->n_vocab; }, "The vocabulary size it is for; 0 if any.")
+        .def_prop_ro("seed", [](const Sampler & s) { return llama_sampler_get_seed(s.get()); })
+        .def("accept", &Sampler::accept, nb::arg("token"),
+             "Feed a token (GrammarError if a grammar in the sampler does not allow it).")
+        .def("reset", [](Sampler & s) { llama_sampler_reset(s.get()); })
+        .def("clone", &Sampler::clone, "An independent copy with the same state.")
+        .def("free", &Sampler::free, "llama_sampler_free; a sampler owned by a chain cannot be freed on its own.")
+        .def("sample", &Sampler::sample, nb::arg("ctx"), nb::arg("idx"),
+             "llama_sampler_sample: pick a token from an output row of the last decode and accept it.")
+        .def("perf", [](const Sampler & s) {
+            s.get();
+            if (!s.state()->is_chain) {
+                throw nb::value_error("sampler performance data needs a sampler chain");
+            }
+            const llama_perf_sampler_data d = llama_perf_sampler(s.get());
+            return std::make_pair(d.t_sample_ms, d.n_sample);
+        }, "(t_sample_ms, n_sample) of a chain.")
+        .def("perf_print", [](const Sampler & s) {
+            s.get();
+            if (!s.state()->is_chain) {
+                throw nb::value_error("sampler performance data needs a sampler chain");
+            }
+            llama_perf_sampler_print(s.get());
+        })
+        .def("perf_reset", [](Sampler & s) {
+            s.get();
+            if (!s.state()->is_chain) {
+                throw nb::value_error("sampler performance data needs a sampler chain");
+            }
+            llama_perf_sampler_reset(s.get());
+        })
+        .def("__eq__", [](const Sampler & a, nb::handle b) {
+            return nb::isinstance<Sampler>(b) && nb::cast<const Sampler &>(b).state() == a.state();
+        })
+        .def("__hash__", [](const Sampler & s) { return reinterpret_cast<uintptr_t>(s.state().get()); });
+}
+
+}  // namespace allama

@@ -1,0 +1,70 @@
+// Sampler: one llama_sampler (a single sampler or a chain of them) for the
+// low-level API (allama.llama_cpp), with llama.cpp's ownership rules made safe:
+// a sampler added to a chain belongs to the chain, a freed one raises on use.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include "model.h"
+
+#include <memory>
+#include <vector>
+
+namespace allama {
+
+class Context;
+
+// What a Python handle and its chain share about one llama_sampler.
+struct SamplerState {
+    ~SamplerState();
+
+    llama_sampler * ptr = nullptr;  // null once freed (by llama_sampler_free or with its chain)
+    bool in_chain = false;          // owned by the chain `parent`; not freeable on its own
+    bool is_chain = false;
+    bool is_grammar = false;
+    bool no_perf = true;            // chains only
+    int32_t n_vocab = 0;            // 0 when the sampler does not know its vocabulary
+    ModelPtr model;                 // keeps the vocabulary of grammar/dry/infill samplers alive
+    std::weak_ptr<SamplerState> parent;
+    std::vector<std::shared_ptr<SamplerState>> children;  // chains only, in chain order
+
+    // Frees the llama_sampler (and a chain's members) and marks the whole tree freed.
+    void release();
+    void mark_freed();
+};
+
+class Sampler {
+public:
+    explicit Sampler(std::shared_ptr<SamplerState> state) : state_(std::move(state)) {}
+
+    // Wraps a fresh llama_sampler; throws if llama.cpp returned null.
+    static Sampler make(llama_sampler * raw, int32_t n_vocab = 0, ModelPtr model = nullptr, bool is_grammar = false);
+
+    // The live llama_sampler; raises ValueError once freed.
+    llama_sampler * get() const;
+    const std::shared_ptr<SamplerState> & state() const { return state_; }
+
+    void free();
+    void chain_add(Sampler & child);
+    Sampler chain_get(int32_t i) const;
+    Sampler chain_remove(int32_t i);
+    int32_t chain_n() const;
+    // Feeds a token to the sampler; refuses tokens outside the vocabulary or that a
+    // grammar in it does not allow (llama.cpp would abort or corrupt the grammar).
+    void accept(llama_token token);
+    // llama_sampler_sample with validation: the output row, the vocabulary, and a chain
+    // that selects no token all raise instead of aborting.
+    llama_token sample(Context & ctx, int32_t idx);
+    Sampler clone() const;
+
+private:
+    void check_chain(const char * what) const;
+    bool has_grammar() const;
+    void probe_grammars(llama_token token) const;
+
+    std::shared_ptr<SamplerState> state_;
+};
+
+void init_low_level_sampler(nanobind::module_ & m);
+
+}  // namespace allama

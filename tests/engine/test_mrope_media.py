@@ -1,0 +1,106 @@
+"""M-RoPE media prompts (Qwen2-VL) through the engine: an image takes fewer positions than
+tokens, so positions after it lag token indices; batched, reused and cut prefixes must all
+use positions, and give what evaluating the prompt alone gives."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+
+from allama import Llama, _native
+from allama.chat import Qwen25VLChatHandler
+from allama.engine.media_prompt import media_prompt
+
+from ..conftest import make_context
+from ..native.test_media import _png
+
+pytestmark = pytest.mark.anyio
+
+PROMPT = "Look: <__media__> What is it? Say it:"
+GREEDY = dict(max_tokens=6, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def llm(qwen2vl_paths):
+    model = Llama(str(qwen2vl_paths[0]), n_ctx=256, n_parallel=4, n_batch=64, type_k=0, type_v=0,
+                  chat_handler=Qwen25VLChatHandler(str(qwen2vl_paths[1]), n_threads=2))
+    yield model
+    model.close()
+
+
+async def prompt_of(llm: Llama, image: bytes, text: str = PROMPT):
+    context = await llm.chat_handler.media_context(llm)
+    chunks = context.tokenize(text, [context.bitmap_from_bytes(image)], True, True)
+    return chunks, *media_prompt(chunks, context)
+
+
+def reference(llm: Llama, chunks, n: int) -> list[int]:
+    """Greedy tokens after the prompt, evaluated alone by mtmd in a context of its own."""
+    media = llm.chat_handler._load(llm._model)
+    ctx = make_context(llm._model, n_ctx=256, n_batch=64, n_seq_max=1, type_k=0, type_v=0)
+    pos = media.eval_chunks(ctx, chunks, 0, 0, 64)
+    out = []
+    for _ in range(n):
+        out.append(int(np.argmax(ctx.logits(-1))))
+        batch = _native.Batch(1)
+        batch.add(out[-1], pos, 0, True)
+        ctx.decode(batch)
+        pos += 1
+    return out
+
+
+async def test_a_media_prompt_generates_what_mtmd_alone_does(llm):
+    chunks, tokens, spans = await prompt_of(llm, _png(40, 24))
+    assert chunks.n_pos < chunks.n_tokens  # M-RoPE: the image takes fewer positions than tokens
+    out = await llm.create_completion(tokens, media=spans, **GREEDY)
+    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks, 6)).decode("utf-8", "ignore")
+    assert out["usage"]["completion_tokens"] == 6
+
+
+async def test_concurrent_image_and_text_requests_match_their_runs_alone(llm):
+    requests = [await prompt_of(llm, _png(40, 24)), await prompt_of(llm, _png(16, 48)),
+                await prompt_of(llm, _png(24, 24), "Two: <__media__> and more text after it")]
+    alone = []
+    for _, tokens, spans in requests:
+        alone.append((await llm.create_completion(tokens, media=spans, **GREEDY))["choices"][0]["text"])
+    text_alone = (await llm.create_completion("Plain text between the images", **GREEDY))["choices"][0]["text"]
+    together: dict[int, str] = {}
+
+    async def run(i: int) -> None:
+        if i == len(requests):
+            together[i] = (await llm.create_completion("Plain text between the images", **GREEDY))["choices"][0]["text"]
+        else:
+            _, tokens, spans = requests[i]
+            together[i] = (await llm.create_completion(tokens, media=spans, **GREEDY))["choices"][0]["text"]
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(requests) + 1):
+            tg.start_soon(run, i)
+    assert [together[i] for i in range(len(requests))] == alone and together[len(requests)] == text_alone
+    assert len(set(alone[:2])) == 2
+
+
+async def test_a_reused_prefix_continues_at_the_right_positions(llm):
+    image = _png(32, 40)
+    chunks, tokens, spans = await prompt_of(llm, image, "Look: <__media__> first question?")
+    await llm.create_completion(tokens, media=spans, **GREEDY)
+    # the same image and text, then more text: the kept KV through the image is reused and the
+    # new text must be placed after the image's positions, not its token count
+    chunks2, tokens2, spans2 = await prompt_of(llm, image, "Look: <__media__> first question? And a second one:")
+    out = await llm.create_completion(tokens2, media=spans2, **GREEDY)
+    assert out["usage"]["prompt_tokens_details"]["cached_tokens"] > spans2[0].end
+    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks2, 6)).decode("utf-8", "ignore")
+
+
+async def test_a_chat_with_an_image_through_the_qwen_preset(llm):
+    import base64
+
+    url = "data:image/png;base64," + base64.b64encode(_png(24, 32)).decode()
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                             {"type": "text", "text": "What is this?"}]}]
+    a = await llm.create_chat_completion(messages, max_tokens=5, temperature=0.0)
+    b = await llm.create_chat_completion(messages, max_tokens=5, temperature=0.0, stream=True)
+    streamed = "".join([c["choices"][0]["delta"].get("content") or "" async for c in b if c["choices"]])
+    assert streamed == a["choices"][0]["message"]["content"]
+    assert a["usage"]["prompt_tokens"] > 8

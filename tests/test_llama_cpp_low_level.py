@@ -1,0 +1,505 @@
+"""allama.llama_cpp: llama.cpp's C functions under their C names, driven the way
+llama-cpp-python's low-level examples drive them."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allama import llama_cpp as L
+from allama.errors import GrammarError
+from allama.sync import Llama
+from allama.testing.model_builder import build_lora
+
+from .conftest import TINY_LLAMA
+from .native.isolated import run_isolated
+
+PROMPT = b"The quick brown fox"
+
+
+@pytest.fixture(scope="module")
+def model(llama_f32_path: Path):
+    params = L.llama_model_default_params()
+    params.n_gpu_layers = 0
+    m = L.llama_model_load_from_file(str(llama_f32_path).encode(), params)
+    yield m
+    if not m.closed:
+        L.llama_model_free(m)
+
+
+@pytest.fixture(scope="module")
+def vocab(model):
+    return L.llama_model_get_vocab(model)
+
+
+def new_context(model, n_seq_max: int = 1):
+    params = L.llama_context_default_params()
+    params.n_ctx = 256
+    params.n_batch = params.n_ubatch = 64
+    params.n_seq_max = n_seq_max
+    params.n_threads = params.n_threads_batch = 2
+    return L.llama_init_from_model(model, params)
+
+
+@pytest.fixture()
+def ctx(model):
+    c = new_context(model)
+    yield c
+    if not c.closed:
+        L.llama_free(c)
+
+
+def tokenize(vocab, text: bytes, add_special: bool = True) -> list[int]:
+    buf = (ctypes.c_int32 * (len(text) + 8))()
+    n = L.llama_tokenize(vocab, text, len(text), buf, len(buf), add_special, False)
+    assert n >= 0
+    return list(buf[:n])
+
+
+def fill(batch, tokens: list[int], pos0: int, seq_id: int = 0) -> None:
+    """What llama-cpp-python's examples do: write each field of the batch by hand."""
+    for i, token in enumerate(tokens):
+        batch.token[i] = token
+        batch.pos[i] = pos0 + i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq_id
+        batch.logits[i] = i == len(tokens) - 1
+    batch.n_tokens = len(tokens)
+
+
+def generate(ctx, vocab, chain, prompt: list[int], n_predict: int) -> tuple[list[int], bytes]:
+    """The greedy loop of llama.cpp's simple example, through allama.llama_cpp only."""
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, prompt, 0)
+    assert L.llama_decode(ctx, batch) == 0
+    out, text, n_past = [], b"", len(prompt)
+    while len(out) < n_predict:
+        token = L.llama_sampler_sample(chain, ctx, -1)
+        if L.llama_vocab_is_eog(vocab, token):
+            break
+        out.append(token)
+        piece = (ctypes.c_char * 32)()
+        n = L.llama_token_to_piece(vocab, token, piece, 32, 0, False)
+        text += piece[:n]
+        fill(batch, [token], n_past)
+        n_past += 1
+        assert L.llama_decode(ctx, batch) == 0
+    L.llama_batch_free(batch)
+    return out, text
+
+
+# --- generation ----------------------------------------------------------------
+
+
+def test_greedy_loop_gives_the_high_level_completion(llama_f32_path, model, vocab):
+    ctx = new_context(model)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+    tokens, text = generate(ctx, vocab, chain, tokenize(vocab, PROMPT), 12)
+    L.llama_sampler_free(chain)
+    L.llama_free(ctx)
+
+    llm = Llama(str(llama_f32_path), n_ctx=256, n_threads=2, n_threads_batch=2)
+    try:
+        expected = llm.create_completion(PROMPT.decode(), max_tokens=12, temperature=0)
+    finally:
+        llm.close()
+    assert text.decode("utf-8", "replace") == expected["choices"][0]["text"]
+    assert len(tokens) == expected["usage"]["completion_tokens"]
+
+
+def test_seeded_top_k_temp_dist_chain_is_reproducible(model, vocab):
+    def run(seed: int) -> list[int]:
+        ctx = new_context(model)
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        for smpl in (L.llama_sampler_init_top_k(40), L.llama_sampler_init_temp(1.5), L.llama_sampler_init_dist(seed)):
+            L.llama_sampler_chain_add(chain, smpl)
+        assert L.llama_sampler_get_seed(chain) == seed
+        tokens, _ = generate(ctx, vocab, chain, tokenize(vocab, PROMPT), 10)
+        L.llama_sampler_free(chain)
+        L.llama_free(ctx)
+        return tokens
+
+    assert run(1234) == run(1234)
+
+
+def test_batch_get_one_continues_sequence_zero(ctx, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    mem = L.llama_get_memory(ctx)
+    assert L.llama_memory_seq_pos_max(mem, 0) == len(prompt) - 1
+    token = int(np.argmax(L.llama_get_logits_ith(ctx, -1)))
+    assert L.llama_decode(ctx, L.llama_batch_get_one([token], 1)) == 0
+    assert L.llama_memory_seq_pos_max(mem, 0) == len(prompt)
+
+
+def test_get_logits_is_every_output_row_flat(ctx, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, prompt, 0)
+    batch.logits[: len(prompt)] = 1
+    L.llama_decode(ctx, batch)
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+    logits = L.llama_get_logits(ctx)
+    assert logits.shape == (len(prompt) * n_vocab,) and logits.dtype == np.float32
+    np.testing.assert_array_equal(logits[-n_vocab:], L.llama_get_logits_ith(ctx, len(prompt) - 1))
+    np.testing.assert_array_equal(logits[:n_vocab], L.llama_get_logits_ith(ctx, 0))
+
+
+# --- defaults and queries -------------------------------------------------------
+
+
+def test_default_params_are_llama_cpp_defaults():
+    mparams = L.llama_model_default_params()
+    cparams = L.llama_context_default_params()
+    assert mparams.n_gpu_layers == -1 and mparams.use_mmap
+    assert (cparams.n_ctx, cparams.n_batch, cparams.n_ubatch, cparams.n_seq_max) == (512, 2048, 512, 1)
+    assert cparams.n_threads == cparams.n_threads_batch == 4  # GGML_DEFAULT_N_THREADS
+    assert cparams.no_perf and cparams.type_k == L.GGML_TYPE_F16
+    assert L.llama_sampler_chain_default_params().no_perf
+
+
+def test_model_context_and_vocab_queries(model, ctx, vocab):
+    assert L.llama_n_ctx(ctx) == 256 and L.llama_n_batch(ctx) == 64 and L.llama_n_seq_max(ctx) == 1
+    assert L.llama_model_n_embd(model) > 0 and L.llama_model_n_layer(model) > 0
+    assert L.llama_model_n_params(model) > 0 and L.llama_model_size(model) > 0
+    assert L.llama_vocab_type(vocab) == L.LLAMA_VOCAB_TYPE_SPM
+    assert L.llama_vocab_is_eog(vocab, L.llama_vocab_eos(vocab))
+    assert L.llama_vocab_get_text(vocab, L.llama_vocab_bos(vocab)) == b"<s>"
+    assert L.llama_get_model(ctx).handle == model.handle
+    L.llama_set_n_threads(ctx, 1, 1)
+    assert (L.llama_n_threads(ctx), L.llama_n_threads_batch(ctx)) == (1, 1)
+    desc = ctypes.create_string_buffer(64)
+    n = L.llama_model_desc(model, desc, 64)
+    assert n > 0 and desc.value == L.llama_model_desc(model, None, 0)
+    assert L.llama_model_meta_val_str(model, b"general.architecture", None, 0) == b"llama"
+    assert L.llama_model_meta_val_str(model, b"no.such.key", bytearray(8), 8) == -1
+
+
+# --- out-buffers ----------------------------------------------------------------
+
+
+def test_tokenize_fills_a_buffer_or_returns_a_list(vocab):
+    ids = L.llama_tokenize(vocab, PROMPT, len(PROMPT), None, 0, True, False)
+    assert ids[0] == L.llama_vocab_bos(vocab) and len(ids) > 2
+    small = [0] * 2
+    assert L.llama_tokenize(vocab, PROMPT, len(PROMPT), small, 2, True, False) == -len(ids)
+    array = np.zeros(32, np.int32)
+    assert L.llama_tokenize(vocab, PROMPT, len(PROMPT), array, 32, True, False) == len(ids)
+    assert array[: len(ids)].tolist() == ids
+    grown: list[int] = []
+    assert L.llama_tokenize(vocab, PROMPT, len(PROMPT), grown, 32, True, False) == len(ids) and grown == ids
+    prefix = L.llama_tokenize(vocab, PROMPT, 3, None, 0, False, False)  # text_len counts
+    assert prefix == L.llama_tokenize(vocab, b"The", 3, None, 0, False, False)
+
+
+def test_token_to_piece_returns_minus_the_needed_length_when_short(vocab):
+    (token,) = L.llama_tokenize(vocab, b"quick", 5, None, 0, False, False)
+    piece = L.llama_token_to_piece(vocab, token, None, 0, 0, False)
+    assert piece == b" quick"
+    buf = bytearray(2)
+    assert L.llama_token_to_piece(vocab, token, buf, 2, 0, False) == -len(piece)
+    buf = bytearray(16)
+    assert L.llama_token_to_piece(vocab, token, buf, 16, 0, False) == len(piece) and bytes(buf[: len(piece)]) == piece
+    with pytest.raises(TypeError, match="read-only"):
+        L.llama_token_to_piece(vocab, token, b" " * 16, 16, 0, False)
+
+
+def test_chat_template_formats_messages(vocab):
+    chat = [{"role": "user", "content": "hi"}, L.llama_chat_message(b"assistant", b"hello")]
+    text = L.llama_chat_apply_template(b"chatml", chat, 2, True, None, 0)
+    assert text == b"<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>assistant\n"
+    buf = ctypes.create_string_buffer(8)
+    assert L.llama_chat_apply_template(b"chatml", chat, 2, True, buf, 8) == len(text)
+    assert buf.raw == text[:8]
+    assert b"chatml" in L.llama_chat_builtin_templates(None, 0)
+
+
+def test_null_or_unknown_chat_template_raises():
+    chat = [("user", "hi")]
+    with pytest.raises(ValueError, match="tmpl is None"):
+        L.llama_chat_apply_template(None, chat, 1, True, None, 0)
+    with pytest.raises(ValueError, match="does not recognise"):
+        L.llama_chat_apply_template(b"no-such-template", chat, 1, True, None, 0)
+    with pytest.raises(ValueError, match="n_msg"):
+        L.llama_chat_apply_template(b"chatml", chat, 2, True, None, 0)
+
+
+# --- state ----------------------------------------------------------------------
+
+
+def test_state_file_round_trip_restores_the_kv_cache(model, vocab, tmp_path):
+    prompt = tokenize(vocab, PROMPT)
+    first = new_context(model)
+    L.llama_decode(first, L.llama_batch_get_one(prompt, len(prompt)))
+    path = str(tmp_path / "session.bin").encode()
+    assert L.llama_state_save_file(first, path, prompt, len(prompt))
+
+    second = new_context(model)
+    tokens_out = (ctypes.c_int32 * 64)()
+    count = ctypes.c_size_t(0)
+    assert L.llama_state_load_file(second, path, tokens_out, 64, ctypes.byref(count))
+    assert list(tokens_out[: count.value]) == prompt
+    assert L.llama_memory_seq_pos_max(second, 0) == len(prompt) - 1
+    # Both continue identically from the restored cache.
+    for c in (first, second):
+        L.llama_decode(c, L.llama_batch_get_one([prompt[-1]], 1))
+    np.testing.assert_array_equal(L.llama_get_logits_ith(first, -1), L.llama_get_logits_ith(second, -1))
+    assert not L.llama_state_load_file(second, path, tokens_out, 1, count)  # over capacity
+    L.llama_free(first)
+    L.llama_free(second)
+
+
+def test_state_data_round_trip(model, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    ctx = new_context(model)
+    L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt)))
+    size = L.llama_state_get_size(ctx)
+    data = L.llama_state_get_data(ctx, None, 0)
+    assert len(data) == size
+    buf = bytearray(size)
+    assert L.llama_state_get_data(ctx, buf, size) == size and bytes(buf) == data
+    assert L.llama_state_get_data(ctx, bytearray(8), 8) == 0
+    seq = L.llama_state_seq_get_data(ctx, None, 0, 0)
+    assert len(seq) == L.llama_state_seq_get_size(ctx, 0)
+    L.llama_memory_clear(L.llama_get_memory(ctx), True)
+    assert L.llama_memory_seq_pos_max(ctx, 0) == -1
+    assert L.llama_state_set_data(ctx, data, size) == size
+    assert L.llama_memory_seq_pos_max(ctx, 0) == len(prompt) - 1
+    L.llama_memory_seq_rm(ctx, 0, -1, -1)
+    assert L.llama_state_seq_set_data(ctx, seq, len(seq), 0) == len(seq)
+    assert L.llama_memory_seq_pos_max(ctx, 0) == len(prompt) - 1
+    with pytest.raises(ValueError):
+        L.llama_state_set_data(ctx, b"garbage", 7)
+    L.llama_free(ctx)
+
+
+# --- logging and perf -----------------------------------------------------------
+
+
+def test_log_set_receives_llama_cpp_messages(ctx, vocab):
+    seen: list[tuple[int, bytes, object]] = []
+
+    @L.llama_log_callback
+    def on_log(level, text, user_data):
+        seen.append((level, text, user_data))
+
+    marker = object()
+    L.llama_log_set(on_log, marker)
+    try:
+        L.llama_perf_context_print(ctx)
+    finally:
+        L.llama_log_set(None, None)
+    assert seen and all(user_data is marker for _, _, user_data in seen)
+    assert any(level == L.GGML_LOG_LEVEL_INFO and b"load time" in text for level, text, _ in seen)
+    count = len(seen)
+    L.llama_perf_context_print(ctx)
+    assert len(seen) == count  # None restored allama's default
+
+
+def test_a_failing_log_callback_is_reported_not_raised_into_llama_cpp(ctx, monkeypatch):
+    reported: list[BaseException] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda info: reported.append(info.exc_value))
+
+    def broken(level, text, user_data):
+        raise RuntimeError("callback bug")
+
+    L.llama_log_set(broken, None)
+    try:
+        L.llama_perf_context_print(ctx)
+    finally:
+        L.llama_log_set(None, None)
+    assert reported and all(isinstance(e, RuntimeError) for e in reported)
+    assert L.llama_n_ctx(ctx) == 256
+
+
+def test_perf_counts_decoded_tokens(model, vocab):
+    params = L.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch, params.no_perf = 256, 64, 64, False
+    params.n_threads = params.n_threads_batch = 2
+    ctx = L.llama_init_from_model(model, params)
+    prompt = tokenize(vocab, PROMPT)
+    L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt)))
+    L.llama_get_logits_ith(ctx, -1)  # llama.cpp counts a decode when it next synchronises
+    L.llama_decode(ctx, L.llama_batch_get_one([prompt[-1]], 1))
+    L.llama_get_logits_ith(ctx, -1)
+    data = L.llama_perf_context(ctx)
+    assert (data.n_p_eval, data.n_eval) == (len(prompt), 1)
+    assert data.t_p_eval_ms > 0 and data.t_eval_ms > 0
+    L.llama_free(ctx)
+
+
+# --- handles --------------------------------------------------------------------
+
+
+def test_freed_handles_raise_value_error(model, vocab):
+    ctx = new_context(model)
+    batch = L.llama_batch_init(8, 0, 1)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_free(ctx)
+    L.llama_batch_free(batch)
+    L.llama_sampler_free(chain)
+    uses = [
+        lambda: L.llama_n_ctx(ctx),
+        lambda: L.llama_get_logits_ith(ctx, -1),
+        lambda: L.llama_memory_clear(ctx, True),
+        lambda: L.llama_state_get_size(ctx),
+        lambda: L.llama_free(ctx),
+        lambda: batch.token,
+        lambda: L.llama_batch_free(batch),
+        lambda: L.llama_sampler_name(chain),
+        lambda: L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy()),
+        lambda: L.llama_sampler_free(chain),
+    ]
+    for use in uses:
+        with pytest.raises(ValueError):
+            use()
+    fresh = new_context(model)
+    with pytest.raises(ValueError, match="freed"):
+        L.llama_decode(fresh, batch)
+    with pytest.raises(ValueError):
+        L.llama_sampler_sample(chain, fresh, -1)
+    L.llama_free(fresh)
+
+
+def test_freed_model_raises_but_its_context_keeps_working(llama_f32_path, vocab):
+    model = L.llama_model_load_from_file(str(llama_f32_path).encode(), L.llama_model_default_params())
+    ctx = new_context(model)
+    L.llama_model_free(model)
+    for use in (lambda: L.llama_model_n_embd(model), lambda: new_context(model), lambda: L.llama_model_free(model)):
+        with pytest.raises(ValueError):
+            use()
+    prompt = tokenize(vocab, PROMPT)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    L.llama_free(ctx)
+
+
+def test_none_and_wrong_handles_raise_type_error(model, ctx, vocab):
+    batch = L.llama_batch_get_one([1], 1)
+    uses = [
+        lambda: L.llama_n_ctx(None),
+        lambda: L.llama_model_n_embd(ctx),
+        lambda: L.llama_vocab_n_tokens(model),
+        lambda: L.llama_tokenize(None, PROMPT, len(PROMPT), None, 0, True, False),
+        lambda: L.llama_decode(ctx, None),
+        lambda: L.llama_decode(None, batch),
+        lambda: L.llama_sampler_sample(None, ctx, -1),
+        lambda: L.llama_sampler_sample(L.llama_sampler_init_greedy(), None, -1),
+        lambda: L.llama_sampler_chain_add(L.llama_sampler_init_greedy(), None),
+        lambda: L.llama_init_from_model(model, None),
+        lambda: L.llama_model_load_from_file(None, L.llama_model_default_params()),
+        lambda: L.llama_log_set(42, None),
+    ]
+    for use in uses:
+        with pytest.raises(TypeError):
+            use()
+
+
+def test_batch_get_one_batches_are_not_freed(vocab):
+    with pytest.raises(ValueError, match="get_one"):
+        L.llama_batch_free(L.llama_batch_get_one([1, 2], 2))
+
+
+# --- bad input (each in a fresh interpreter: reaching llama.cpp would abort it) ---
+
+SETUP = """
+import numpy as np
+from allama import llama_cpp as L
+model = L.llama_model_load_from_file({model!r}, L.llama_model_default_params())
+vocab = L.llama_model_get_vocab(model)
+params = L.llama_context_default_params()
+params.n_ctx = 128; params.n_batch = params.n_ubatch = 16; params.n_seq_max = 2; params.n_threads = 1
+ctx = L.llama_init_from_model(model, params)
+batch = L.llama_batch_init(32, 0, 2)
+def fill(n, token=1, seq=0):
+    for i in range(n):
+        batch.token[i] = token; batch.pos[i] = i; batch.n_seq_id[i] = 1; batch.seq_id[i][0] = seq; batch.logits[i] = 1
+    batch.n_tokens = n
+"""
+
+BAD_INPUT = {
+    "token id out of range": ("fill(3, token=L.llama_vocab_n_tokens(vocab))\nL.llama_decode(ctx, batch)",
+                              "ValueError", "out of range"),
+    "negative token id": ("fill(3, token=-5)\nL.llama_decode(ctx, batch)", "ValueError", "negative"),
+    "sequence id past n_seq_max": ("fill(2, seq=2)\nL.llama_decode(ctx, batch)", "ValueError", "sequence id 2"),
+    "too many sequence ids": ("fill(2)\nbatch.n_seq_id[0] = 3\nL.llama_decode(ctx, batch)", "ValueError", "n_seq_id"),
+    "n_tokens past capacity": ("fill(2)\nbatch.n_tokens = 33\nL.llama_decode(ctx, batch)", "ValueError", "capacity"),
+    "more tokens than n_batch": ("fill(20)\nL.llama_decode(ctx, batch)", "ValueError", "n_batch"),
+    "empty batch": ("L.llama_decode(ctx, batch)", "ValueError", "empty"),
+    "output index out of range": ("fill(2)\nL.llama_decode(ctx, batch)\nL.llama_get_logits_ith(ctx, 5)",
+                                  "IndexError", "batch index 5"),
+    "sample index out of range": ("fill(2)\nL.llama_decode(ctx, batch)\n"
+                                  "L.llama_sampler_sample(L.llama_sampler_init_greedy(), ctx, -3)", "IndexError", "-3"),
+    "sample before any decode": ("L.llama_sampler_sample(L.llama_sampler_init_greedy(), ctx, -1)", "IndexError", ""),
+    "chain without a selecting sampler": (
+        "fill(2)\nL.llama_decode(ctx, batch)\nc = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())\n"
+        "L.llama_sampler_chain_add(c, L.llama_sampler_init_top_k(3))\nL.llama_sampler_sample(c, ctx, -1)",
+        "ValueError", "selected no token"),
+    "end of generation into an unfinished grammar": (
+        "g = L.llama_sampler_init_grammar(vocab, b'root ::= \"a\" \"b\"', b'root')\n"
+        "L.llama_sampler_accept(g, L.llama_vocab_eos(vocab))", "GrammarError", "does not allow"),
+    "memory op on a sequence past n_seq_max": ("L.llama_memory_seq_cp(ctx, 0, 7, -1, -1)", "ValueError",
+                                               "sequence id 7"),
+    "piece of a token past the vocabulary": ("L.llama_token_to_piece(vocab, 10**6, None, 0, 0, False)",
+                                             "ValueError", "out of range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_raises_instead_of_aborting(case, llama_f32_path):
+    code, type_name, fragment = BAD_INPUT[case]
+    out = run_isolated(SETUP.format(model=str(llama_f32_path)) + code)
+    assert out.is_a(type_name), (out.type_name, out.message)
+    assert fragment in out.message, out.message
+
+
+def test_unparsable_grammar_raises_grammar_error(vocab):
+    with pytest.raises(GrammarError):
+        L.llama_sampler_init_grammar(vocab, b'root ::= ("a"', b"root")
+    with pytest.raises(GrammarError, match="no rule named"):
+        L.llama_sampler_init_grammar(vocab, b'root ::= "a"', b"start")
+
+
+def test_pooled_embeddings_through_encode(bert_path):
+    model = L.llama_model_load_from_file(str(bert_path).encode(), L.llama_model_default_params())
+    params = L.llama_context_default_params()
+    params.embeddings = True
+    params.n_ctx, params.n_batch, params.n_ubatch = 128, 64, 64
+    params.n_threads = params.n_threads_batch = 2
+    ctx = L.llama_init_from_model(model, params)
+    vocab = L.llama_model_get_vocab(model)
+    tokens = L.llama_tokenize(vocab, b"hello world", 11, None, 0, True, False)
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, tokens, 0)
+    batch.logits[: len(tokens)] = 1
+    assert L.llama_encode(ctx, batch) == 0
+    assert L.llama_pooling_type(ctx) != L.LLAMA_POOLING_TYPE_NONE
+    pooled = L.llama_get_embeddings_seq(ctx, 0)
+    assert pooled.shape == (L.llama_model_n_embd_out(model),) and np.isfinite(pooled).all()
+    with pytest.raises(ValueError):
+        L.llama_get_embeddings_seq(ctx, 1)
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+
+
+def test_lora_adapter_changes_the_logits_until_removed(model, vocab, models_dir):
+    path = build_lora(models_dir / "low-level-lora.gguf", TINY_LLAMA)
+    adapter = L.llama_adapter_lora_init(model, str(path).encode())
+    ctx = new_context(model)
+    prompt = tokenize(vocab, PROMPT)
+
+    def last_logits() -> np.ndarray:
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt)))
+        return L.llama_get_logits_ith(ctx, -1)
+
+    base = last_logits()
+    assert L.llama_set_adapters_lora(ctx, [adapter], 1, [1.0]) == 0
+    assert not np.allclose(last_logits(), base)
+    assert L.llama_set_adapters_lora(ctx, None, 0, None) == 0
+    np.testing.assert_array_equal(last_logits(), base)
+    L.llama_free(ctx)
