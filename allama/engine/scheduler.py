@@ -50,6 +50,12 @@ _FOLLOW = 0    # waits for a leader sequence to evaluate a shared prefix
 _PREFILL = 1
 _GENERATE = 2
 
+# Proposed tokens a sequence decodes per step: each is a batch row that costs compute (on a
+# CPU, nearly as much as a sequence's own token), so the cap follows the acceptance: after a
+# proposal is confirmed whole it doubles, after a refusal it falls to what was confirmed + 1.
+_DRAFT_CAP_START = 4
+_DRAFT_CAP_MAX = 32
+
 # Tokens before a new one that a custom tokenizer is given to detokenize it: enough for a
 # leading space and for a character split over several tokens, and O(1) per token.
 _DETOKENIZE_CONTEXT = 64
@@ -73,7 +79,7 @@ class _Choice:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "shifts", "drafted")
+                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -97,6 +103,7 @@ class _Choice:
         self.reused = 0
         self.shifts = _position_shifts(request) if request.media else None
         self.drafted = False  # KV holds draft tokens beyond n_past (while a speculation is verified)
+        self.draft_cap = _DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
 
 
 class _Entry:
@@ -780,7 +787,7 @@ class Scheduler:
         """The draft model's proposal for a generating choice, cut to what may still be
         generated and to `budget` tokens; None when it proposes nothing or may not."""
         request = choice.request
-        limit = min(budget, self.config.n_ctx - len(choice.tokens) - 1)
+        limit = min(budget, choice.draft_cap, self.config.n_ctx - len(choice.tokens) - 1)
         if request.max_tokens is not None:
             limit = min(limit, request.max_tokens - choice.generated - 1)
         if limit <= 0 or request.logits_processor is not None:
@@ -811,6 +818,7 @@ class Scheduler:
                     or self.vocab.is_eog(int(result))):
                 break
         accepted = len(results) - 1
+        choice.draft_cap = min(2 * choice.draft_cap, _DRAFT_CAP_MAX) if accepted == len(proposal) else accepted + 1
         self._counters["draft_tokens"] += len(proposal)
         self._counters["draft_tokens_accepted"] += accepted
         base = choice.n_past - 1  # the index of the token decoded at row `first`
