@@ -78,31 +78,42 @@ def bench_llama_cpp_python(model: str, threads: int, n_many: int) -> tuple[float
     return a, b
 
 
-def bench_ceiling(model: str, packings: list[int], threads: int, n_many: int) -> dict[int, float]:
-    """llama.cpp alone: the 1,000 sentences decoded k per batch straight through the native
-    Context (no engine, no Python per input beyond the loop): what the machine can do."""
-    import numpy as np
+class NativeLoop:
+    """llama.cpp alone: token lists decoded k per batch straight through the native Context
+    (no engine, no Python per input beyond the loop): what the machine can do."""
 
-    from allama import _native
+    def __init__(self, model: str, threads: int) -> None:
+        from allama import _native
 
-    loaded = _native.Model.load(model)
-    vocab = _native.Vocab(loaded)
-    tokens = [vocab.tokenize(s.encode(), True, False) for s in sentences(n_many, 2)]
-    out = {}
-    for k in packings:
-        params = _native.ContextParams()
-        params.n_ctx = params.n_batch = params.n_ubatch = -(-512 // k) * k  # a multiple of k (mean pooling)
-        params.n_seq_max = k
-        params.embeddings = True
-        params.n_threads = params.n_threads_batch = threads
-        params.flash_attn_type = 0
-        ctx = _native.Context(loaded, params)
-        batch = _native.Batch(512, 1)
+        self.native = _native
+        self.model = _native.Model.load(model)
+        self.vocab = _native.Vocab(self.model)
+        self.threads = threads
+        self.contexts: dict[int, object] = {}
+        self.batch = _native.Batch(512, 1)
+
+    def tokens(self, texts: list[str]) -> list[list[int]]:
+        return [self.vocab.tokenize(s.encode(), True, False) for s in texts]
+
+    def rate(self, tokens: list[list[int]], k: int) -> float:
+        """Inputs per second, k per batch (or fewer where 512 tokens are reached first)."""
+        import numpy as np
+
+        if k not in self.contexts:
+            params = self.native.ContextParams()
+            params.n_ctx = params.n_batch = params.n_ubatch = -(-512 // k) * k  # a multiple of k (mean pooling)
+            params.n_seq_max = k
+            params.embeddings = True
+            params.n_threads = params.n_threads_batch = self.threads
+            params.flash_attn_type = 0
+            self.contexts[k] = self.native.Context(self.model, params)
+        ctx = self.contexts[k]
         groups: list[list[list[int]]] = [[]]
-        for toks in tokens:  # k inputs per batch, or fewer where 512 tokens are reached first
+        for toks in tokens:
             if len(groups[-1]) == k or sum(map(len, groups[-1])) + len(toks) > 512:
                 groups.append([])
             groups[-1].append(toks)
+        batch = self.batch
         t0 = time.perf_counter()
         for group in groups:
             batch.clear()
@@ -110,10 +121,21 @@ def bench_ceiling(model: str, packings: list[int], threads: int, n_many: int) ->
                 batch.add_tokens(toks, 0, seq, True)
             ctx.decode(batch)
             np.stack([ctx.embeddings_seq(seq) for seq in range(len(group))])
-            ctx.memory_clear()
-        out[k] = len(tokens) / (time.perf_counter() - t0)
-        ctx.close()
-    loaded.close()
+            ctx.memory_clear(False)
+        return len(tokens) / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        for ctx in self.contexts.values():
+            ctx.close()
+        self.model.close()
+
+
+def bench_ceiling(model: str, packings: list[int], threads: int, n_many: int) -> dict[int, float]:
+    """llama.cpp alone on the 1,000 sentences, k per batch."""
+    loop = NativeLoop(model, threads)
+    tokens = loop.tokens(sentences(n_many, 2))
+    out = {k: loop.rate(tokens, k) for k in packings}
+    loop.close()
     return out
 
 
@@ -142,6 +164,8 @@ def bench_interleaved(model: str, packings: list[int], threads: int, rounds: int
     from allama import Llama
 
     callers = sentences(64, 1)
+    native = NativeLoop(model, threads)
+    caller_tokens = native.tokens(callers)
     ours = {}
     for seqs in packings:
         ours[seqs] = Llama(model, n_ctx=512, n_parallel=1, n_threads=threads, n_threads_batch=threads)
@@ -162,6 +186,9 @@ def bench_interleaved(model: str, packings: list[int], threads: int, rounds: int
     asyncio.run(warm())
     results: dict[str, list[float]] = {f"allama, packing {k}": [] for k in packings}
     results["llama-cpp-python, one by one"] = []
+    ceiling_packings = sorted({1, *packings})
+    for k in ceiling_packings:
+        results[f"llama.cpp alone, packing {k}"] = []
     for _ in range(rounds):
         for seqs, llm in ours.items():
             results[f"allama, packing {seqs}"].append(asyncio.run(gathered(llm)))
@@ -169,9 +196,12 @@ def bench_interleaved(model: str, packings: list[int], threads: int, rounds: int
         for s in callers:
             peer.embed(s)
         results["llama-cpp-python, one by one"].append(64 / (time.perf_counter() - t0))
+        for k in ceiling_packings:
+            results[f"llama.cpp alone, packing {k}"].append(native.rate(caller_tokens, k))
     for llm in ours.values():
         llm.close()
     peer.close()
+    native.close()
     return results
 
 
@@ -248,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             ratio = statistics.median(values) / statistics.median(peer)
             print(f"| {name} | " + " | ".join(f"{v:.0f}" for v in values)
                   + f" | {statistics.median(values):.1f} | {ratio:.3f}x |")
+        alone = {name: statistics.median(v) for name, v in rounds.items() if name.startswith("llama.cpp alone")}
+        best = max(alone, key=alone.get)
+        print(f"\nllama.cpp's own gain from packing these inputs: {best} / packing 1 = "
+              f"{alone[best] / alone['llama.cpp alone, packing 1']:.3f}x (medians)")
         return 0
     ours = bench_allama(args.model, packings, args.threads, args.sentences)
     peer = None if args.smoke else bench_llama_cpp_python(args.model, args.threads, args.sentences)

@@ -141,7 +141,7 @@ class EmbeddingRunner:
             for pending, index, _, _ in taken:
                 emit(pending, Output(index, [], "", error=exc))
         finally:
-            ctx.memory_clear()
+            ctx.memory_clear(False)  # metadata only: the next batch overwrites the cells it uses
         self.batches += 1
         self.inputs_embedded += len(taken)
         self.tokens_embedded += batch.n_tokens
