@@ -14,7 +14,7 @@ from contextlib import aclosing
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
@@ -35,6 +35,17 @@ from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
 Prompt = str | bytes | Sequence[int]
+
+
+if TYPE_CHECKING:
+    from allama.types import (
+        CreateChatCompletionResponse,
+        CreateChatCompletionStreamResponse,
+        CreateCompletionResponse,
+        CreateCompletionStreamResponse,
+        CreateEmbeddingResponse,
+        RerankResponse,
+    )
 
 
 class Llama:
@@ -447,7 +458,7 @@ class Llama:
         max_prompt_tokens: int | None = None,
         media: Sequence[MediaSpan] = (),
         lora: Mapping[str, float] | None = None,
-    ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
+    ) -> "CreateCompletionResponse | AsyncStream[CreateCompletionStreamResponse]":
         """Continues one prompt, or several (a list of prompts), as OpenAI's legacy completions do.
 
         Returns the response dict, or with `stream=True` an AsyncStream of chunks.
@@ -640,7 +651,8 @@ class Llama:
 
     async def create_embedding(self, input: Any, model: str | None = None, encoding_format: str = "float",
                                dimensions: int | None = None, normalize: bool = False,
-                               truncate: bool = True, stream: bool = False) -> Any:
+                               truncate: bool = True, stream: bool = False
+                               ) -> "CreateEmbeddingResponse | AsyncStream[dict[str, Any]]":
         """OpenAI's embeddings response: {"object": "list", "data": [...], "model", "usage"}.
 
         Vectors are returned as llama-cpp-python returns them (not normalised unless
@@ -675,7 +687,7 @@ class Llama:
                 "usage": {"prompt_tokens": count, "total_tokens": count}}
 
     async def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
-                     return_documents: bool = True, model: str | None = None) -> dict[str, Any]:
+                     return_documents: bool = True, model: str | None = None) -> "RerankResponse":
         """Scores documents against a query with a reranker model (pooling rank), in the shape
         llama-server and Jina use: {"model", "results": [{"index", "relevance_score",
         "document"}], "usage"}, best first."""
@@ -785,7 +797,7 @@ class Llama:
         chat_template_kwargs: dict[str, Any] | None = None,
         reasoning_effort: str | None = None,
         **sampling: Any,
-    ) -> dict[str, Any] | AsyncStream[dict[str, Any]]:
+    ) -> "CreateChatCompletionResponse | AsyncStream[CreateChatCompletionStreamResponse]":
         """An OpenAI chat completion: the messages rendered with the chat format, then completed.
 
         Takes create_completion's sampling options too (penalties, mirostat, logit_bias,

@@ -4,7 +4,8 @@ Nothing can be downloaded from model hubs in CI, so tests make their own models:
 a llama-architecture causal LM (grouped-query attention, SwiGLU), its Qwen2-VL
 twin (q/k/v biases, M-RoPE) and a BERT encoder, each with the tokenizer of one of
 llama.cpp's ``ggml-vocab-*.gguf`` files, and multimodal projectors (mmproj) that
-feed images or audio to the llama, or images to the Qwen2-VL model.
+feed images or audio to the llama, or images to the Qwen2-VL model (Qwen2-VL's
+projector and Qwen2.5-VL's: llama.cpp runs Qwen2.5-VL's text side as arch qwen2vl too).
 Random weights prove only self-consistency; ``tests/oracle`` keeps an
 independent NumPy forward pass of the llama architecture to check against.
 
@@ -16,6 +17,7 @@ Command line::
     python -m allama.testing.model_builder llama OUT.gguf [--preset tiny|bench] [--dtype f32|f16]
     python -m allama.testing.model_builder qwen2vl OUT.gguf [--dtype f32|f16]
     python -m allama.testing.model_builder qwen2vl-projector OUT.gguf [--dtype f32|f16]
+    python -m allama.testing.model_builder qwen25vl-projector OUT.gguf [--dtype f32|f16]
     python -m allama.testing.model_builder bert OUT.gguf
     python -m allama.testing.model_builder projector OUT.gguf [--preset tiny|bench]
     python -m allama.testing.model_builder audio-projector OUT.gguf [--preset tiny|bench]
@@ -37,6 +39,7 @@ __all__ = [
     "BertConfig",
     "ProjectorConfig",
     "Qwen2VLProjectorConfig",
+    "Qwen25VLProjectorConfig",
     "AudioProjectorConfig",
     "LLAMA_PRESETS",
     "vocab_dir",
@@ -45,6 +48,7 @@ __all__ = [
     "build_bert",
     "build_projector",
     "build_qwen2vl_projector",
+    "build_qwen25vl_projector",
     "build_audio_projector",
     "build_lora",
     "LORA_TARGETS",
@@ -205,6 +209,38 @@ class Qwen2VLProjectorConfig:
             w = aligned(f32(width) * beta, np.ceil)
             h = aligned(f32(height) * beta, np.ceil)
         return w // align, h // align
+
+
+# clip.cpp's Qwen2.5-VL attention window, in pixels of the resized image (not read from the file)
+QWEN25VL_WINDOW_PIXELS = 112
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen25VLProjectorConfig(Qwen2VLProjectorConfig):
+    """Shape of a Qwen2.5-VL mmproj (clip.projector_type "qwen2.5vl_merger"): Qwen2-VL's ViT and
+    merger, with RMS norms, a gated SiLU FFN, and windowed attention in every block but each
+    n_wa_pattern-th, which attends to the whole image.
+
+    The windows are squares of QWEN25VL_WINDOW_PIXELS (window_tokens tokens a side); images are
+    sized and tokenized as Qwen2-VL's (n_tokens), so with patch_size 4 an image wider or taller
+    than 112 pixels spans more than one window.
+    """
+
+    n_layer: int = 2
+    n_wa_pattern: int = 2  # block i attends fully when (i + 1) % n_wa_pattern == 0
+    seed: int = 9753
+
+    @property
+    def window_tokens(self) -> int:
+        """Tokens (2x2 patch groups) on a side of one attention window."""
+        return QWEN25VL_WINDOW_PIXELS // (2 * self.patch_size)
+
+    @property
+    def full_attention_blocks(self) -> tuple[int, ...]:
+        """The blocks that attend to the whole image (Qwen2.5-VL's fullatt_block_indexes)."""
+        if self.n_wa_pattern < 1:
+            raise ValueError("n_wa_pattern must be positive")
+        return tuple(i for i in range(self.n_layer) if (i + 1) % self.n_wa_pattern == 0)
 
 
 # mtmd's Whisper front end (mtmd-audio.cpp, clip.cpp): 16 kHz PCM, a 10 ms hop, 30 s windows.
@@ -542,6 +578,67 @@ def build_qwen2vl_projector(path: str | os.PathLike[str], config: Qwen2VLProject
     model; its merger's output width is text_model.n_embd."""
     gguf = _gguf()
     c = config
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "clip")
+    _add_qwen_vision_header(writer, c, text_model, "qwen2vl", gguf.VisionProjectorType.QWEN2VL)
+    # (no use_gelu / use_silu: the encoder's FFN takes CLIP's quick GELU, as Qwen2-VL's does)
+
+    w = _Weights(c.seed, c.dtype)
+    _add_temporal_patch_embedding(writer, w, c)
+    for i in range(c.n_layer):
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln1", c.n_embd)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            _add_linear(writer, w, f"v.blk.{i}.{name}", c.n_embd, c.n_embd)
+        _add_layer_norm(writer, w, f"v.blk.{i}.ln2", c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_down", c.n_embd, c.n_ff)
+    # The merger: Qwen2-VL's ln_q, then linear, GELU, linear over each 2x2 group.
+    _add_layer_norm(writer, w, "v.post_ln", c.n_embd)
+    _add_merger_mlp(writer, w, c, text_model)
+    return _finish(writer, path)[0]
+
+
+def build_qwen25vl_projector(path: str | os.PathLike[str], config: Qwen25VLProjectorConfig = Qwen25VLProjectorConfig(),
+                             text_model: LlamaConfig = Qwen2VLConfig()) -> Path:
+    """Writes a "qwen2.5vl_merger" mmproj for build_qwen2vl(text_model) (Qwen2.5-VL's text side is
+    llama.cpp arch qwen2vl too): mtmd loads it beside that model; its merger's output width is
+    text_model.n_embd."""
+    gguf = _gguf()
+    c = config
+    if c.n_wa_pattern < 1:
+        # (Qwen2.5-VL's converter writes fullatt_block_indexes[0] + 1; clip.cpp reads 0 as "no windows")
+        raise ValueError("n_wa_pattern must be positive")
+    if c.window_tokens < 1:
+        # clip.cpp steps through the token grid one window at a time: a window of 0 tokens never ends
+        raise ValueError(f"patch_size must be at most {QWEN25VL_WINDOW_PIXELS // 2}: "
+                         f"clip.cpp's {QWEN25VL_WINDOW_PIXELS}-pixel window must hold a 2x2 patch group")
+    path = Path(path)
+    writer = gguf.GGUFWriter(path, "clip")
+    _add_qwen_vision_header(writer, c, text_model, "qwen25vl", gguf.VisionProjectorType.QWEN25VL)
+    writer.add_vision_use_silu(True)  # the gated FFN: silu(gate(x)) * up(x)
+    writer.add_vision_n_wa_pattern(c.n_wa_pattern)  # required by clip.cpp for this projector
+
+    w = _Weights(c.seed, c.dtype)
+    _add_temporal_patch_embedding(writer, w, c)
+    for i in range(c.n_layer):
+        # RMS norms: a weight, no bias
+        writer.add_tensor(f"v.blk.{i}.ln1.weight", w.norm(c.n_embd))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            _add_linear(writer, w, f"v.blk.{i}.{name}", c.n_embd, c.n_embd)
+        writer.add_tensor(f"v.blk.{i}.ln2.weight", w.norm(c.n_embd))
+        _add_linear(writer, w, f"v.blk.{i}.ffn_gate", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_up", c.n_ff, c.n_embd)
+        _add_linear(writer, w, f"v.blk.{i}.ffn_down", c.n_embd, c.n_ff)
+    # The merger: Qwen2.5-VL's ln_q (RMS), then linear, GELU, linear over each 2x2 group.
+    writer.add_tensor("v.post_ln.weight", w.norm(c.n_embd))
+    _add_merger_mlp(writer, w, c, text_model)
+    return _finish(writer, path)[0]
+
+
+def _add_qwen_vision_header(writer: Any, c: Qwen2VLProjectorConfig, text_model: LlamaConfig, kind: str,
+                            projector_type: Any) -> None:
+    """Checks c's shape and writes the hyperparameters Qwen2-VL and Qwen2.5-VL projectors share."""
+    gguf = _gguf()
     if min(c.patch_size, c.n_embd, c.n_ff, c.n_layer, c.n_head) < 1:
         raise ValueError("patch_size, n_embd, n_ff, n_layer and n_head must be positive")
     if c.n_embd % c.n_head or (c.n_embd // c.n_head) % 4:
@@ -551,12 +648,10 @@ def build_qwen2vl_projector(path: str | os.PathLike[str], config: Qwen2VLProject
         # clip.cpp takes an ffn_down of input width n_embd for a legacy file with ffn_up and
         # ffn_down swapped, and swaps them back.
         raise ValueError("n_ff must differ from n_embd")
-    path = Path(path)
-    writer = gguf.GGUFWriter(path, "clip")
-    writer.add_name(f"allama-test-qwen2vl-mmproj-{c.n_layer}x{c.n_embd}")
+    writer.add_name(f"allama-test-{kind}-mmproj-{c.n_layer}x{c.n_embd}")
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
     writer.add_clip_has_vision_encoder(True)
-    writer.add_clip_projector_type(gguf.VisionProjectorType.QWEN2VL)
+    writer.add_clip_projector_type(projector_type)
     writer.add_vision_image_size(c.image_size)
     writer.add_vision_patch_size(c.patch_size)
     writer.add_vision_embedding_length(c.n_embd)
@@ -567,27 +662,22 @@ def build_qwen2vl_projector(path: str | os.PathLike[str], config: Qwen2VLProject
     writer.add_vision_projection_dim(text_model.n_embd)
     writer.add_vision_image_mean(list(c.image_mean))
     writer.add_vision_image_std(list(c.image_std))
-    # (no use_gelu / use_silu: the encoder's FFN takes CLIP's quick GELU, as Qwen2-VL's does)
 
-    w = _Weights(c.seed, c.dtype)
-    n_merged = 4 * c.n_embd  # a 2x2 group of patches, concatenated
-    # The two frames of the temporal patch, each a conv2d kernel: ggml ne (patch, patch, 3, n_embd).
-    # A still image is both frames, so clip.cpp adds the two convolutions of it.
+
+def _add_temporal_patch_embedding(writer: Any, w: "_Weights", c: Qwen2VLProjectorConfig) -> None:
+    """The two frames of the temporal patch, each a conv2d kernel: ggml ne (patch, patch, 3, n_embd).
+    A still image is both frames, so clip.cpp adds the two convolutions of it."""
     for name in ("v.patch_embd.weight", "v.patch_embd.weight.1"):
         patch = w.matrix(c.n_embd, 3 * c.patch_size * c.patch_size)
         writer.add_tensor(name, patch.reshape(c.n_embd, 3, c.patch_size, c.patch_size))
-    for i in range(c.n_layer):
-        _add_layer_norm(writer, w, f"v.blk.{i}.ln1", c.n_embd)
-        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            _add_linear(writer, w, f"v.blk.{i}.{name}", c.n_embd, c.n_embd)
-        _add_layer_norm(writer, w, f"v.blk.{i}.ln2", c.n_embd)
-        _add_linear(writer, w, f"v.blk.{i}.ffn_up", c.n_ff, c.n_embd)
-        _add_linear(writer, w, f"v.blk.{i}.ffn_down", c.n_embd, c.n_ff)
-    # The merger: Qwen2-VL's ln_q, then linear, GELU, linear over each 2x2 group.
-    _add_layer_norm(writer, w, "v.post_ln", c.n_embd)
+
+
+def _add_merger_mlp(writer: Any, w: "_Weights", c: Qwen2VLProjectorConfig, text_model: LlamaConfig) -> None:
+    """The merger's two linear layers over a 2x2 group of patches, concatenated (4 * n_embd wide),
+    into the text model's width (clip.cpp takes the output width from mm.2.bias)."""
+    n_merged = 4 * c.n_embd
     _add_linear(writer, w, "mm.0", n_merged, n_merged)
     _add_linear(writer, w, "mm.2", text_model.n_embd, n_merged)
-    return _finish(writer, path)[0]
 
 
 def build_audio_projector(path: str | os.PathLike[str], config: AudioProjectorConfig = AudioProjectorConfig(),
@@ -677,10 +767,10 @@ def _finish(writer: Any, path: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a GGUF model with seeded random weights.")
     parser.add_argument("arch", choices=["llama", "qwen2vl", "bert", "projector", "qwen2vl-projector",
-                                         "audio-projector"])
+                                         "qwen25vl-projector", "audio-projector"])
     parser.add_argument("output", type=Path)
     parser.add_argument("--preset", choices=sorted(LLAMA_PRESETS), default="tiny",
-                        help="llama size; for a projector, the llama it feeds (the qwen2vl kinds have one size)")
+                        help="llama size; for a projector, the llama it feeds (the Qwen kinds have one size)")
     parser.add_argument("--dtype", choices=["f32", "f16"], help="override the preset's matrix type")
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     args = parser.parse_args(argv)
@@ -690,12 +780,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.arch == "projector":
         files = [build_projector(args.output, dataclasses.replace(ProjectorConfig(), **overrides),
                                  LLAMA_PRESETS[args.preset])]
-    elif args.arch.startswith("qwen2vl") and args.preset != "tiny":
-        parser.error("the qwen2vl models come in one size: --preset does not apply")
+    elif args.arch.startswith(("qwen2vl", "qwen25vl")) and args.preset != "tiny":
+        parser.error("the Qwen-VL models come in one size: --preset does not apply")
     elif args.arch == "qwen2vl":
         files = [build_qwen2vl(args.output, dataclasses.replace(Qwen2VLConfig(), **overrides))]
     elif args.arch == "qwen2vl-projector":
         files = [build_qwen2vl_projector(args.output, dataclasses.replace(Qwen2VLProjectorConfig(), **overrides))]
+    elif args.arch == "qwen25vl-projector":
+        files = [build_qwen25vl_projector(args.output, dataclasses.replace(Qwen25VLProjectorConfig(), **overrides))]
     elif args.arch == "audio-projector":
         files = [build_audio_projector(args.output, dataclasses.replace(AudioProjectorConfig(), **overrides),
                                        LLAMA_PRESETS[args.preset])]
