@@ -119,6 +119,8 @@ class Llama:
         progress_callback: Callable[[float], bool | None] | None = None,
         **kwargs: Any,
     ) -> None:
+        # the constructor's arguments, for pickling (a copy loads the model again)
+        self._init_args = {k: v for k, v in locals().items() if k not in ("self", "kwargs")} | kwargs
         if verbose:
             _native.set_log_level(logging.INFO)
         self.model_path = os.fspath(model_path)
@@ -302,6 +304,36 @@ class Llama:
 
     def n_embd(self) -> int:
         return self._model.n_embd
+
+    def pooling_type(self) -> int:
+        """The pooling embeddings use: 0 none, 1 mean, 2 cls, 3 last, 4 rank (the model's unless
+        `pooling_type` was given)."""
+        return self._engine().embedder.context().pooling_type
+
+    @staticmethod
+    def logits_to_logprobs(logits: np.ndarray | Sequence[float], axis: int = -1) -> np.ndarray:
+        """Log-softmax of logits along `axis` (float32), as llama-cpp-python's helper."""
+        x = np.asarray(logits, dtype=np.float32)
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    @staticmethod
+    def longest_token_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+        """How many leading tokens a and b share."""
+        n = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            n += 1
+        return n
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as its constructor arguments: unpickling loads the model again."""
+        return dict(self._init_args)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        args = dict(state)
+        self.__init__(args.pop("model_path"), **args)  # type: ignore[misc]
 
     def token_bos(self) -> int:
         return self._vocab.bos

@@ -128,6 +128,27 @@ class Llama:
     def n_embd(self) -> int:
         return self._llm.n_embd()
 
+    def pooling_type(self) -> int:
+        return self._llm.pooling_type()
+
+    logits_to_logprobs = staticmethod(AsyncLlama.logits_to_logprobs)
+    longest_token_prefix = staticmethod(AsyncLlama.longest_token_prefix)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as its constructor arguments: unpickling loads the model again."""
+        return {"model_path": self.model_path, **self._params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        args = dict(state)
+        self.__init__(args.pop("model_path"), **args)  # type: ignore[misc]
+
+    def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.create_chat_completion_openai_v1, blocking: an `openai` ChatCompletion,
+        or with stream=True a generator of ChatCompletionChunk."""
+        if kwargs.get("stream"):
+            return self._stream(partial(self._llm.create_chat_completion_openai_v1, *args, **kwargs))
+        return self._portal.call(partial(self._llm.create_chat_completion_openai_v1, *args, **kwargs))
+
     def token_bos(self) -> int:
         return self._llm.token_bos()
 

@@ -227,7 +227,7 @@ class Qwen25VLProjectorConfig(Qwen2VLProjectorConfig):
     """
 
     n_layer: int = 2
-    n_wa_pattern: int = 2  # block i attends fully when (i + 1) % n_wa_pattern == 0
+    n_wa_pattern: int = 2  # block i attends fully when (i + 1) % n_wa_pattern == 0; at least 2
     seed: int = 9753
 
     @property
@@ -605,9 +605,11 @@ def build_qwen25vl_projector(path: str | os.PathLike[str], config: Qwen25VLProje
     text_model.n_embd."""
     gguf = _gguf()
     c = config
-    if c.n_wa_pattern < 1:
-        # (Qwen2.5-VL's converter writes fullatt_block_indexes[0] + 1; clip.cpp reads 0 as "no windows")
-        raise ValueError("n_wa_pattern must be positive")
+    if c.n_wa_pattern < 2:
+        # 1 makes every block attend fully, and clip.cpp then aborts: its qwen2vl graph leaves the
+        # window mask out, yet its input setter looks for it (GGML_ABORT "Failed to get tensor
+        # window_mask"). 0 (no windows) is no Qwen2.5-VL; its converter writes fullatt_block_indexes[0] + 1.
+        raise ValueError("n_wa_pattern must be at least 2: a windowed block before each full one")
     if c.window_tokens < 1:
         # clip.cpp steps through the token grid one window at a time: a window of 0 tokens never ends
         raise ValueError(f"patch_size must be at most {QWEN25VL_WINDOW_PIXELS // 2}: "
