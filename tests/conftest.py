@@ -62,6 +62,17 @@ def qwen2vl_paths(models_dir: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def qwen25vl_paths(models_dir: Path, qwen2vl_paths: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(text model, projector): qwen2vl_paths' text model (Qwen2.5-VL's text side is llama.cpp arch
+    qwen2vl too) with a tiny "qwen2.5vl_merger" projector. Images take tokens and positions as
+    with qwen2vl_paths; the first block attends within 112 x 112-pixel windows, the second to all."""
+    from allama.testing.model_builder import Qwen2VLConfig, Qwen25VLProjectorConfig, build_qwen25vl_projector
+
+    path = build_qwen25vl_projector(models_dir / "qwen25vl-projector.gguf", Qwen25VLProjectorConfig(), Qwen2VLConfig())
+    return qwen2vl_paths[0], path
+
+
+@pytest.fixture(scope="session")
 def llama_model(llama_f32_path: Path):
     from allama import _native
 

@@ -28,9 +28,11 @@ from allama import _native
 from allama.engine.embedding import EmbeddingRunner, EmbedRequest
 from allama.engine.engine_call import EngineCall
 from allama.engine.loop_handle import LoopHandle
+from allama.engine.media_positions import before_media, check_media, next_media_start, position, position_shifts
 from allama.engine.output_sink import OutputSink
 from allama.engine.request import Output, Request, TokenLogprob
 from allama.engine.session_slot import SessionSlot
+from allama.engine.speculation import DRAFT_CAP_START, next_cap, proposal
 from allama.engine.stats import EngineStats
 from allama.engine.text_stream import TextStream
 from allama.errors import (
@@ -49,12 +51,6 @@ log = logging.getLogger("allama.engine")
 _FOLLOW = 0    # waits for a leader sequence to evaluate a shared prefix
 _PREFILL = 1
 _GENERATE = 2
-
-# Proposed tokens a sequence decodes per step: each is a batch row that costs compute (on a
-# CPU, nearly as much as a sequence's own token), so the cap follows the acceptance: after a
-# proposal is confirmed whole it doubles, after a refusal it falls to what was confirmed + 1.
-_DRAFT_CAP_START = 4
-_DRAFT_CAP_MAX = 32
 
 # Tokens before a new one that a custom tokenizer is given to detokenize it: enough for a
 # leading space and for a character split over several tokens, and O(1) per token.
@@ -101,9 +97,9 @@ class _Choice:
         self.logprobs: list[TokenLogprob] | None = None
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.reused = 0
-        self.shifts = _position_shifts(request) if request.media else None
+        self.shifts = position_shifts(request) if request.media else None
         self.drafted = False  # KV holds draft tokens beyond n_past (while a speculation is verified)
-        self.draft_cap = _DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
+        self.draft_cap = DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
 
 
 class _Entry:
@@ -129,59 +125,6 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
-
-
-def _check_media(request: Request) -> None:
-    end = 0
-    for span in request.media:
-        if span.start < end or span.length < 1 or span.end > len(request.prompt):
-            raise ValueError("media spans must be in order, non-empty and inside the prompt")
-        if span.chunks[span.index].n_pos != span.length and not span.context.uses_mrope:
-            raise ValueError("a medium's positions differ from its tokens, but its projector does not use M-RoPE")
-        end = span.end
-    if end >= len(request.prompt):
-        raise ValueError("a prompt must have text after its last medium (the generation prompt)")
-    if request.prompt_logprobs:
-        raise ValueError("prompt logprobs (echo with logprobs) are not available for prompts with media")
-
-
-def _before_media(request: Request, n: int) -> int:
-    """`n`, or the start of the medium that position n would cut."""
-    for span in request.media:
-        if span.start < n < span.end:
-            return span.start
-    return n
-
-
-def _next_media_start(request: Request, position: int) -> int:
-    return next((span.start for span in request.media if span.start >= position), len(request.prompt))
-
-
-def _position_shifts(request: Request) -> list[tuple[int, int]] | None:
-    """(end of a medium, how far positions after it lag token indices) for M-RoPE media,
-    whose positions (max of the image's width and height in patches) are fewer than their
-    tokens; None when positions are token indices, as for every other prompt."""
-    shifts, lag = [], 0
-    for span in request.media:
-        n_pos = span.chunks[span.index].n_pos
-        if n_pos != span.length:
-            lag += span.length - n_pos
-        if lag:
-            shifts.append((span.end, lag))
-    return shifts or None
-
-
-def _position(shifts: list[tuple[int, int]] | None, index: int) -> int:
-    """The KV position of token `index` of a prompt with these shifts (a cut at a medium's
-    start included)."""
-    if shifts is None:
-        return index
-    lag = 0
-    for end, total in shifts:
-        if end > index:
-            break
-        lag = total
-    return index - lag
 
 
 class Scheduler:
@@ -249,7 +192,7 @@ class Scheduler:
         if request.session is not None and request.n != 1:
             raise ValueError("a session turn continues one sequence: n must be 1")
         if request.media:
-            _check_media(request)
+            check_media(request)
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
@@ -400,7 +343,7 @@ class Scheduler:
             self.ctx.seq_rm(slot.seq_id)
             slot.tokens = []
         else:
-            self.ctx.seq_rm(slot.seq_id, _position(choice.shifts, choice.n_past), -1)
+            self.ctx.seq_rm(slot.seq_id, position(choice.shifts, choice.n_past), -1)
             slot.tokens = choice.tokens[:choice.n_past]
             slot.lora = choice.request.lora
 
@@ -553,11 +496,11 @@ class Scheduler:
             restore_len = _common_prefix(prompt, request.restore.tokens, limit)
 
         if request.media:  # a shared prefix ends before a medium it would cut
-            own_len = _before_media(request, own_len)
-            best_kept_len = _before_media(request, best_kept_len)
-            best_live_len = _before_media(request, best_live_len)
-            best_future_len = _before_media(request, best_future_len)
-            restore_len = _before_media(request, restore_len)
+            own_len = before_media(request, own_len)
+            best_kept_len = before_media(request, best_kept_len)
+            best_live_len = before_media(request, best_live_len)
+            best_future_len = before_media(request, best_future_len)
+            restore_len = before_media(request, restore_len)
         # At equal length the cheaper source wins: own KV, then taking a kept sequence over,
         # then sharing cells, then restoring bytes.
         offers = {"own": own_len, "kept": best_kept_len, "share": best_live_len, "restore": restore_len}
@@ -581,7 +524,7 @@ class Scheduler:
         length = offers[source]
         if length == 0:
             source = "none"
-        cut = _position(_position_shifts(request) if request.media else None, length)  # where the kept KV ends
+        cut = position(position_shifts(request) if request.media else None, length)  # where the kept KV ends
         if seq_id < 0:
             if slot is not None:
                 seq_id = slot.seq_id
@@ -684,7 +627,7 @@ class Scheduler:
             if choice.request.lora != lora:
                 continue
             if choice.state == _GENERATE:
-                pos = _position(choice.shifts, choice.n_past)
+                pos = position(choice.shifts, choice.n_past)
                 proposal = self._propose(choice, draft_budget) if self.draft_model is not None else None
                 if proposal:
                     speculating.append((choice, batch.n_tokens, proposal))
@@ -711,14 +654,14 @@ class Scheduler:
             start = choice.n_past
             take = min(len(choice.tokens) - start, budget)
             if choice.request.media:
-                take = min(take, _next_media_start(choice.request, start) - start)
+                take = min(take, next_media_start(choice.request, start) - start)
             completes = start + take == len(choice.tokens)
             if choice.prompt_logprobs is not None:
                 prompt_rows.append((choice, batch.n_tokens, start))
                 for k in range(take):
                     batch.add(choice.tokens[start + k], start + k, choice.seq_id, True)
             else:
-                batch.add_tokens(choice.tokens[start:start + take], _position(choice.shifts, start), choice.seq_id,
+                batch.add_tokens(choice.tokens[start:start + take], position(choice.shifts, start), choice.seq_id,
                                  completes)
             if completes:
                 rows.append((choice, batch.n_tokens - 1))
@@ -792,19 +735,7 @@ class Scheduler:
             limit = min(limit, request.max_tokens - choice.generated - 1)
         if limit <= 0 or request.logits_processor is not None:
             return None
-        try:
-            proposed = self.draft_model(np.asarray(choice.tokens, dtype=np.intc))
-        except Exception as exc:  # noqa: BLE001 - the user's draft model failed: speculation stops for this step
-            log.warning("the draft model failed: %s", exc)
-            return None
-        out = []
-        n_vocab = self.ctx.n_vocab
-        for token in list(proposed)[:limit]:
-            token = int(token)
-            if not 0 <= token < n_vocab:  # (media placeholders are negative)
-                break
-            out.append(token)
-        return out or None
+        return proposal(self.draft_model, choice.tokens, limit, self.ctx.n_vocab)
 
     def _verify(self, choice: _Choice, first: int, proposal: list[int]) -> None:
         """Samples the choice's rows in order while the samples confirm the proposal (each row
@@ -818,12 +749,12 @@ class Scheduler:
                     or self.vocab.is_eog(int(result))):
                 break
         accepted = len(results) - 1
-        choice.draft_cap = min(2 * choice.draft_cap, _DRAFT_CAP_MAX) if accepted == len(proposal) else accepted + 1
+        choice.draft_cap = next_cap(choice.draft_cap, len(proposal), accepted)
         self._counters["draft_tokens"] += len(proposal)
         self._counters["draft_tokens_accepted"] += accepted
         base = choice.n_past - 1  # the index of the token decoded at row `first`
         if accepted < len(proposal):
-            self.ctx.seq_rm(choice.seq_id, _position(choice.shifts, base + 1 + accepted), -1)
+            self.ctx.seq_rm(choice.seq_id, position(choice.shifts, base + 1 + accepted), -1)
         choice.drafted = accepted > 0
         for i, result in enumerate(results):
             choice.n_past = base + 1 + i  # evaluated: up to the token before this one
@@ -840,7 +771,7 @@ class Scheduler:
                 leader.followers.remove(follower)
                 gained = follower.target - follower.n_past
                 self.ctx.seq_rm(follower.seq_id)  # its own shorter prefix, if any, is replaced
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, _position(follower.shifts, follower.target))
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, follower.target))
                 follower.n_past = follower.target
                 follower.leader = None
                 if follower.share_row:
@@ -849,7 +780,7 @@ class Scheduler:
                     follower.state = _GENERATE if row is not None else _PREFILL
                     if row is None:
                         follower.n_past = max(0, follower.target - 1)
-                        self.ctx.seq_rm(follower.seq_id, _position(follower.shifts, follower.n_past), -1)
+                        self.ctx.seq_rm(follower.seq_id, position(follower.shifts, follower.n_past), -1)
                     else:
                         rows.append((follower, row))
                 else:
@@ -862,7 +793,7 @@ class Scheduler:
             shared = min(leader.n_past, follower.target, len(follower.tokens) - 1)
             if shared > follower.n_past:
                 self.ctx.seq_rm(follower.seq_id)
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, _position(follower.shifts, shared))
+                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, shared))
                 gained = shared - follower.n_past
                 follower.reused += gained
                 self._counters["prompt_tokens_reused"] += gained
@@ -942,7 +873,7 @@ class Scheduler:
             if span.start == choice.n_past:
                 try:
                     span.context.eval_media_chunk(self.ctx, span.chunks, span.index,
-                                                  _position(choice.shifts, choice.n_past), choice.seq_id,
+                                                  position(choice.shifts, choice.n_past), choice.seq_id,
                                                   self._n_batch)
                 except Exception as exc:  # noqa: BLE001 - this request fails, the engine goes on
                     return exc
@@ -972,7 +903,7 @@ class Scheduler:
             return
         self._active.remove(choice)
         if choice.drafted:  # it ended inside confirmed draft tokens: KV beyond n_past is not its
-            self.ctx.seq_rm(choice.seq_id, _position(choice.shifts, choice.n_past), -1)
+            self.ctx.seq_rm(choice.seq_id, position(choice.shifts, choice.n_past), -1)
             choice.drafted = False
         if choice.leader is not None:
             choice.leader.followers.remove(choice)

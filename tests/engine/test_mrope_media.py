@@ -1,6 +1,7 @@
-"""M-RoPE media prompts (Qwen2-VL) through the engine: an image takes fewer positions than
-tokens, so positions after it lag token indices; batched, reused and cut prefixes must all
-use positions, and give what evaluating the prompt alone gives."""
+"""M-RoPE media prompts (Qwen2-VL, and Qwen2.5-VL's windowed-attention projector) through the
+engine: an image takes fewer positions than tokens, so positions after it lag token indices;
+batched, reused and cut prefixes must all use positions, and give what evaluating the prompt
+alone gives."""
 
 from __future__ import annotations
 
@@ -104,3 +105,53 @@ async def test_a_chat_with_an_image_through_the_qwen_preset(llm):
     streamed = "".join([c["choices"][0]["delta"].get("content") or "" async for c in b if c["choices"]])
     assert streamed == a["choices"][0]["message"]["content"]
     assert a["usage"]["prompt_tokens"] > 8
+
+
+# --- Qwen2.5-VL: the same text model with a "qwen2.5vl_merger" projector (windowed attention) ---
+
+QWEN25VL_CHAT = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                 "<|im_start|>user\n<__media__>{text}<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.fixture(scope="module")
+def llm25(qwen25vl_paths):
+    model = Llama(str(qwen25vl_paths[0]), n_ctx=256, n_parallel=4, n_batch=64, type_k=0, type_v=0,
+                  chat_handler=Qwen25VLChatHandler(str(qwen25vl_paths[1]), n_threads=2))
+    yield model
+    model.close()
+
+
+def image_chat(image: bytes, text: str) -> list[dict]:
+    import base64
+
+    url = "data:image/png;base64," + base64.b64encode(image).decode()
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                         {"type": "text", "text": text}]}]
+
+
+async def test_a_qwen25vl_image_chat_replies_what_mtmd_alone_evaluates_of_its_prompt(llm25):
+    image = _png(120, 16)  # 15 x 2 tokens: two attention windows
+    reply = await llm25.create_chat_completion(image_chat(image, "What is this?"), max_tokens=6, temperature=0.0)
+    chunks, _, _ = await prompt_of(llm25, image, QWEN25VL_CHAT.format(text="What is this?"))
+    assert chunks.n_pos < chunks.n_tokens
+    assert reply["choices"][0]["finish_reason"] == "length"
+    assert reply["usage"]["prompt_tokens"] == chunks.n_tokens
+    expected = llm25.detokenize(reference(llm25, chunks, 6)).decode("utf-8", "ignore")
+    assert reply["choices"][0]["message"]["content"] == expected
+
+
+async def test_two_qwen25vl_image_chats_batched_reply_as_they_do_alone(llm25):
+    chats = [image_chat(_png(120, 16), "What is this?"), image_chat(_png(24, 40), "Describe it.")]
+    alone = [(await llm25.create_chat_completion(chat, max_tokens=6, temperature=0.0))["choices"][0]["message"]
+             ["content"] for chat in chats]
+    together: dict[int, str] = {}
+
+    async def run(i: int) -> None:
+        reply = await llm25.create_chat_completion(chats[i], max_tokens=6, temperature=0.0)
+        together[i] = reply["choices"][0]["message"]["content"]
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(chats)):
+            tg.start_soon(run, i)
+    assert [together[i] for i in range(len(chats))] == alone
+    assert alone[0] != alone[1]

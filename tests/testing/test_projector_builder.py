@@ -1,9 +1,10 @@
 """The test mmproj builders write what llama.cpp's clip loader reads: the "mlp" image
-projector, the "qwen2a" (Whisper encoder) audio projector and the "qwen2vl_merger" image
-projector.
+projector, the "qwen2a" (Whisper encoder) audio projector, and the "qwen2vl_merger" and
+"qwen2.5vl_merger" image projectors.
 
 These tests check the files; mtmd loading and running them is in tests/native/test_media.py,
-tests/native/test_media_audio.py and tests/native/test_media_mrope.py.
+tests/native/test_media_audio.py, tests/native/test_media_mrope.py and
+tests/native/test_media_qwen25vl.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 
 from allama.testing.model_builder import (LLAMA_PRESETS, AudioProjectorConfig, LlamaConfig, ProjectorConfig,
-                                          Qwen2VLConfig, Qwen2VLProjectorConfig, build_audio_projector,
-                                          build_projector, build_qwen2vl_projector, main)
+                                          Qwen2VLConfig, Qwen2VLProjectorConfig, Qwen25VLProjectorConfig,
+                                          build_audio_projector, build_projector, build_qwen2vl_projector,
+                                          build_qwen25vl_projector, main)
 
 gguf = pytest.importorskip("gguf")
 
@@ -408,3 +410,148 @@ def test_command_line_builds_a_qwen2vl_projector(tmp_path, capsys):
     fields, tensors = _read(out)
     assert fields["clip.projector_type"][1] == "qwen2vl_merger"
     assert tensors["mm.2.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+
+
+# --- the Qwen2.5-VL projector (clip.projector_type "qwen2.5vl_merger": Qwen2-VL's, with RMS norms,
+# a gated SiLU FFN and windowed attention) ---
+
+QWEN25VL = Qwen25VLProjectorConfig()
+
+
+@pytest.fixture(scope="module")
+def qwen25vl_projector(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    path = tmp_path_factory.mktemp("qwen25vl") / "qwen25vl-mmproj.gguf"
+    return _read(build_qwen25vl_projector(path, QWEN25VL, QWEN2VL_TEXT))
+
+
+def test_qwen25vl_header_declares_the_merger_silu_and_the_window_pattern(qwen25vl_projector):
+    fields, _ = qwen25vl_projector
+    assert fields["general.architecture"][1] == "clip"
+    assert fields["clip.has_vision_encoder"][1] is True
+    assert fields["clip.projector_type"][1] == "qwen2.5vl_merger"
+    assert fields["clip.use_silu"][1] is True and "clip.use_gelu" not in fields
+    # clip.cpp refuses a qwen2.5vl_merger file without it
+    assert fields["clip.vision.n_wa_pattern"] == ([gguf.GGUFValueType.UINT32], QWEN25VL.n_wa_pattern)
+    for absent in ("clip.vision.spatial_merge_size", "clip.vision.wa_layer_indexes", "clip.vision.window_size"):
+        assert absent not in fields
+
+
+def test_qwen25vl_hparams_are_uint32_as_the_loader_reads_them(qwen25vl_projector):
+    fields, _ = qwen25vl_projector
+    expected = {
+        "clip.vision.image_size": QWEN25VL.image_size,
+        "clip.vision.patch_size": QWEN25VL.patch_size,
+        "clip.vision.embedding_length": QWEN25VL.n_embd,
+        "clip.vision.feed_forward_length": QWEN25VL.n_ff,
+        "clip.vision.block_count": QWEN25VL.n_layer,
+        "clip.vision.attention.head_count": QWEN25VL.n_head,
+        # clip.cpp reshapes the merged embeddings to this width: it must be the merger's output width
+        "clip.vision.projection_dim": QWEN2VL_TEXT.n_embd,
+    }
+    for key, value in expected.items():
+        types, content = fields[key]
+        assert types == [gguf.GGUFValueType.UINT32], key
+        assert content == value, key
+    assert fields["clip.vision.attention.layer_norm_epsilon"][1] == pytest.approx(QWEN25VL.layer_norm_eps)
+    assert fields["clip.vision.image_std"][1] == pytest.approx(list(QWEN25VL.image_std))
+
+
+def test_qwen25vl_tensors_have_rms_norms_a_gated_ffn_and_the_merger(qwen25vl_projector):
+    _, tensors = qwen25vl_projector
+    c, merged = QWEN25VL, 4 * QWEN25VL.n_embd
+    shapes = {  # ggml ne order, as clip.cpp sees them
+        "v.patch_embd.weight": [c.patch_size, c.patch_size, 3, c.n_embd],
+        "v.patch_embd.weight.1": [c.patch_size, c.patch_size, 3, c.n_embd],
+        "v.post_ln.weight": [c.n_embd],  # RMS norm: no bias
+        "mm.0.weight": [merged, merged],
+        "mm.0.bias": [merged],
+        "mm.2.weight": [merged, QWEN2VL_TEXT.n_embd],
+        "mm.2.bias": [QWEN2VL_TEXT.n_embd],
+    }
+    for i in range(c.n_layer):
+        shapes[f"v.blk.{i}.ln1.weight"] = [c.n_embd]
+        shapes[f"v.blk.{i}.ln2.weight"] = [c.n_embd]
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd, c.n_embd]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_embd]
+        for name in ("ffn_gate", "ffn_up"):
+            shapes[f"v.blk.{i}.{name}.weight"] = [c.n_embd, c.n_ff]
+            shapes[f"v.blk.{i}.{name}.bias"] = [c.n_ff]
+        shapes[f"v.blk.{i}.ffn_down.weight"] = [c.n_ff, c.n_embd]
+        shapes[f"v.blk.{i}.ffn_down.bias"] = [c.n_embd]
+    assert set(tensors) == set(shapes)
+    for name, shape in shapes.items():
+        assert tensors[name].shape.tolist() == shape, name
+
+
+def test_qwen25vl_default_has_a_windowed_block_then_a_full_one():
+    assert QWEN25VL.n_layer == 2 and QWEN25VL.full_attention_blocks == (1,)
+    assert Qwen25VLProjectorConfig(n_layer=8, n_wa_pattern=4).full_attention_blocks == (3, 7)
+    assert QWEN25VL.window_tokens == 14  # 112 pixels / (2 * patch_size 4)
+    assert Qwen25VLProjectorConfig(patch_size=14).window_tokens == 4  # Qwen2.5-VL's own
+
+
+def test_qwen25vl_images_are_tokenized_as_qwen2vl_ones():
+    for width, height in ((40, 30), (120, 16), (1, 1), (1000, 1000)):
+        assert QWEN25VL.n_tokens(width, height) == QWEN2VL.n_tokens(width, height)
+
+
+def test_qwen25vl_window_pattern_changes_the_header_only(tmp_path):
+    a = build_qwen25vl_projector(tmp_path / "a.gguf", QWEN25VL, QWEN2VL_TEXT)
+    b = build_qwen25vl_projector(tmp_path / "b.gguf", dataclasses.replace(QWEN25VL, n_wa_pattern=3), QWEN2VL_TEXT)
+    (fa, ta), (fb, tb) = _read(a), _read(b)
+    assert fa["clip.vision.n_wa_pattern"][1] == 2 and fb["clip.vision.n_wa_pattern"][1] == 3
+    assert set(ta) == set(tb)
+    for name in ta:
+        assert np.array_equal(ta[name].data, tb[name].data), name
+
+
+def test_qwen25vl_projector_width_follows_the_text_model(tmp_path):
+    text = Qwen2VLConfig(n_embd=96, n_head=4, n_head_kv=2, rope_sections=(4, 4, 4, 0))
+    fields, tensors = _read(build_qwen25vl_projector(tmp_path / "wide.gguf", QWEN25VL, text))
+    assert tensors["mm.2.weight"].shape.tolist() == [4 * QWEN25VL.n_embd, 96]
+    assert fields["clip.vision.projection_dim"][1] == 96
+
+
+def test_qwen25vl_f16_keeps_norms_and_biases_f32(tmp_path):
+    config = dataclasses.replace(QWEN25VL, dtype="f16")
+    _, tensors = _read(build_qwen25vl_projector(tmp_path / "f16.gguf", config, QWEN2VL_TEXT))
+    f16, f32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
+    for name in ("v.patch_embd.weight.1", "v.blk.0.ffn_gate.weight", "v.blk.1.attn_out.weight", "mm.2.weight"):
+        assert tensors[name].tensor_type == f16, name
+    for name in ("v.blk.0.ln1.weight", "v.blk.0.ffn_gate.bias", "v.post_ln.weight", "mm.0.bias"):
+        assert tensors[name].tensor_type == f32, name
+
+
+def test_same_seed_writes_identical_qwen25vl_projectors_and_another_seed_differs(tmp_path):
+    a = build_qwen25vl_projector(tmp_path / "a.gguf", QWEN25VL, QWEN2VL_TEXT)
+    b = build_qwen25vl_projector(tmp_path / "b.gguf", QWEN25VL, QWEN2VL_TEXT)
+    c = build_qwen25vl_projector(tmp_path / "c.gguf", dataclasses.replace(QWEN25VL, seed=QWEN25VL.seed + 1),
+                                 QWEN2VL_TEXT)
+    assert a.read_bytes() == b.read_bytes()
+    assert not np.array_equal(_read(a)[1]["mm.2.weight"].data, _read(c)[1]["mm.2.weight"].data)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"n_wa_pattern": 1}, "n_wa_pattern"), ({"n_wa_pattern": 0}, "n_wa_pattern"),
+     ({"patch_size": 57}, "patch_size"), ({"n_head": 8}, "n_head"), ({"n_ff": QWEN25VL.n_embd}, "n_ff"),
+     ({"n_layer": 0}, "positive")],
+    ids=["every-block-full-aborts-clip", "no-windows", "patch-wider-than-half-a-window-hangs-clip",
+         "head-width-not-a-multiple-of-4", "square-ffn", "no-layers"],
+)
+def test_rejects_qwen25vl_shapes_clip_cannot_run(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        build_qwen25vl_projector(tmp_path / "bad.gguf", dataclasses.replace(QWEN25VL, **change), QWEN2VL_TEXT)
+    assert not (tmp_path / "bad.gguf").exists()
+
+
+def test_command_line_builds_a_qwen25vl_projector(tmp_path, capsys):
+    out = tmp_path / "cli-qwen25vl.gguf"
+    assert main(["qwen25vl-projector", str(out), "--dtype", "f16", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    fields, tensors = _read(out)
+    assert fields["clip.projector_type"][1] == "qwen2.5vl_merger"
+    assert tensors["v.blk.0.ffn_gate.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    with pytest.raises(SystemExit):
+        main(["qwen25vl-projector", str(tmp_path / "bench.gguf"), "--preset", "bench"])
