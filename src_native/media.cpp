@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "context.h"
 #include "errors.h"
 #include "clip.h"
+#include "gguf.h"
 #include "logging.h"
 #include "mtmd-helper.h"
 #include "mtmd.h"
@@ -124,6 +126,53 @@ private:
     ChunksPtr ptr_;
 };
 
+// Settings in a projector file that mtmd accepts and then aborts or hangs on; refused here
+// with ValueError. Window attention (Qwen2.5-VL and its kin) builds a window mask: with
+// n_wa_pattern 1 no layer reads it and clip.cpp aborts ("Failed to get tensor window_mask"),
+// and a window narrower than two patches makes its window loop never advance.
+void check_projector_settings(const std::string & path) {
+    gguf_init_params params{/*no_alloc =*/true, /*ctx =*/nullptr};
+    gguf_context * ctx = gguf_init_from_file(path.c_str(), params);
+    if (ctx == nullptr) {
+        return;  // not readable as GGUF: mtmd reports why
+    }
+    std::unique_ptr<gguf_context, decltype(&gguf_free)> owner(ctx, gguf_free);
+    auto get_uint = [&](const char * key, int64_t fallback) -> int64_t {
+        const int64_t id = gguf_find_key(ctx, key);
+        if (id < 0) {
+            return fallback;
+        }
+        switch (gguf_get_kv_type(ctx, id)) {
+            case GGUF_TYPE_UINT32: return gguf_get_val_u32(ctx, id);
+            case GGUF_TYPE_INT32: return gguf_get_val_i32(ctx, id);
+            default: return fallback;
+        }
+    };
+    const int64_t type_id = gguf_find_key(ctx, "clip.projector_type");
+    if (type_id < 0 || gguf_get_kv_type(ctx, type_id) != GGUF_TYPE_STRING) {
+        return;
+    }
+    const std::string type = gguf_get_val_str(ctx, type_id);
+    const int64_t patch = get_uint("clip.vision.patch_size", 0);
+    const int64_t window = get_uint("clip.vision.window_size", 0);
+    bool windowed = false;
+    if (type == "qwen2.5vl_merger" || type == "exaone4_5") {
+        const int64_t pattern = get_uint("clip.vision.n_wa_pattern", 0);
+        if (pattern == 1) {
+            throw nb::value_error(("the projector " + path + " sets n_wa_pattern 1 (no windowed layer), which mtmd "
+                                   "cannot run").c_str());
+        }
+        windowed = pattern > 0;
+    } else if (type == "youtuvl") {
+        const int64_t id = gguf_find_key(ctx, "clip.vision.wa_layer_indexes");
+        windowed = id >= 0 && gguf_get_kv_type(ctx, id) == GGUF_TYPE_ARRAY && gguf_get_arr_n(ctx, id) > 0;
+    }
+    if (windowed && patch > 0 && (window > 0 ? window : 112) / patch / 2 < 1) {
+        throw nb::value_error(("the projector " + path + " has an attention window narrower than two patches, "
+                               "which mtmd cannot run").c_str());
+    }
+}
+
 // A projector (mmproj) loaded for a text model.
 class MediaContext {
 public:
@@ -145,6 +194,7 @@ public:
             marker_ = *media_marker;
             params.media_marker = marker_.c_str();
         }
+        check_projector_settings(path);
         std::string reason;
         mtmd_context * raw = nullptr;
         {

@@ -115,7 +115,8 @@ QWEN25VL_CHAT = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 
 @pytest.fixture(scope="module")
 def llm25(qwen25vl_paths):
-    model = Llama(str(qwen25vl_paths[0]), n_ctx=256, n_parallel=4, n_batch=64, type_k=0, type_v=0,
+    # n_keep=0: no finished KV is kept, so every request encodes its image itself
+    model = Llama(str(qwen25vl_paths[0]), n_ctx=256, n_parallel=4, n_batch=64, type_k=0, type_v=0, n_keep=0,
                   chat_handler=Qwen25VLChatHandler(str(qwen25vl_paths[1]), n_threads=2))
     yield model
     model.close()
@@ -141,17 +142,20 @@ async def test_a_qwen25vl_image_chat_replies_what_mtmd_alone_evaluates_of_its_pr
 
 
 async def test_two_qwen25vl_image_chats_batched_reply_as_they_do_alone(llm25):
-    chats = [image_chat(_png(120, 16), "What is this?"), image_chat(_png(24, 40), "Describe it.")]
+    images = [(_png(120, 16), "What is this?"), (_png(24, 40), "Describe it.")]
+    chats = [image_chat(image, text) for image, text in images]
     alone = [(await llm25.create_chat_completion(chat, max_tokens=6, temperature=0.0))["choices"][0]["message"]
              ["content"] for chat in chats]
-    together: dict[int, str] = {}
+    together: dict[int, dict] = {}
 
     async def run(i: int) -> None:
-        reply = await llm25.create_chat_completion(chats[i], max_tokens=6, temperature=0.0)
-        together[i] = reply["choices"][0]["message"]["content"]
+        together[i] = await llm25.create_chat_completion(chats[i], max_tokens=6, temperature=0.0)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(chats)):
             tg.start_soon(run, i)
-    assert [together[i] for i in range(len(chats))] == alone
+    assert [together[i]["choices"][0]["message"]["content"] for i in range(len(chats))] == alone
     assert alone[0] != alone[1]
+    for i, (image, text) in enumerate(images):  # each image was encoded in the batch, not reused
+        _, _, spans = await prompt_of(llm25, image, QWEN25VL_CHAT.format(text=text))
+        assert together[i]["usage"]["prompt_tokens_details"]["cached_tokens"] <= spans[0].start

@@ -148,3 +148,41 @@ def test_projector_for_another_width_is_refused(model, tmp_path):
     path = build_qwen25vl_projector(tmp_path / "wide.gguf", PROJECTOR, LlamaConfig(n_embd=96))
     with pytest.raises(ValueError, match="mismatch between text model"):
         _native.MediaContext(model, str(path), n_threads=2)
+
+
+def _with_u32(source, target, key: str, value: int):
+    """A copy of a GGUF file with one u32 metadata value changed in place."""
+    import struct
+
+    data = bytearray(source.read_bytes())
+    name = key.encode()
+    at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+    assert struct.unpack_from("<I", data, at)[0] == 4  # GGUF_TYPE_UINT32
+    struct.pack_into("<I", data, at + 4, value)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("clip.vision.n_wa_pattern", 1, "n_wa_pattern 1"),     # clip.cpp would abort: no block reads the window mask
+    ("clip.vision.patch_size", 64, "narrower than two patches"),  # its window loop would never end
+])
+def test_projector_settings_mtmd_cannot_run_are_refused(qwen25vl_paths, tmp_path, key, value, message):
+    """In a subprocess: without the check, mtmd aborts the process or hangs on these files."""
+    from .isolated import run_isolated
+
+    path = _with_u32(qwen25vl_paths[1], tmp_path / "bad.gguf", key, value)
+    outcome = run_isolated(f"""
+        import numpy as np
+        from allama import _native
+        model = _native.Model.load({str(qwen25vl_paths[0])!r})
+        try:
+            media = _native.MediaContext(model, {str(path)!r}, n_threads=1)
+            chunks = media.tokenize("<__media__>", [_native.Bitmap.from_rgb(np.zeros((160, 160, 3), np.uint8))])
+            image = next(i for i in range(len(chunks)) if chunks[i].type == "image")
+            media.encode_media_chunk(chunks, image)  # where mtmd would abort or hang
+        except ValueError as exc:
+            print("ValueError", exc)
+            raise
+    """, timeout=120)
+    assert outcome.is_a("ValueError") and message in str(outcome), outcome
