@@ -124,6 +124,15 @@ def test_additional_files_are_downloaded_beside_the_model(cache, downloads):
     assert (Path(path).parent / "mmproj-tiny-llama-F16.gguf").read_bytes().startswith(b"GGUF")
 
 
+def test_a_multimodal_handler_takes_its_projector_from_the_hub(cache, downloads):
+    from allama.chat import Llava15ChatHandler
+
+    handler = Llava15ChatHandler.from_pretrained(REPO, "mmproj-*.gguf", cache_dir=cache, n_threads=2)
+    assert isinstance(handler, Llava15ChatHandler) and handler.n_threads == 2
+    assert Path(handler.clip_model_path).name == "mmproj-tiny-llama-F16.gguf"
+    assert downloads == ["mmproj-tiny-llama-F16.gguf"]
+
+
 def test_a_glob_matching_nothing_lists_the_available_files(cache):
     with pytest.raises(ValueError, match=r"no file in allama-tests/tiny-llama-GGUF matches '\*Q4_K_M\*'") as info:
         download_model(REPO, "*Q4_K_M*", cache_dir=cache)

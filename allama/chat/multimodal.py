@@ -45,6 +45,15 @@ class MTMDChatHandler:
         self._contexts: list[tuple[Any, Any]] = []  # (model, its projector context)
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str | None, local_dir: str | os.PathLike[str] | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> "MTMDChatHandler":
+        """This handler with the projector file of a Hugging Face Hub repo that the glob
+        `filename` matches (downloaded as `Llama.from_pretrained` does; blocking)."""
+        from allama.hub import download_model
+
+        return cls(download_model(repo_id, filename, local_dir=local_dir, cache_dir=cache_dir), **kwargs)
+
     def _load(self, model: Any) -> Any:
         with self._lock:
             for loaded, context in self._contexts:

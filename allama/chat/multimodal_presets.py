@@ -142,7 +142,22 @@ class Qwen25VLChatHandler(MTMDChatHandler):
     CHAT_FORMAT = _chatml("{{ inline(m.content) }}", "\n")
 
 
+# llama-cpp-python's server `chat_format` names for these handlers.
+HANDLERS_BY_CHAT_FORMAT: dict[str, type[MTMDChatHandler]] = {
+    "mtmd": MTMDChatHandler,
+    "llava-1-5": Llava15ChatHandler,
+    "llava-1-6": Llava16ChatHandler,
+    "obsidian": ObsidianChatHandler,
+    "moondream": MoondreamChatHandler,
+    "nanollava": NanoLlavaChatHandler,
+    "llama-3-vision-alpha": Llama3VisionAlphaChatHandler,
+    "minicpm-v-2.6": MiniCPMv26ChatHandler,
+    "qwen2.5-vl": Qwen25VLChatHandler,
+}
+
+
 __all__ = [
+    "HANDLERS_BY_CHAT_FORMAT",
     "Llama3VisionAlpha",
     "Llama3VisionAlphaChatHandler",
     "Llava15ChatHandler",

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +80,14 @@ class ModelSettings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return [v for v in value.split(",") if v] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _projector_for_media_formats(self) -> "ModelSettings":
+        from allama.chat.multimodal_presets import HANDLERS_BY_CHAT_FORMAT
+
+        if self.chat_format in HANDLERS_BY_CHAT_FORMAT and not self.clip_model_path:
+            raise ValueError(f"chat_format {self.chat_format!r} needs clip_model_path (the projector)")
+        return self
+
     @property
     def alias(self) -> str:
         return self.model_alias or self.model
@@ -90,12 +98,15 @@ class ModelSettings(BaseSettings):
                                           "clip_model_path", "allow_media_urls", "allow_media_files"})
         if self.kv_overrides:
             fields["kv_overrides"] = dict(_kv_override(item) for item in self.kv_overrides)
-        if self.clip_model_path:
-            from allama.chat.multimodal import MTMDChatHandler
+        from allama.chat.multimodal_presets import HANDLERS_BY_CHAT_FORMAT
 
-            fields["chat_handler"] = MTMDChatHandler(self.clip_model_path, allow_http=self.allow_media_urls,
-                                                     allow_files=self.allow_media_files,
-                                                     n_threads=self.n_threads or 4)
+        preset = HANDLERS_BY_CHAT_FORMAT.get(self.chat_format or "")
+        if preset is not None:  # llama-cpp-python's names for its multimodal handlers
+            fields["chat_format"] = None
+        if self.clip_model_path:
+            handler = preset or HANDLERS_BY_CHAT_FORMAT["mtmd"]
+            fields["chat_handler"] = handler(self.clip_model_path, allow_http=self.allow_media_urls,
+                                             allow_files=self.allow_media_files, n_threads=self.n_threads or 4)
         return fields
 
 

@@ -55,3 +55,19 @@ def test_refused_images_are_400(url, image_url, message):
 
 def test_mmproj_flag():
     assert settings_from_args(["--model", "m.gguf", "--mmproj", "p.gguf"]).clip_model_path == "p.gguf"
+
+
+def test_llama_cpp_python_chat_format_names_pick_the_multimodal_presets(llama_f32_path, tmp_path):
+    from pydantic import ValidationError
+
+    from allama.chat import Llava15ChatHandler, MTMDChatHandler, Qwen25VLChatHandler
+    from allama.server.settings import ModelSettings
+
+    projector = tmp_path / "mmproj.gguf"
+    projector.write_bytes(b"GGUF")  # only its existence is checked until a request needs it
+    for name, kind in (("llava-1-5", Llava15ChatHandler), ("qwen2.5-vl", Qwen25VLChatHandler),
+                       ("mtmd", MTMDChatHandler), (None, MTMDChatHandler)):
+        kwargs = ModelSettings(model=str(llama_f32_path), clip_model_path=str(projector), chat_format=name).llama_kwargs()
+        assert type(kwargs["chat_handler"]) is kind and kwargs["chat_format"] is None
+    with pytest.raises(ValidationError, match="needs clip_model_path"):
+        ModelSettings(model=str(llama_f32_path), chat_format="llava-1-6")
