@@ -7,7 +7,7 @@ from allama.engine import EngineStats
 from allama.cache import LlamaCache, LlamaDiskCache, LlamaRAMCache
 from allama.llama import Llama
 from allama.session import LlamaSession
-from allama.speculative import LlamaDraftModel, LlamaPromptLookupDecoding
+from allama.speculative import LlamaDraftModel, LlamaModelDraft, LlamaPromptLookupDecoding
 from allama.state import LlamaState
 from allama.stream import AsyncStream
 from allama.tokenizer import LlamaHFTokenizer, LlamaTokenizer
@@ -30,6 +30,7 @@ __all__ = [
     "LlamaCache",
     "LlamaDiskCache",
     "LlamaDraftModel",
+    "LlamaModelDraft",
     "LlamaPromptLookupDecoding",
     "LlamaRAMCache",
     "LlamaSession",

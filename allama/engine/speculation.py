@@ -24,7 +24,9 @@ def proposal(draft_model: Any, tokens: Sequence[int], limit: int, n_vocab: int) 
     outside the vocabulary (media placeholders are negative); None when it proposes nothing
     or fails (a warning: speculation is an optimisation, never an error)."""
     try:
-        proposed = draft_model(np.asarray(tokens, dtype=np.intc))
+        ids = np.asarray(tokens, dtype=np.intc)
+        # a draft that can stop early is told the limit (LlamaModelDraft: fewer forward passes)
+        proposed = draft_model.propose(ids, limit) if hasattr(draft_model, "propose") else draft_model(ids)
     except Exception as exc:  # noqa: BLE001 - the user's draft model failed
         log.warning("the draft model failed: %s", exc)
         return None

@@ -189,3 +189,48 @@ async def test_a_bad_draft_model_never_changes_the_output(llama_f32_path, plain)
 def test_a_draft_model_must_be_callable(llama_f32_path):
     with pytest.raises(TypeError, match="draft_model"):
         Llama(str(llama_f32_path), draft_model="lookup", n_ctx=64)
+
+
+def test_a_model_draft_proposes_its_greedy_continuation(llama_f32_path):
+    from allama import LlamaModelDraft
+
+    draft = LlamaModelDraft(str(llama_f32_path), num_pred_tokens=4, n_ctx=256, n_slots=2)
+    prompt = Llama(str(llama_f32_path), vocab_only=True).tokenize(PROMPTS[0].encode())
+    first = draft(np.array(prompt, np.intc)).tolist()
+    assert len(first) == 4
+    # the same sequence, one token further: the slot's KV is reused and the rest continues
+    assert draft(np.array(prompt + first[:1], np.intc)).tolist()[:3] == first[1:]
+    assert draft.propose(np.array(prompt, np.intc), 2).tolist() == first[:2]
+    assert draft(np.array([-5, 1], np.intc)).size == 0            # a media placeholder
+    assert draft(np.array([10**6], np.intc)).size == 0            # an id it does not have
+    draft.close()
+
+
+async def test_a_model_draft_of_the_same_model_is_always_right(llama_f32_path, plain):
+    from allama import LlamaModelDraft
+
+    draft = LlamaModelDraft(str(llama_f32_path), num_pred_tokens=6, n_ctx=256, n_slots=4)
+    async with Llama(str(llama_f32_path), draft_model=draft, **EXACT) as llm:
+        alone = await completions(llm, False, max_tokens=30, temperature=0.0)
+        together = await completions(llm, True, max_tokens=30, temperature=0.0)
+        stats = llm.stats()
+    expected = await completions(plain, False, max_tokens=30, temperature=0.0)
+    texts = [[c["choices"][0]["text"] for c in run] for run in (expected, alone, together)]
+    assert texts[1] == texts[0] and texts[2] == texts[0]
+    assert stats.draft_tokens_accepted == stats.draft_tokens > 0  # greedy by the same weights: every proposal holds
+    assert stats.decode_calls < stats.tokens_generated / 2
+
+
+async def test_a_model_draft_of_another_model_changes_nothing(models_dir, llama_f32_path, plain):
+    import dataclasses
+
+    from allama import LlamaModelDraft
+    from allama.testing.model_builder import build_llama
+
+    from ..conftest import TINY_LLAMA
+
+    other = build_llama(models_dir / "draft-other.gguf", dataclasses.replace(TINY_LLAMA, seed=4321, n_layer=1))[0]
+    async with Llama(str(llama_f32_path), draft_model=LlamaModelDraft(str(other), n_ctx=256), **EXACT) as llm:
+        got = await completions(llm, True, max_tokens=20, temperature=0.0)
+    expected = await completions(plain, False, max_tokens=20, temperature=0.0)
+    assert [c["choices"][0]["text"] for c in got] == [c["choices"][0]["text"] for c in expected]
