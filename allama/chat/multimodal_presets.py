@@ -157,7 +157,6 @@ HANDLERS_BY_CHAT_FORMAT: dict[str, type[MTMDChatHandler]] = {
 
 
 __all__ = [
-    "HANDLERS_BY_CHAT_FORMAT",
     "Llama3VisionAlpha",
     "Llama3VisionAlphaChatHandler",
     "Llava15ChatHandler",
