@@ -26,25 +26,18 @@ import anyio
 import numpy as np
 
 from allama.state import LlamaState
+from allama.token_prefix import common_prefix
 
 log = logging.getLogger("allama.cache")
 
 __all__ = ["BaseLlamaCache", "LlamaCache", "LlamaDiskCache", "LlamaRAMCache"]
 
 
-def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 def _best_key(keys: Iterable[tuple[int, ...]], tokens: Sequence[int]) -> tuple[tuple[int, ...] | None, int]:
     """The key sharing the longest prefix with `tokens` (ties: the first), and that length."""
     best, best_len = None, 0
     for key in keys:
-        n = _shared_prefix(key, tokens)
+        n = common_prefix(key, tokens)
         if n > best_len:
             best, best_len = key, n
     return best, best_len

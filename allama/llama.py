@@ -30,6 +30,7 @@ from allama.errors import ContextOverflowError, EngineClosedError
 from allama.session import LlamaSession, current_turn_slot
 from allama.state import LlamaState
 from allama.stream import AsyncStream
+from allama.token_prefix import common_prefix
 from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
@@ -320,12 +321,7 @@ class Llama:
     @staticmethod
     def longest_token_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         """How many leading tokens a and b share."""
-        n = 0
-        for x, y in zip(a, b):
-            if x != y:
-                break
-            n += 1
-        return n
+        return common_prefix(a, b)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles as its constructor arguments: unpickling loads the model again."""
@@ -874,8 +870,7 @@ class Llama:
                 messages, media = await extract_media(messages, _native.default_media_marker(), media_handler.source)
             else:  # the handler's template places the media itself
                 messages, media = await mark_media(messages, _native.default_media_marker(), media_handler.source)
-                messages = media_handler.with_default_system(
-                    [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages])
+                messages = media_handler.with_default_system(normalise_messages(messages, keep_parts=True))
         if formatter is None:
             messages = normalise_messages(messages)
             formatter = self.chat_formatter()

@@ -17,6 +17,7 @@ import numpy as np
 
 from allama import _native
 from allama.state import LlamaState
+from allama.token_prefix import common_prefix
 
 LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 StoppingCriteria = Callable[[np.ndarray, np.ndarray], bool]
@@ -105,10 +106,7 @@ class SequentialContext:
         tokens = [int(t) for t in tokens]
         with self.lock:
             if reset:
-                common = 0
-                limit = min(self.n_tokens, len(tokens) - 1)
-                while common < limit and self.input_ids[common] == tokens[common]:
-                    common += 1
+                common = common_prefix(self.input_ids[:self.n_tokens], tokens, len(tokens) - 1)
                 self.n_tokens = common
                 tokens = tokens[common:]
         while True:

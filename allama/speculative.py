@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from allama.token_prefix import common_prefix
+
 
 class LlamaDraftModel(abc.ABC):
     """Proposes continuation tokens for a sequence (`Llama(draft_model=...)`)."""
@@ -99,10 +101,10 @@ class LlamaModelDraft(LlamaDraftModel):
         if not tokens or n < 1 or len(tokens) + n > self._n_ctx or min(tokens) < 0 or max(tokens) >= self._n_vocab:
             return np.empty(0, dtype=np.intc)  # media placeholders, or ids this model does not have
         with self._lock:
-            slot = max(self._lru, key=lambda s: (_shared(self._slots[s], tokens), -self._lru.index(s)))
+            slot = max(self._lru, key=lambda s: (common_prefix(self._slots[s], tokens), -self._lru.index(s)))
             self._lru.remove(slot)
             self._lru.append(slot)
-            keep = min(_shared(self._slots[slot], tokens), len(tokens) - 1)  # the last token is decoded again for its logits
+            keep = min(common_prefix(self._slots[slot], tokens), len(tokens) - 1)  # the last token is decoded again for its logits
             self._ctx.seq_rm(slot, keep, -1)
             self._slots[slot] = tokens[:keep]
             self._decode(slot, tokens[keep:], keep)
@@ -126,14 +128,6 @@ class LlamaModelDraft(LlamaDraftModel):
     def close(self) -> None:
         """Frees the draft model's context now."""
         self._ctx.close()
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 __all__ = ["LlamaDraftModel", "LlamaModelDraft", "LlamaPromptLookupDecoding"]

@@ -124,10 +124,7 @@ class LlamaHFTokenizer(BaseLlamaTokenizer):
         context, before = self._context(list(prev_tokens), special)
         whole = self._settled(context + list(tokens), special)
         if not whole.startswith(before):  # a decoder that rewrote earlier text: send what differs
-            n = 0
-            while n < min(len(before), len(whole)) and before[n] == whole[n]:
-                n += 1
-            before = before[:n]
+            before = os.path.commonprefix([before, whole])
         return whole[len(before):].encode("utf-8")
 
     def _decode(self, tokens: list[int], special: bool) -> str:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from concurrency import default_model  # beside this script: the same cached models
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_BIN = ROOT / "build" / "peers" / "bin"
 SENTENCE = "the cat sat on the mat and the dog sat on the log, "
@@ -80,8 +82,6 @@ def run_allama(model: str, prompt: str, args: argparse.Namespace, draft, grammar
 
 
 def run_peer(model: str, prompt: str, args: argparse.Namespace, draft, grammar: str | None) -> tuple[float, int] | None:
-    if PEERS_BIN.joinpath("libllama.so").exists():
-        os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))
     try:
         from llama_cpp import Llama as PeerLlama
         from llama_cpp import LlamaGrammar
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"{args.threads} threads; generate {args.max_tokens}, one stream, greedy", file=sys.stderr)
     systems = args.systems.split(",")
+    if "llama-cpp-python" in systems and PEERS_BIN.joinpath("libllama.so").exists():
+        os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))  # the same llama.cpp build as allama
     rows = []
     for name, grammar in (("prompt-lookup", REPEAT), ("oracle", None)):
         recorder = Recorder()
@@ -126,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         fast = run_allama(model, prompt, args, draft, grammar)
         row = [name, f"{base[0]:.1f}", f"{fast[0]:.1f}", f"{fast[0] / base[0]:.2f}x", f"{fast[2]:.0%}"]
         if "llama-cpp-python" in systems:
-            if PEERS_BIN.joinpath("libllama.so").exists():
-                os.environ.setdefault("LLAMA_CPP_LIB_PATH", str(PEERS_BIN))
             from llama_cpp.llama_speculative import LlamaPromptLookupDecoding as PeerLookup
 
             peer_draft = PeerLookup(2, 10) if name == "prompt-lookup" else Oracle(recorder.sequence)
@@ -145,17 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return 0
-
-
-def default_model(smoke: bool) -> Path:
-    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
-
-    preset = "tiny" if smoke else "bench"
-    path = ROOT / ".cache" / f"bench-{preset}.gguf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_llama(path, LLAMA_PRESETS[preset])
-    return path
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 #include "context.h"
 #include "errors.h"
 #include "grammar_check.h"
-#include "logging.h"
 #include "vocab.h"
 
 #include <nanobind/stl/pair.h>
@@ -191,9 +190,7 @@ int32_t Sampler::chain_n() const {
 bool Sampler::has_grammar() const { return any_grammar(*state_); }
 
 void Sampler::probe_grammars(llama_token token) const {
-    // Applying a grammar to the one candidate shows whether it would accept the token,
-    // without changing its state; accepting a token it refuses aborts (end of
-    // generation) or leaves the grammar unusable.
+    // every grammar in this sampler (a chain's members included) must allow the token
     std::vector<const SamplerState *> todo{state_.get()};
     while (!todo.empty()) {
         const SamplerState * st = todo.back();
@@ -204,16 +201,7 @@ void Sampler::probe_grammars(llama_token token) const {
         if (!st->is_grammar || st->ptr == nullptr) {
             continue;
         }
-        llama_token_data candidate{token, 0.0f, 0.0f};
-        llama_token_data_array one{&candidate, 1, -1, false};
-        try {
-            llama_sampler_apply(st->ptr, &one);
-        } catch (const std::exception & e) {
-            throw GrammarFailure(std::string("the grammar failed to check token ") + std::to_string(token) + ": " + e.what());
-        }
-        if (std::isinf(candidate.logit) && candidate.logit < 0) {
-            throw GrammarFailure("the grammar does not allow token " + std::to_string(token) + " here");
-        }
+        check_grammar_allows(st->ptr, token);
     }
 }
 
@@ -292,37 +280,7 @@ Sampler make_grammar(const Vocab & vocab, const std::string & grammar, const std
     for (llama_token t : trigger_tokens) {
         vocab.check_token(t);
     }
-    if (!grammar.empty()) {
-        const std::string problem = grammar_problem(vocab.get(), grammar, root);
-        if (!problem.empty()) {
-            throw GrammarFailure("the grammar does not parse: " + problem);
-        }
-    }
-    llama_sampler * raw = nullptr;
-    std::string reason;
-    {
-        LogCapture capture;
-        try {
-            if (lazy) {
-                std::vector<const char *> c_patterns;
-                for (const auto & p : patterns) {
-                    c_patterns.push_back(p.c_str());
-                }
-                raw = llama_sampler_init_grammar_lazy_patterns(vocab.get(), grammar.c_str(), root.c_str(), c_patterns.data(),
-                                                                c_patterns.size(), trigger_tokens.data(), trigger_tokens.size());
-            } else {
-                raw = llama_sampler_init_grammar(vocab.get(), grammar.c_str(), root.c_str());
-            }
-        } catch (const std::exception & e) {
-            reason = e.what();
-        }
-        if (raw == nullptr && reason.empty()) {
-            reason = capture.message("llama.cpp rejected it");
-        }
-    }
-    if (raw == nullptr) {
-        throw GrammarFailure("the grammar is not usable: " + reason);
-    }
+    llama_sampler * raw = init_grammar_sampler(vocab.get(), grammar, root, lazy, patterns, trigger_tokens);
     return Sampler::make(raw, vocab.n_tokens(), vocab_model(vocab), true);
 }
 

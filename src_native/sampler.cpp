@@ -2,7 +2,6 @@
 
 #include "errors.h"
 #include "grammar_check.h"
-#include "logging.h"
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
@@ -50,38 +49,6 @@ void validate(const SamplerParams & p, int32_t n_vocab) {
             "a lazy grammar needs trigger patterns or trigger tokens");
 }
 
-llama_sampler * make_grammar(const llama_vocab * vocab, const SamplerParams & p) {
-    const std::string problem = grammar_problem(vocab, p.grammar, p.grammar_root);
-    if (!problem.empty()) {
-        throw GrammarFailure("the grammar does not parse: " + problem);
-    }
-    llama_sampler * grammar = nullptr;
-    std::string reason;
-    LogCapture capture;
-    try {
-        if (p.grammar_lazy) {
-            std::vector<const char *> patterns;
-            for (const auto & s : p.grammar_trigger_patterns) {
-                patterns.push_back(s.c_str());
-            }
-            grammar = llama_sampler_init_grammar_lazy_patterns(vocab, p.grammar.c_str(), p.grammar_root.c_str(),
-                                                                patterns.data(), patterns.size(),
-                                                                p.grammar_trigger_tokens.data(), p.grammar_trigger_tokens.size());
-        } else {
-            grammar = llama_sampler_init_grammar(vocab, p.grammar.c_str(), p.grammar_root.c_str());
-        }
-    } catch (const std::exception & e) {
-        reason = e.what();
-    }
-    if (grammar == nullptr) {
-        if (reason.empty()) {
-            reason = capture.message("llama.cpp rejected it");
-        }
-        throw GrammarFailure("the grammar is not usable: " + reason);
-    }
-    return grammar;
-}
-
 // Builds the chain in llama-cpp-python's order: biases and penalties see the
 // raw logits, the grammar masks the full vocabulary, then the truncation
 // samplers and the final pick.
@@ -111,7 +78,8 @@ llama_sampler * build_chain(const llama_model * model, const SamplerParams & p, 
                                    breakers.data(), breakers.size()));
     }
     if (!p.grammar.empty()) {
-        add(make_grammar(vocab, p));
+        add(init_grammar_sampler(vocab, p.grammar, p.grammar_root, p.grammar_lazy, p.grammar_trigger_patterns,
+                                 p.grammar_trigger_tokens));
     }
     const size_t min_keep = static_cast<size_t>(p.min_keep);
     if (p.temperature < 0.0f) {
@@ -184,23 +152,10 @@ void SamplerChain::accept(llama_token token) {
         throw nb::value_error(("token id " + std::to_string(token) + " is out of range").c_str());
     }
     if (has_grammar_) {
-        // A grammar that is handed a token it does not allow aborts the process (at the end of
-        // its text) or is left unusable: ask it first, on a one-candidate array, which leaves
-        // its state alone.
         for (int32_t i = 0; i < llama_sampler_chain_n(chain_); ++i) {
             llama_sampler * s = llama_sampler_chain_get(chain_, i);
-            if (std::string(llama_sampler_name(s)) != "grammar") {
-                continue;
-            }
-            llama_token_data candidate{token, 0.0f, 0.0f};
-            llama_token_data_array one{&candidate, 1, -1, false};
-            try {
-                llama_sampler_apply(s, &one);
-            } catch (const std::exception & e) {
-                throw GrammarFailure(std::string("the grammar failed to check the token: ") + e.what());
-            }
-            if (std::isinf(candidate.logit) && candidate.logit < 0) {
-                throw GrammarFailure("the grammar does not allow token " + std::to_string(token) + " here");
+            if (std::string(llama_sampler_name(s)) == "grammar") {
+                check_grammar_allows(s, token);
             }
         }
     }

@@ -13,6 +13,7 @@ from allama import llava_cpp as llava
 from allama.testing.model_builder import LlamaConfig, ProjectorConfig, build_llama, build_projector
 
 from .conftest import make_context
+from .greedy import greedy_tokens
 from .native.test_media import PROMPT, _png
 
 PNG = _png(32, 32)
@@ -30,20 +31,6 @@ def clip(llama_model, projector_path):
     return ctx_clip
 
 
-def greedy(ctx: _native.Context, n_past: int, n: int) -> list[int]:
-    """n greedy tokens after what sequence 0 holds."""
-    out = []
-    batch = _native.Batch(1)
-    for _ in range(n):
-        token = int(np.argmax(ctx.logits(-1)))
-        out.append(token)
-        batch.clear()
-        batch.add(token, n_past, 0, True)
-        ctx.decode(batch)
-        n_past += 1
-    return out
-
-
 def decode_text(ctx: _native.Context, tokens: list[int], n_past: int) -> int:
     batch = _native.Batch(len(tokens))
     batch.add_tokens(tokens, n_past, 0, True)
@@ -57,7 +44,7 @@ def test_an_image_embed_evaluated_then_generation_continues_as_the_media_prompt(
     reference = make_context(llama_model, n_ctx=256, n_batch=64, n_seq_max=1)
     end = media.eval_chunks(reference, chunks, 0, 0, 64)
     logits = reference.logits(-1)
-    expected = greedy(reference, end, 8)
+    expected = greedy_tokens(reference, end, 8)
 
     embed = llava.llava_image_embed_make_with_bytes(clip, 2, bytearray(PNG), len(PNG))
     assert embed.n_image_pos == 16 and embed.embed.shape == (16, llama_model.n_embd)
@@ -69,7 +56,7 @@ def test_an_image_embed_evaluated_then_generation_continues_as_the_media_prompt(
     n_past = decode_text(ctx, chunks[2].tokens, n_past_cell.value)
     assert n_past == end
     np.testing.assert_allclose(ctx.logits(-1), logits, atol=1e-4)
-    assert greedy(ctx, n_past, 8) == expected
+    assert greedy_tokens(ctx, n_past, 8) == expected
     llava.llava_image_embed_free(embed)
 
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def normalise_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def normalise_messages(messages: Sequence[dict[str, Any]], keep_parts: bool = False) -> list[dict[str, Any]]:
     """OpenAI messages as chat templates expect them: the `developer` role read as `system`,
-    and text content parts joined into a string."""
+    and text content parts joined into a string (unless `keep_parts`: for templates that place
+    media parts themselves)."""
     out = []
     for message in messages:
         if not isinstance(message, dict) or "role" not in message:
@@ -18,7 +19,7 @@ def normalise_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any
         if message["role"] == "developer":
             message["role"] = "system"
         content = message.get("content")
-        if isinstance(content, list):
+        if isinstance(content, list) and not keep_parts:
             parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
             if len(parts) != len(content):
                 raise ValueError("this model takes text content parts only (no images or audio)")

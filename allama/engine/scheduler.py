@@ -44,6 +44,7 @@ from allama.errors import (
     RequestTimeoutError,
 )
 from allama.state import LlamaState
+from allama.token_prefix import common_prefix
 
 log = logging.getLogger("allama.engine")
 
@@ -117,14 +118,6 @@ class _Entry:
 
     def __lt__(self, other: "_Entry") -> bool:
         return (-self.request.priority, self.order) < (-other.request.priority, other.order)
-
-
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
-    n = min(len(a), len(b), limit)
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class Scheduler:
@@ -255,7 +248,7 @@ class Scheduler:
                     *(c.tokens[:c.n_past] for c in list(self._active))]
         except RuntimeError:  # changed while being read
             return 0
-        return max((_common_prefix(prompt, tokens, limit) for tokens in held), default=0)
+        return max((common_prefix(prompt, tokens, limit) for tokens in held), default=0)
 
     # --- sessions (awaited from the event loop, run on the decode thread) ----------
 
@@ -465,13 +458,13 @@ class Scheduler:
         slot: SessionSlot | None = request.session
         reuse = not request.prompt_logprobs
         lora = request.lora  # KV computed with other LoRA adapters is not this request's
-        own_len = _common_prefix(prompt, slot.tokens, limit) if slot is not None and reuse and slot.lora == lora else 0
+        own_len = common_prefix(prompt, slot.tokens, limit) if slot is not None and reuse and slot.lora == lora else 0
         best_kept, best_kept_len = -1, 0
         if reuse:
             for seq_id, tokens in self._kept.items():
                 if self._kept_lora.get(seq_id, ()) != lora:
                     continue
-                n = _common_prefix(prompt, tokens, limit)
+                n = common_prefix(prompt, tokens, limit)
                 if n > best_kept_len:
                     best_kept, best_kept_len = seq_id, n
         best_live, best_live_len, best_future, best_future_len = -1, 0, None, 0
@@ -479,21 +472,21 @@ class Scheduler:
             for other in self._active:
                 if other.state == _FOLLOW or other.request.lora != lora:
                     continue
-                evaluated = _common_prefix(prompt, other.tokens, min(limit, other.n_past))
+                evaluated = common_prefix(prompt, other.tokens, min(limit, other.n_past))
                 if evaluated > best_live_len:
                     best_live, best_live_len = other.seq_id, evaluated
                 if other.state == _PREFILL:
-                    future = _common_prefix(prompt, other.tokens, min(limit, other.n_prompt))
+                    future = common_prefix(prompt, other.tokens, min(limit, other.n_prompt))
                     if future > best_future_len:
                         best_future, best_future_len = other, future
             for other_slot in self._sessions.values():
                 if other_slot is not slot and not other_slot.busy and other_slot.lora == lora:
-                    n = _common_prefix(prompt, other_slot.tokens, limit)
+                    n = common_prefix(prompt, other_slot.tokens, limit)
                     if n > best_live_len:
                         best_live, best_live_len = other_slot.seq_id, n
         restore_len = 0
         if reuse and request.restore is not None and not lora:
-            restore_len = _common_prefix(prompt, request.restore.tokens, limit)
+            restore_len = common_prefix(prompt, request.restore.tokens, limit)
 
         if request.media:  # a shared prefix ends before a medium it would cut
             own_len = before_media(request, own_len)

@@ -297,6 +297,12 @@ def _gguf() -> Any:
     return gguf
 
 
+def _add_file_type(writer: Any, dtype: str) -> None:
+    """general.file_type for a file whose matrices are `dtype` ("f32" or "f16")."""
+    gguf = _gguf()
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+
+
 def _copy_tokenizer(writer: Any, vocab: str) -> int:
     """Copies every ``tokenizer.*`` key of ggml-vocab-<vocab>.gguf; returns the vocabulary size."""
     gguf = _gguf()
@@ -438,7 +444,7 @@ def _add_decoder_header(writer: Any, c: LlamaConfig, arch: str) -> int:
     writer.add_rope_freq_base(c.rope_freq_base)
     writer.add_layer_norm_rms_eps(c.rms_norm_eps)
     writer.add_vocab_size(n_vocab)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    _add_file_type(writer, c.dtype)
     if c.chat_template is not None:
         writer.add_chat_template(c.chat_template)
     return n_vocab
@@ -494,7 +500,7 @@ def build_bert(path: str | os.PathLike[str], config: BertConfig = BertConfig()) 
     writer.add_layer_norm_eps(c.layer_norm_eps)
     writer.add_causal_attention(False)
     writer.add_pooling_type(gguf.PoolingType(c.pooling_type))
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    _add_file_type(writer, c.dtype)
     if "tokenizer.ggml.token_type_count" not in writer.kv_data[0]:
         writer.add_token_type_count(2)
 
@@ -534,7 +540,7 @@ def build_projector(path: str | os.PathLike[str], config: ProjectorConfig = Proj
     path = Path(path)
     writer = gguf.GGUFWriter(path, "clip")
     writer.add_name(f"allama-test-mmproj-{c.n_layer}x{c.n_embd}")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    _add_file_type(writer, c.dtype)
     writer.add_clip_has_vision_encoder(True)
     # "mlp" (LLaVA 1.5) is in clip.cpp's projector table but not in gguf.VisionProjectorType:
     # only the legacy converter (tools/mtmd/legacy-models) writes it.
@@ -651,7 +657,7 @@ def _add_qwen_vision_header(writer: Any, c: Qwen2VLProjectorConfig, text_model: 
         # ffn_down swapped, and swaps them back.
         raise ValueError("n_ff must differ from n_embd")
     writer.add_name(f"allama-test-{kind}-mmproj-{c.n_layer}x{c.n_embd}")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    _add_file_type(writer, c.dtype)
     writer.add_clip_has_vision_encoder(True)
     writer.add_clip_projector_type(projector_type)
     writer.add_vision_image_size(c.image_size)
@@ -696,7 +702,7 @@ def build_audio_projector(path: str | os.PathLike[str], config: AudioProjectorCo
     path = Path(path)
     writer = gguf.GGUFWriter(path, "clip")
     writer.add_name(f"allama-test-audio-mmproj-{c.n_layer}x{c.n_embd}")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if c.dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    _add_file_type(writer, c.dtype)
     writer.add_clip_has_audio_encoder(True)
     writer.add_clip_projector_type("qwen2a")
     writer.add_audio_num_mel_bins(c.n_mel_bins)

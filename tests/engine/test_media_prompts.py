@@ -14,6 +14,7 @@ from allama import Llama, _native
 from allama.engine.media_prompt import media_prompt
 
 from ..conftest import make_context
+from ..greedy import greedy_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -54,14 +55,7 @@ def oracle(llm, media, seed: int) -> str:
     """The same prompt evaluated by mtmd on a fresh context, then greedy decoding: the text."""
     ctx = make_context(llm._model, n_ctx=256, n_batch=64, n_seq_max=1)
     n_past = media.eval_chunks(ctx, media.tokenize(PROMPT, [image(seed)]), 0, 0, 64)
-    out = []
-    for _ in range(N):
-        token = int(np.argmax(ctx.logits(-1)))
-        out.append(token)
-        batch = _native.Batch(1)
-        batch.add(token, n_past, 0, True)
-        ctx.decode(batch)
-        n_past += 1
+    out = greedy_tokens(ctx, n_past, N)
     return b"".join(llm._vocab.token_to_piece(t) for t in out).decode("utf-8", errors="replace")
 
 

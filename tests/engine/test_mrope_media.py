@@ -6,14 +6,14 @@ alone gives."""
 from __future__ import annotations
 
 import anyio
-import numpy as np
 import pytest
 
-from allama import Llama, _native
+from allama import Llama
 from allama.chat import Qwen25VLChatHandler
 from allama.engine.media_prompt import media_prompt
 
 from ..conftest import make_context
+from ..greedy import greedy_tokens
 from ..native.test_media import _png
 
 pytestmark = pytest.mark.anyio
@@ -40,15 +40,7 @@ def reference(llm: Llama, chunks, n: int) -> list[int]:
     """Greedy tokens after the prompt, evaluated alone by mtmd in a context of its own."""
     media = llm.chat_handler._load(llm._model)
     ctx = make_context(llm._model, n_ctx=256, n_batch=64, n_seq_max=1, type_k=0, type_v=0)
-    pos = media.eval_chunks(ctx, chunks, 0, 0, 64)
-    out = []
-    for _ in range(n):
-        out.append(int(np.argmax(ctx.logits(-1))))
-        batch = _native.Batch(1)
-        batch.add(out[-1], pos, 0, True)
-        ctx.decode(batch)
-        pos += 1
-    return out
+    return greedy_tokens(ctx, media.eval_chunks(ctx, chunks, 0, 0, 64), n)
 
 
 async def test_a_media_prompt_generates_what_mtmd_alone_does(llm):

@@ -16,6 +16,7 @@ from allama.testing.model_builder import (AudioProjectorConfig, LlamaConfig, Pro
                                           build_projector)
 
 from ..conftest import make_context
+from ..greedy import greedy_tokens
 from .isolated import run_isolated
 from .test_media import _png
 
@@ -109,18 +110,6 @@ def test_long_clips_split_into_one_audio_chunk_per_30_second_window(media, n_sam
     assert audio == [750] * AudioProjectorConfig.n_windows(n_samples)
 
 
-def _greedy(ctx, n_past: int, n: int) -> list[int]:
-    out = []
-    for _ in range(n):
-        token = int(np.argmax(ctx.logits(-1)))
-        out.append(token)
-        batch = _native.Batch(1)
-        batch.add(token, n_past, 0, True)
-        ctx.decode(batch)
-        n_past += 1
-    return out
-
-
 def test_eval_audio_then_generate(llama_model, media):
     ctx = make_context(llama_model, n_ctx=2048, n_batch=256, n_seq_max=2)  # (cells shared by both sequences)
     chunks = media.tokenize(PROMPT, [media.bitmap_from_bytes(_wav(RATE))])
@@ -132,7 +121,7 @@ def test_eval_audio_then_generate(llama_model, media):
     assert media.eval_chunks(ctx, chunks, 0, 1, 256) == n_past
     np.testing.assert_allclose(ctx.logits(-1), logits, atol=1e-4)
     ctx.seq_rm(1, -1, -1)
-    tokens = _greedy(ctx, n_past, 4)
+    tokens = greedy_tokens(ctx, n_past, 4)
     assert len(tokens) == 4 and all(0 <= t < len(logits) for t in tokens)
 
 

@@ -70,8 +70,14 @@ def test_an_image_takes_one_token_per_2x2_patches_and_its_longer_side_in_positio
 
 
 def test_eval_then_generate_greedily(model, media):
+    eval_then_generate(model, media, _png(40, 30))
+
+
+def eval_then_generate(model, media, image: bytes) -> None:
+    """An image prompt evaluated by mtmd takes n_pos positions, generation from there gives
+    finite logits, and the same prompt in a second sequence gives the same logits."""
     ctx = make_context(model, n_ctx=256, n_batch=64, n_seq_max=2)
-    chunks = media.tokenize(PROMPT, [media.bitmap_from_bytes(_png(40, 30))])
+    chunks = media.tokenize(PROMPT, [media.bitmap_from_bytes(image)])
     assert chunks[1].n_pos != chunks[1].n_tokens
     n_past = media.eval_chunks(ctx, chunks, 0, 0, 64)
     assert n_past == chunks.n_pos

@@ -15,8 +15,8 @@ from allama.testing.model_builder import LlamaConfig, Qwen2VLConfig, Qwen25VLPro
 
 from ..conftest import make_context
 from .test_media import _png
+from .test_media_mrope import PROMPT, eval_then_generate
 
-PROMPT = "Look: <__media__> What is it?"
 PROJECTOR = Qwen25VLProjectorConfig()
 
 
@@ -37,13 +37,6 @@ def media_all_windowed(model, tmp_path_factory):
     assert config.full_attention_blocks == ()
     path = build_qwen25vl_projector(tmp_path_factory.mktemp("qwen25vl") / "all-windowed.gguf", config, Qwen2VLConfig())
     return _native.MediaContext(model, str(path), n_threads=2)
-
-
-def _decode(ctx, tokens, pos0: int, seq_id: int) -> None:
-    batch = _native.Batch(len(tokens))
-    for i, token in enumerate(tokens):
-        batch.add(token, pos0 + i, seq_id, i == len(tokens) - 1)
-    ctx.decode(batch)
 
 
 def _embeddings(media, pixels: np.ndarray) -> np.ndarray:
@@ -77,23 +70,7 @@ def test_an_image_takes_qwen2vl_tokens_and_its_longer_side_in_positions(media, w
 
 
 def test_eval_then_generate_greedily(model, media):
-    ctx = make_context(model, n_ctx=256, n_batch=64, n_seq_max=2)
-    chunks = media.tokenize(PROMPT, [media.bitmap_from_bytes(_png(120, 16))])  # spans two windows
-    assert chunks[1].n_pos != chunks[1].n_tokens
-    n_past = media.eval_chunks(ctx, chunks, 0, 0, 64)
-    assert n_past == chunks.n_pos
-    logits = ctx.logits(-1).copy()
-    assert logits.ndim == 1 and np.isfinite(logits).all()
-    generated = []
-    for step in range(4):
-        token = int(np.argmax(ctx.logits(-1)))
-        generated.append(token)
-        _decode(ctx, [token], n_past + step, 0)
-        assert np.isfinite(ctx.logits(-1)).all()
-    assert len(generated) == 4
-    # the same prompt into another sequence gives the same next-token logits
-    assert media.eval_chunks(ctx, chunks, 0, 1, 64) == n_past
-    np.testing.assert_allclose(ctx.logits(-1), logits, atol=1e-4)
+    eval_then_generate(model, media, _png(120, 16))  # the image spans two windows
 
 
 def test_generation_depends_on_the_image(model, media):
