@@ -6,6 +6,7 @@ from allama import errors
 from allama.engine import EngineStats
 from allama.cache import LlamaCache, LlamaDiskCache, LlamaRAMCache
 from allama.llama import Llama
+from allama.quantization import quantize
 from allama.session import LlamaSession
 from allama.speculative import LlamaDraftModel, LlamaModelDraft, LlamaPromptLookupDecoding
 from allama.state import LlamaState
@@ -17,6 +18,7 @@ from allama.errors import (
     EngineClosedError,
     GrammarError,
     ModelLoadError,
+    QuantizationError,
     QueueFullError,
 )
 
@@ -41,6 +43,8 @@ __all__ = [
     "EngineClosedError",
     "GrammarError",
     "ModelLoadError",
+    "QuantizationError",
     "QueueFullError",
     "errors",
+    "quantize",
 ]

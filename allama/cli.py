@@ -5,6 +5,10 @@ Subcommands:
         Generates text with the native layer. Without --model it builds a tiny
         random-weight llama (needs the gguf package) so it runs on a fresh machine;
         the output is then gibberish, but every layer of the stack is exercised.
+    allama info [MODEL] [--json]
+        What a bug report needs: the model's architecture, size, quantization, context,
+        special tokens and chat template, the CPU's features, and the buffer types
+        llama.cpp put the weights in on this machine.
     allama serve --model PATH [--alias NAME] [--n_parallel N] [--config FILE] [--host H] [--port P]
         The OpenAI-compatible server (needs `pip install allama[server]`); see
         `allama serve --help` for every setting.
@@ -73,6 +77,20 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_info(args: argparse.Namespace) -> int:
+    import json
+
+    from allama.info import cpu_info, format_info, model_info
+
+    model = model_info(args.model) if args.model else None
+    cpu = cpu_info()
+    if args.json:
+        print(json.dumps({"model": model, "system": cpu}, indent=2))
+    else:
+        print(format_info(model, cpu))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -87,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="generate text from a prompt")
     sub.add_parser("serve", help="run the OpenAI-compatible server (allama serve --help)")
+    info = sub.add_parser("info", help="describe a model and this machine's CPU support (for bug reports)",
+                          epilog="example: allama info model.gguf --json")
+    info.add_argument("model", nargs="?", help="a GGUF model; without it, only the machine")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo.add_argument("--model", help="a GGUF model; default: a tiny random one built on the spot")
     demo.add_argument("--prompt", default="Once upon a time")
     demo.add_argument("-n", "--max-tokens", type=int, default=48)
@@ -95,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "info":
+        return run_info(args)
     return 2
 
 

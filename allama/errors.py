@@ -61,3 +61,7 @@ class KVCacheFullError(DecodeError):
 
 class RequestTimeoutError(AllamaError, TimeoutError):
     """A request ran past its `timeout`."""
+
+
+class QuantizationError(AllamaError, RuntimeError):
+    """llama.cpp's quantizer refused or failed to write the model (its reason in the message)."""

@@ -29,6 +29,7 @@ batches raise ValueError and other failures `DecodeError`.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ import numpy as np
 
 from allama import _native
 from allama.errors import DecodeAbortedError, KVCacheFullError
+
+_log = logging.getLogger("allama.llama_cpp")
 
 # --- constants (llama.h / ggml.h of the vendored llama.cpp) ---
 
@@ -396,6 +399,22 @@ def llama_context_default_params() -> _native.ContextParams:
     params.n_threads = params.n_threads_batch = _native.GGML_DEFAULT_N_THREADS
     params.no_perf = True
     return params
+
+
+def llama_model_quantize_default_params() -> _native.QuantizeParams:
+    """llama.cpp's quantize defaults: Q8_0, every core, output tensor quantized."""
+    return _native.QuantizeParams()
+
+
+def llama_model_quantize(fname_inp: bytes | str | os.PathLike[str], fname_out: bytes | str | os.PathLike[str],
+                         params: _native.QuantizeParams) -> int:
+    """Quantize a GGUF file; 0 on success, llama.cpp's non-zero status (its reason logged) otherwise.
+    Missing or non-GGUF inputs raise as they do for loading (C would log and return 1)."""
+    params = _handle(params, _native.QuantizeParams, "quantize params", "llama_model_quantize_default_params")
+    status, reason = _native.quantize(_path(fname_inp), _path(fname_out), params)
+    if status != 0:
+        _log.error("llama_model_quantize: %s", reason)
+    return int(status)
 
 
 def llama_sampler_chain_default_params() -> llama_sampler_chain_params:

@@ -4,9 +4,11 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,35 @@ void init_backend(nb::module_ & m) {
         }
         return out;
     }, "The compute devices llama.cpp can use, as 'name: description'.");
+    m.def("cpu_features", []() {
+        // The CPU backend's own list: the instruction sets it was built with that this CPU has.
+        std::map<std::string, std::string> out;
+        ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+        auto get = reg ? reinterpret_cast<ggml_backend_get_features_t>(
+                             ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features"))
+                       : nullptr;
+        if (get != nullptr) {
+            for (ggml_backend_feature * f = get(reg); f->name != nullptr; ++f) {
+                out[f->name] = f->value;
+            }
+        }
+        return out;
+    }, "The CPU backend's features as llama.cpp reports them (name -> value, e.g. AVX2 -> 1).");
+    m.def("cpu_extra_buffer_types", []() {
+        // Buffer types the CPU backend may repack weights into (CPU_REPACK, AMX, ...).
+        std::vector<std::string> out;
+        ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+        ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
+        auto get = reg ? reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(
+                             ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"))
+                       : nullptr;
+        if (get != nullptr) {
+            for (ggml_backend_buffer_type_t * b = get(dev); b != nullptr && *b != nullptr; ++b) {
+                out.push_back(ggml_backend_buft_name(*b));
+            }
+        }
+        return out;
+    }, "The extra buffer types of the CPU device, where quantized weights may be repacked.");
     m.def("time_us", &llama_time_us);
     m.attr("GGML_DEFAULT_N_THREADS") = GGML_DEFAULT_N_THREADS;
     m.def("numa_init", [](int strategy) {

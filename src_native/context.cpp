@@ -318,15 +318,18 @@ void raise_for_status(int32_t status, const char * what, const std::string & log
 
 }  // namespace
 
-void Context::decode(const Batch & batch) {
+template <typename Run>
+void Context::evaluate(const Batch & batch, const char * what, Run run) {
     auto lk = lock();
     llama_context * ctx = get();
     check_batch(batch);
     int32_t status = 0;
     LogCapture capture;
-    {
+    if (take_injected_failure(batch)) {
+        status = -3;
+    } else {
         nb::gil_scoped_release release;
-        status = llama_decode(ctx, batch.raw());
+        status = run(ctx, batch.raw());
     }
     if (status != 0) {
         last_outputs_.clear();
@@ -334,30 +337,44 @@ void Context::decode(const Batch & batch) {
         if (status == 2) {
             abort_requested_.store(false);
         }
-        raise_for_status(status, "llama_decode", capture.message());
+        raise_for_status(status, what, capture.message());
     }
     record_outputs(batch);
 }
 
-void Context::encode(const Batch & batch) {
-    auto lk = lock();
-    llama_context * ctx = get();
-    check_batch(batch);
-    int32_t status = 0;
-    LogCapture capture;
-    {
-        nb::gil_scoped_release release;
-        status = llama_encode(ctx, batch.raw());
+bool Context::take_injected_failure(const Batch & batch) {
+    if (failures_left_ <= 0) {
+        return false;
     }
-    if (status != 0) {
-        last_outputs_.clear();
-        n_outputs_ = 0;
-        if (status == 2) {
-            abort_requested_.store(false);
+    const llama_batch & b = batch.raw();
+    bool hit = failing_seq_ < 0;
+    for (int32_t i = 0; i < b.n_tokens && !hit; ++i) {
+        for (int32_t k = 0; k < b.n_seq_id[i]; ++k) {
+            hit = hit || b.seq_id[i][k] == failing_seq_;
         }
-        raise_for_status(status, "llama_encode", capture.message());
     }
-    record_outputs(batch);
+    if (hit) {
+        --failures_left_;
+    }
+    return hit;
+}
+
+void Context::inject_decode_failures(llama_seq_id seq_id, int32_t count) {
+    auto lk = lock_open();
+    require(count >= 0, "count must not be negative");
+    if (seq_id >= 0) {
+        check_seq_id(seq_id);
+    }
+    failing_seq_ = seq_id;
+    failures_left_ = count;
+}
+
+void Context::decode(const Batch & batch) {
+    evaluate(batch, "llama_decode", [](llama_context * ctx, const llama_batch & b) { return llama_decode(ctx, b); });
+}
+
+void Context::encode(const Batch & batch) {
+    evaluate(batch, "llama_encode", [](llama_context * ctx, const llama_batch & b) { return llama_encode(ctx, b); });
 }
 
 void init_context(nb::module_ & m) {
@@ -400,6 +417,9 @@ void init_context(nb::module_ & m) {
              "Run the model on a batch (GIL released). Raises KVCacheFullError when no KV slot is free, "
              "DecodeAbortedError after abort(), DecodeError otherwise.")
         .def("encode", &Context::encode, nb::arg("batch"), "Run the encoder on a batch (encoder and embedding models).")
+        .def("inject_decode_failures", &Context::inject_decode_failures, nb::arg("seq_id") = -1, nb::arg("count") = 1,
+             "Test hook: the next `count` decode()/encode() calls whose batch holds `seq_id` (-1: any) fail "
+             "with DecodeError before llama.cpp runs; count=0 clears it.")
         .def("abort", &Context::request_abort, "Ask a running (or the next) decode to stop; safe from any thread.")
         .def_prop_ro("n_ctx", [](Context & c) { return llama_n_ctx(c.get()); })
         .def_prop_ro("n_ctx_seq", [](Context & c) { return llama_n_ctx_seq(c.get()); })

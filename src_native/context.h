@@ -60,6 +60,9 @@ public:
 
     void decode(const Batch & batch);
     void encode(const Batch & batch);
+    // Test hook: the next `count` decodes of a batch holding `seq_id` (-1: any batch) fail
+    // with a fatal status before llama.cpp runs, as a failing backend would.
+    void inject_decode_failures(llama_seq_id seq_id, int32_t count);
 
     // Validates an output row index as llama_get_logits_ith() reads it:
     // i >= 0 is a batch index that requested output, i < 0 counts back from the last output.
@@ -78,6 +81,10 @@ public:
 
 private:
     void check_batch(const Batch & batch) const;
+    // decode() and encode(): validate, run `run` with the GIL released, record or raise.
+    template <typename Run>
+    void evaluate(const Batch & batch, const char * what, Run run);
+    bool take_injected_failure(const Batch & batch);
     void record_outputs(const Batch & batch);
     static bool abort_callback(void * data);
 
@@ -91,6 +98,8 @@ private:
     uint32_t n_seq_max_ = 0;
     bool mean_pooling_unbatchable_ = false;  // see check_mean_pooling in context.cpp
     std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
+    llama_seq_id failing_seq_ = -1;     // inject_decode_failures: which batches fail
+    int32_t failures_left_ = 0;
 
     friend void init_context(nanobind::module_ & m);
 };

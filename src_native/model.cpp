@@ -10,6 +10,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "ggml-backend.h"
+#include "llama-model.h"  // llama_model::memory_breakdown (buffer types of the weights)
 
 #include <cerrno>
 #include <cstring>
@@ -343,6 +344,13 @@ void init_model(nb::module_ & m) {
             return read_string([&](char * b, size_t s) { return llama_model_desc(self.get(), b, s); });
         })
         .def_prop_ro("size", [](const Model & self) { return llama_model_size(self.get()); }, "Bytes of all tensors.")
+        .def_prop_ro("buffer_types", [](const Model & self) {
+            std::map<std::string, size_t> out;
+            for (const auto & [buft, bytes] : self.get()->memory_breakdown()) {
+                out[ggml_backend_buft_name(buft)] += bytes;
+            }
+            return out;
+        }, "Bytes of the weights in each llama.cpp buffer type ('CPU', 'CPU_REPACK', 'CUDA0', ...).")
         .def_prop_ro("n_params", [](const Model & self) { return llama_model_n_params(self.get()); })
         .def_prop_ro("n_ctx_train", [](const Model & self) { return llama_model_n_ctx_train(self.get()); })
         .def_prop_ro("n_embd", [](const Model & self) { return llama_model_n_embd(self.get()); })

@@ -5,11 +5,13 @@
 #include "batch.h"
 #include "chat_template.h"
 #include "context.h"
+#include "cpu_check.h"
 #include "errors.h"
 #include "logging.h"
 #include "low_level_sampler.h"
 #include "media.h"
 #include "model.h"
+#include "quantize.h"
 #include "sampler.h"
 #include "vocab.h"
 
@@ -18,6 +20,7 @@ NB_MODULE(_native, m) {
     // Models may legitimately be alive at interpreter exit (an unclosed Llama's
     // decode thread holds them); that is not a reference-counting bug.
     nanobind::set_leak_warnings(false);
+    allama::check_cpu_supports_build();  // before llama.cpp runs a single kernel
     allama::init_errors(m);
     allama::init_logging(m);
     allama::init_backend(m);
@@ -29,4 +32,5 @@ NB_MODULE(_native, m) {
     allama::init_low_level_sampler(m);
     allama::init_chat_template(m);
     allama::init_media(m);
+    allama::init_quantize(m);
 }

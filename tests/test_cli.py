@@ -36,3 +36,32 @@ def test_serve_without_the_server_extra_says_how_to_get_it(monkeypatch, capsys):
 
     assert main(["serve", "--model", "m.gguf"]) == 2
     assert "pip install 'allama[server]'" in capsys.readouterr().err
+
+
+def test_info_describes_the_model_and_the_cpu(llama_f32_path, capsys):
+    assert cli.main(["info", str(llama_f32_path)]) == 0
+    out = capsys.readouterr().out
+    assert "architecture           llama" in out
+    assert "quantization           F32" in out
+    assert "special tokens         bos=1 '<s>'" in out
+    assert "weights in             CPU" in out
+    assert "llama.cpp cpu features" in out and "CPU_REPACK" in out
+
+
+def test_info_json_without_a_model(capsys):
+    import json
+
+    assert cli.main(["info", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] is None
+    assert report["system"]["llama_cpp_cpu_features"]
+    assert "AMX" not in report["system"]["cpu_extra_buffer_types"]
+
+
+def test_python_dash_m_allama_runs_the_command(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "allama", "info"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "cpu buffer types" in proc.stdout

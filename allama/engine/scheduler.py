@@ -37,6 +37,7 @@ from allama.engine.stats import EngineStats
 from allama.engine.text_stream import TextStream
 from allama.errors import (
     AllamaError,
+    DecodeAbortedError,
     DecodeError,
     EngineClosedError,
     KVCacheFullError,
@@ -76,7 +77,7 @@ class _Choice:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap")
+                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -101,6 +102,7 @@ class _Choice:
         self.shifts = position_shifts(request) if request.media else None
         self.drafted = False  # KV holds draft tokens beyond n_past (while a speculation is verified)
         self.draft_cap = DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
+        self.suspect = False  # in a batch that llama.cpp failed: decoded alone until it passes
 
 
 class _Entry:
@@ -589,7 +591,7 @@ class Scheduler:
         finally:
             self._seconds["step"] += time.perf_counter() - t_start
 
-    def _lora_for_step(self) -> tuple:
+    def _lora_for_step(self, only: _Choice | None) -> tuple:
         """The LoRA adapter set this step decodes with, applied to the context. llama.cpp applies
         adapters to a whole batch, so requests with different sets take turns, step by step."""
         sets: list[tuple] = []
@@ -598,8 +600,11 @@ class Scheduler:
                 sets.append(choice.request.lora)
         if not sets:
             return self._lora_applied
-        chosen = sets[0] if len(sets) == 1 else sets[self._lora_turn % len(sets)]
-        self._lora_turn += 1
+        if only is not None:
+            chosen = only.request.lora
+        else:
+            chosen = sets[0] if len(sets) == 1 else sets[self._lora_turn % len(sets)]
+            self._lora_turn += 1
         if chosen != self._lora_applied:
             self.ctx.set_lora_adapters(list(chosen))
             self._lora_applied = chosen
@@ -611,13 +616,15 @@ class Scheduler:
         rows: list[tuple[_Choice, int]] = []
         included: list[tuple[_Choice, int]] = []   # (choice, tokens added)
         prompt_rows: list[tuple[_Choice, int, int]] = []  # (choice, first batch index, first position)
-        lora = self._lora_for_step()
+        # After a failed decode, the sequences it held are decoded one per step until each passes.
+        only = next((c for c in self._active if c.suspect), None)
+        lora = self._lora_for_step(only)
         speculating: list[tuple[_Choice, int, list[int]]] = []  # (choice, its first row, proposed tokens)
         if self.draft_model is not None:
             n_generating = sum(1 for c in self._active if c.state == _GENERATE and c.request.lora == lora)
             draft_budget = min(self._n_batch // 2, self._n_batch - n_generating)  # leave room for prefill
         for choice in self._active:
-            if choice.request.lora != lora:
+            if choice.request.lora != lora or (only is not None and choice is not only):
                 continue
             if choice.state == _GENERATE:
                 pos = position(choice.shifts, choice.n_past)
@@ -637,7 +644,7 @@ class Scheduler:
         for choice in self._active:
             if budget <= 0:
                 break
-            if choice.state != _PREFILL or choice.request.lora != lora:
+            if choice.state != _PREFILL or choice.request.lora != lora or (only is not None and choice is not only):
                 continue
             if choice.request.media:
                 error = self._prefill_media(choice)
@@ -672,8 +679,15 @@ class Scheduler:
         except KVCacheFullError:
             self._make_room()
             return
+        except DecodeAbortedError:
+            raise
+        except DecodeError as exc:
+            self._recover_failed_decode(included, exc)
+            return
         finally:
             self._seconds["decode"] += time.perf_counter() - t_decode
+        for choice, _ in included:
+            choice.suspect = False
         self._counters["decode_calls"] += 1
         if batch.n_tokens > 1:
             self._multi_token_decodes += 1
@@ -717,6 +731,21 @@ class Scheduler:
         perf = self.ctx.perf()
         self._llama_tokens = (perf["n_p_eval"] if self._multi_token_decodes else 0) + \
             (perf["n_eval"] if self._single_token_decodes else 0)
+        self._flush()
+
+    def _recover_failed_decode(self, included: list[tuple[_Choice, int]], error: DecodeError) -> None:
+        """llama.cpp failed the batch, and the ubatches it managed stay in the KV cache. Each
+        sequence is cut back to where it stood before the step. A batch of one sequence fails
+        that request; a larger one is retried one sequence per step, so that only the request
+        whose decode fails again ends and the others go on as if nothing happened."""
+        log.warning("a decode of %d sequences failed (%s); %s", len(included), error,
+                    "failing its request" if len(included) == 1 else "retrying them one at a time")
+        for choice, _ in included:
+            cut = self.ctx.seq_rm(choice.seq_id, position(choice.shifts, choice.n_past), -1)
+            if len(included) == 1 or not cut:  # alone, or a recurrent state that cannot be cut back
+                self._finish(choice, error=error)
+            else:
+                choice.suspect = True
         self._flush()
 
     def _propose(self, choice: _Choice, budget: int) -> list[int] | None:

@@ -1,0 +1,5 @@
+"""`python -m allama ...` runs the `allama` command."""
+
+from allama.cli import main
+
+raise SystemExit(main())
