@@ -5,6 +5,7 @@ from __future__ import annotations
 from allama import errors
 from allama.engine import EngineStats
 from allama.cache import LlamaCache, LlamaDiskCache, LlamaRAMCache
+from allama.grammar import LlamaGrammar
 from allama.llama import Llama
 from allama.quantization import quantize
 from allama.session import LlamaSession
@@ -32,6 +33,7 @@ __all__ = [
     "LlamaCache",
     "LlamaDiskCache",
     "LlamaDraftModel",
+    "LlamaGrammar",
     "LlamaModelDraft",
     "LlamaPromptLookupDecoding",
     "LlamaRAMCache",

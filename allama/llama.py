@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
@@ -211,6 +212,8 @@ class Llama:
         if draft_model is not None and not callable(draft_model):
             raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")
         self._scheduler = Scheduler(self._model, cp, config, tokenizer=tokenizer, draft_model=draft_model)
+        # Dropped without close(): the engine's thread stops and the memory is freed.
+        weakref.finalize(self, self._scheduler.close)
         # LoRA adapters by name; requests pick theirs (create_completion(lora=...)), the
         # engine decodes requests with different sets in turns (docs/lora.md).
         default: dict[str, float] = {}

@@ -14,11 +14,10 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-import anyio.from_thread
-
 from allama.engine import EngineStats
 from allama.llama import LLAMA_DEFAULT_SEED
 from allama.llama import Llama as AsyncLlama
+from allama.loop_thread import LoopThread
 from allama.cache import BaseLlamaCache
 from allama.session import LlamaSession as AsyncLlamaSession
 from allama.sequential import SequentialContext
@@ -35,8 +34,7 @@ class Llama:
         self._llm = AsyncLlama(model_path, **params)
         self._params = params
         self._sequential: SequentialContext | None = None
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
-        self._portal = self._portal_cm.__enter__()
+        self._portal = LoopThread()
         self.model_path = self._llm.model_path
         self.metadata = self._llm.metadata
         self.verbose = self._llm.verbose
@@ -86,15 +84,7 @@ class Llama:
 
     def _stream(self, start: Any) -> Iterator[dict[str, Any]]:
         stream = self._portal.call(start)
-        try:
-            while True:
-                try:
-                    chunk = self._portal.call(stream.__anext__)
-                except StopAsyncIteration:
-                    return
-                yield chunk
-        finally:
-            self._portal.call(stream.aclose)
+        yield from self._portal.iterate(stream)
 
     def create_embedding(self, input: Any, **kwargs: Any) -> Any:
         """As allama.Llama.create_embedding; with stream=True, a generator of items."""
@@ -286,9 +276,7 @@ class Llama:
 
     def close(self) -> None:
         self._llm.close()
-        if self._portal_cm is not None:
-            self._portal_cm.__exit__(None, None, None)
-            self._portal_cm = None
+        self._portal.close()
 
     def __enter__(self) -> "Llama":
         return self
@@ -337,7 +325,7 @@ class LlamaSession:
 
     def close(self) -> None:
         """Frees the session's sequence."""
-        if self._owner._portal_cm is not None:
+        if not self._owner._portal.closed:
             self._owner._portal.call(self._session.aclose)
 
     def __enter__(self) -> "LlamaSession":

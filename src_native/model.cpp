@@ -10,6 +10,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "ggml-backend.h"
+#include "gguf.h"
 #include "llama-model.h"  // llama_model::memory_breakdown (buffer types of the weights)
 
 #include <cerrno>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <optional>
 #include <sys/stat.h>
+#include <unordered_set>
 
 namespace nb = nanobind;
 
@@ -148,6 +150,34 @@ void check_gguf_file(const std::string & path, const char * what) {
     }
 }
 
+void check_gguf_vocab(const std::string & path) {
+    gguf_init_params params{};
+    params.no_alloc = true;
+    params.ctx = nullptr;
+    gguf_context * ctx = gguf_init_from_file(path.c_str(), params);
+    if (ctx == nullptr) {
+        return;  // unreadable metadata: llama.cpp's loader reports it
+    }
+    std::unique_ptr<gguf_context, decltype(&gguf_free)> guard(ctx, gguf_free);
+    const int64_t key = gguf_find_key(ctx, "tokenizer.ggml.tokens");
+    if (key < 0 || gguf_get_kv_type(ctx, key) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx, key) != GGUF_TYPE_STRING) {
+        return;
+    }
+    const size_t n = gguf_get_arr_n(ctx, key);
+    std::unordered_set<std::string> seen;
+    seen.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string text = gguf_get_arr_str(ctx, key, i);
+        if (text.empty()) {
+            text = "[EMPTY_" + std::to_string(i) + "]";  // as llama.cpp names empty tokens
+        }
+        if (!seen.insert(std::move(text)).second) {
+            throw ModelLoadFailure("'" + path + "' has a corrupt vocabulary: token " + std::to_string(i) +
+                                   " repeats an earlier token's text");
+        }
+    }
+}
+
 const ModelPtr & Model::ptr() const {
     if (!model_) {
         throw UseAfterClose("the model is closed");
@@ -162,6 +192,7 @@ Model Model::load(const std::vector<std::string> & paths, const ModelParams & pa
     for (const auto & p : paths) {
         check_gguf_file(p, "model");
     }
+    check_gguf_vocab(paths[0]);
     if (params.tensor_split.size() > llama_max_devices()) {
         throw nb::value_error(("tensor_split has more entries than this build's maximum of " +
                                std::to_string(llama_max_devices()) + " devices").c_str());

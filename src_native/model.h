@@ -74,6 +74,10 @@ private:
 // ModelLoadFailure naming the file otherwise.
 void check_gguf_file(const std::string & path, const char * what);
 
+// Refuses (ModelLoadFailure) a vocabulary that llama.cpp would abort on: two tokens with
+// one text. Reads the metadata only.
+void check_gguf_vocab(const std::string & path);
+
 void init_model(nanobind::module_ & m);
 
 }  // namespace allama

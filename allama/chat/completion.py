@@ -9,13 +9,16 @@ from allama.chat.reasoning import ReasoningSplitter, split_reasoning
 
 
 def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The chat `logprobs` object from a legacy completions `logprobs` block."""
+    """The chat `logprobs` object from a legacy completions `logprobs` block. Each position's
+    `top_logprobs` lists the n most likely tokens, most likely first, the chosen one among them
+    as OpenAI does (plus the chosen one when sampling took a token outside the top n, as
+    llama-cpp-python does)."""
     if block is None:
         return None
     content = []
     for token, logprob, top in zip(block["tokens"], block["token_logprobs"], block["top_logprobs"]):
-        alternatives = [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))}
-                        for t, v in (top or {}).items() if t != token]
+        ranked = sorted((top or {}).items(), key=lambda item: -item[1])
+        alternatives = [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in ranked]
         content.append({"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8")),
                         "top_logprobs": alternatives})
     return {"content": content, "refusal": None}

@@ -30,6 +30,8 @@ from allama.engine.engine_call import EngineCall
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.media_positions import before_media, check_media, next_media_start, position, position_shifts
 from allama.engine.output_sink import OutputSink
+from allama.engine import process_hooks
+from allama.engine.process_hooks import block_interrupts
 from allama.engine.request import Output, Request, TokenLogprob
 from allama.engine.session_slot import SessionSlot
 from allama.engine.speculation import DRAFT_CAP_START, next_cap, proposal
@@ -136,9 +138,19 @@ class Scheduler:
         context_params.kv_unified = True
         self.config = config
         self.model = model
+        # A recurrent (or hybrid) memory holds one state per sequence, after its last token: it
+        # cannot be cut back to a shorter prefix, and seq_cp copies the whole state.
+        self._recurrent = model.is_recurrent or model.is_hybrid
+        # Sliding-window layers let llama.cpp reuse the cells of positions that left a sequence's
+        # window: a prefix of it is usable only while the window before its end is still held.
+        self._n_swa = model.n_swa
         self.vocab = _native.Vocab(model)
         self.tokenizer = tokenizer  # a BaseLlamaTokenizer that turns tokens into text; None: the vocabulary
         self.draft_model = draft_model  # a LlamaDraftModel proposing tokens for speculative decoding
+        if draft_model is not None and self._recurrent:
+            # refused draft tokens could not be dropped from the state again
+            log.warning("speculative decoding is off: this model's recurrent memory cannot drop refused draft tokens")
+            self.draft_model = None
         self.ctx = _native.Context(model, context_params)
         self._n_batch = min(config.n_batch, self.ctx.n_batch)
         self._batch = _native.Batch(self._n_batch, 1)
@@ -148,6 +160,7 @@ class Scheduler:
         self._cancels: list[int] = []
         self._calls: list[EngineCall] = []
         self._closing = False
+        self._forked = False
         self._queued = 0                     # requests in the inbox or waiting
         self._order = 0
 
@@ -177,6 +190,13 @@ class Scheduler:
                                         context_params.n_threads, context_params.n_threads_batch)
         self._thread = threading.Thread(target=self._run, name="allama-decode", daemon=True)
         self._thread.start()
+        process_hooks.track(self)
+
+    def _check_not_forked(self) -> None:
+        if self._forked:
+            raise AllamaError("this model was loaded in the parent process before fork(); its decode thread "
+                              "does not exist in this child. Load the model in the child, or use "
+                              "multiprocessing's 'spawn' (or 'forkserver') start method")
 
     # ------------------------------------------------------------------ loop side
 
@@ -188,6 +208,7 @@ class Scheduler:
             raise ValueError("a session turn continues one sequence: n must be 1")
         if request.media:
             check_media(request)
+        self._check_not_forked()
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
@@ -200,6 +221,7 @@ class Scheduler:
 
     def submit_embedding(self, request: EmbedRequest, sink: OutputSink, loop: LoopHandle) -> None:
         """Queues inputs to embed; their outputs arrive one per input, in completion order."""
+        self._check_not_forked()
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
@@ -230,11 +252,23 @@ class Scheduler:
 
     def close(self, timeout: float | None = None) -> None:
         """Fails pending and running requests with EngineClosedError and frees the context."""
+        if self._forked:  # no decode thread here, and the lock may have been copied held
+            self._closing = True
+            return
         with self._lock:
             self._closing = True
             self._lock.notify()
-        if threading.current_thread() is not self._thread:
+        self.ctx.abort()  # a long prefill step stops at its next ubatch
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(timeout)
+
+    def stop_for_exit(self, timeout: float) -> None:
+        """At interpreter exit: stop the decode thread before Python is torn down."""
+        self.close(timeout)
+
+    def mark_forked(self) -> None:
+        """In a child made by fork(): the decode thread was not copied; refuse work."""
+        self._forked = True
 
     @property
     def closed(self) -> bool:
@@ -250,7 +284,20 @@ class Scheduler:
                     *(c.tokens[:c.n_past] for c in list(self._active))]
         except RuntimeError:  # changed while being read
             return 0
-        return max((common_prefix(prompt, tokens, limit) for tokens in held), default=0)
+        return max((self._reusable(common_prefix(prompt, tokens, limit), len(tokens)) for tokens in held), default=0)
+
+    def _reusable(self, shared: int, held: int) -> int:
+        """How many of the `shared` leading prompt tokens a sequence holding `held` tokens can give:
+        all of them, except from a recurrent memory, which gives its whole state or nothing."""
+        return shared if not self._recurrent or shared == held else 0
+
+    def _window_held(self, seq_id: int, pos: int) -> bool:
+        """Whether the sequence still holds every position that a token at `pos` attends to (always,
+        without sliding windows; llama.cpp keeps a sequence's positions contiguous, so its
+        smallest one tells)."""
+        if self._n_swa <= 0 or pos <= 0:
+            return True
+        return 0 <= self.ctx.seq_pos_min(seq_id) <= max(0, pos - self._n_swa + 1)
 
     # --- sessions (awaited from the event loop, run on the decode thread) ----------
 
@@ -261,6 +308,7 @@ class Scheduler:
         return await job.wait()
 
     def _queue_call(self, job: EngineCall) -> None:
+        self._check_not_forked()
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
@@ -345,6 +393,7 @@ class Scheduler:
     # ------------------------------------------------------------------ decode thread
 
     def _run(self) -> None:
+        block_interrupts()
         try:
             while True:
                 with self._lock:
@@ -388,6 +437,8 @@ class Scheduler:
                     try:
                         self._step()
                     except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
+                        if self._closing and isinstance(exc, DecodeAbortedError):
+                            continue  # close() stopped the step: the next turn fails them as closed
                         log.exception("decode step failed")
                         for choice in list(self._active):
                             self._finish(choice, error=exc)
@@ -460,13 +511,20 @@ class Scheduler:
         slot: SessionSlot | None = request.session
         reuse = not request.prompt_logprobs
         lora = request.lora  # KV computed with other LoRA adapters is not this request's
-        own_len = common_prefix(prompt, slot.tokens, limit) if slot is not None and reuse and slot.lora == lora else 0
+        shifts = position_shifts(request) if request.media else None
+
+        def usable(seq_id: int, n: int) -> int:  # n, or 0 where the window before it is gone
+            return n if self._window_held(seq_id, position(shifts, n)) else 0
+
+        own_len = 0
+        if slot is not None and reuse and slot.lora == lora:
+            own_len = usable(slot.seq_id, self._reusable(common_prefix(prompt, slot.tokens, limit), len(slot.tokens)))
         best_kept, best_kept_len = -1, 0
         if reuse:
             for seq_id, tokens in self._kept.items():
                 if self._kept_lora.get(seq_id, ()) != lora:
                     continue
-                n = common_prefix(prompt, tokens, limit)
+                n = usable(seq_id, self._reusable(common_prefix(prompt, tokens, limit), len(tokens)))
                 if n > best_kept_len:
                     best_kept, best_kept_len = seq_id, n
         best_live, best_live_len, best_future, best_future_len = -1, 0, None, 0
@@ -474,28 +532,37 @@ class Scheduler:
             for other in self._active:
                 if other.state == _FOLLOW or other.request.lora != lora:
                     continue
-                evaluated = common_prefix(prompt, other.tokens, min(limit, other.n_past))
+                evaluated = self._reusable(common_prefix(prompt, other.tokens, min(limit, other.n_past)), other.n_past)
+                evaluated = usable(other.seq_id, evaluated)
                 if evaluated > best_live_len:
                     best_live, best_live_len = other.seq_id, evaluated
                 if other.state == _PREFILL:
-                    future = common_prefix(prompt, other.tokens, min(limit, other.n_prompt))
+                    # (a recurrent leader passes any point inside its prompt mid-step: only the state
+                    # after its whole prompt can be copied)
+                    future = self._reusable(common_prefix(prompt, other.tokens, min(limit, other.n_prompt)),
+                                            other.n_prompt)
                     if future > best_future_len:
                         best_future, best_future_len = other, future
             for other_slot in self._sessions.values():
                 if other_slot is not slot and not other_slot.busy and other_slot.lora == lora:
-                    n = common_prefix(prompt, other_slot.tokens, limit)
+                    n = self._reusable(common_prefix(prompt, other_slot.tokens, limit), len(other_slot.tokens))
+                    n = usable(other_slot.seq_id, n)
                     if n > best_live_len:
                         best_live, best_live_len = other_slot.seq_id, n
         restore_len = 0
         if reuse and request.restore is not None and not lora:
-            restore_len = common_prefix(prompt, request.restore.tokens, limit)
+            restore_len = self._reusable(common_prefix(prompt, request.restore.tokens, limit),
+                                         len(request.restore.tokens))
 
         if request.media:  # a shared prefix ends before a medium it would cut
-            own_len = before_media(request, own_len)
-            best_kept_len = before_media(request, best_kept_len)
-            best_live_len = before_media(request, best_live_len)
-            best_future_len = before_media(request, best_future_len)
-            restore_len = before_media(request, restore_len)
+            def cut(n: int) -> int:
+                return self._reusable(before_media(request, n), n)
+
+            own_len = usable(slot.seq_id, cut(own_len)) if own_len else 0
+            best_kept_len = usable(best_kept, cut(best_kept_len)) if best_kept_len else 0
+            best_live_len = usable(best_live, cut(best_live_len)) if best_live_len else 0
+            best_future_len = cut(best_future_len)
+            restore_len = cut(restore_len)
         # At equal length the cheaper source wins: own KV, then taking a kept sequence over,
         # then sharing cells, then restoring bytes.
         offers = {"own": own_len, "kept": best_kept_len, "share": best_live_len, "restore": restore_len}
@@ -553,11 +620,15 @@ class Scheduler:
 
     def _restore(self, seq_id: int, state: LlamaState, length: int) -> bool:
         """Loads a cached state into the empty sequence and keeps its first `length` tokens;
-        False (sequence left empty, a warning logged) if llama.cpp refuses it."""
+        False (sequence left empty) if llama.cpp refuses it (a warning logged) or the state lacks
+        the sliding window before `length`."""
         try:
             self._load_sequence(seq_id, state)
         except (ValueError, AllamaError) as exc:
             log.warning("a cached prompt state could not be restored, evaluating the prompt instead: %s", exc)
+            return False
+        if not self._window_held(seq_id, length):  # the state lacks the window before `length`
+            self.ctx.seq_rm(seq_id)
             return False
         self.ctx.seq_rm(seq_id, length, -1)
         return True
@@ -791,6 +862,10 @@ class Scheduler:
             ready = [f for f in leader.followers if leader.n_past >= f.target]
             for follower in ready:
                 leader.followers.remove(follower)
+                if not self._window_held(leader.seq_id, position(follower.shifts, follower.target)):
+                    follower.leader = None  # the leader's window before the target is gone: evaluate it
+                    follower.state = _PREFILL
+                    continue
                 gained = follower.target - follower.n_past
                 self.ctx.seq_rm(follower.seq_id)  # its own shorter prefix, if any, is replaced
                 self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, follower.target))
@@ -812,8 +887,8 @@ class Scheduler:
 
     def _release_followers(self, leader: _Choice) -> None:
         for follower in leader.followers:
-            shared = min(leader.n_past, follower.target, len(follower.tokens) - 1)
-            if shared > follower.n_past:
+            shared = self._reusable(min(leader.n_past, follower.target, len(follower.tokens) - 1), leader.n_past)
+            if shared > follower.n_past and self._window_held(leader.seq_id, position(follower.shifts, shared)):
                 self.ctx.seq_rm(follower.seq_id)
                 self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, shared))
                 gained = shared - follower.n_past

@@ -20,7 +20,8 @@ from typing import Any
 
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
 
-_SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"], "clip_model_path": ["--mmproj"]}
+_SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"], "clip_model_path": ["--mmproj"],
+              "shutdown_grace_seconds": ["--drain-timeout", "--drain_timeout"]}
 
 
 def _boolean(text: str) -> bool:
@@ -79,13 +80,17 @@ def settings_from_args(argv: list[str] | None = None) -> Settings | ConfigFileSe
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serves until SIGINT or SIGTERM: the first stops accepting and drains (running requests
+    get --drain-timeout seconds, then are cancelled) and exits 0; a second SIGINT exits at once (130)."""
     import uvicorn
 
     from allama.server.app import create_app
+    from allama.server.graceful_server import GracefulServer
 
     settings = settings_from_args(argv)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, ssl_keyfile=settings.ssl_keyfile,
-                ssl_certfile=settings.ssl_certfile, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-                log_level="info")
-    return 0
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, ssl_keyfile=settings.ssl_keyfile,
+                            ssl_certfile=settings.ssl_certfile, log_level="info")
+    server = GracefulServer(config, drain_timeout=settings.shutdown_grace_seconds)
+    server.run()
+    return 130 if server.force_exit else 0

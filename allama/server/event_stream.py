@@ -18,7 +18,11 @@ PING = b": ping\n\n"
 
 
 def _event(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    try:
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate (a JSON body may carry "\ud800"): escape it, as JSON does
+        data = json.dumps(payload, separators=(",", ":")).encode()
+    return b"data: " + data + b"\n\n"
 
 
 async def _events(chunks: AsyncStream[dict[str, Any]], ping_interval: float | None) -> AsyncIterator[bytes]:

@@ -145,7 +145,7 @@ class ServerSettings(BaseSettings):
     max_n: int = Field(default=16, ge=1, description="Largest n (choices) a request may ask for.")
     max_prompt_tokens: int | None = Field(default=None, ge=1, description="Longest prompt a request may send.")
     request_timeout: float | None = Field(default=None, gt=0, description="Seconds a request may take in all.")
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM, time running requests get.")
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM/SIGINT (--drain-timeout): seconds running requests get before the models close.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -71,6 +71,15 @@ async def test_logprobs_in_the_chat_shape(llm):
     assert "".join(c["token"] for c in content) == out["choices"][0]["message"]["content"]
 
 
+async def test_top_logprobs_are_the_n_most_likely_with_the_chosen_token_first_under_greedy(llm):
+    out = await llm.create_chat_completion(MESSAGES, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    for position in out["choices"][0]["logprobs"]["content"]:
+        top = position["top_logprobs"]
+        assert len(top) == 3  # OpenAI's count: the chosen token is one of the n
+        assert top[0]["token"] == position["token"] and top[0]["logprob"] == position["logprob"]
+        assert [t["logprob"] for t in top] == sorted((t["logprob"] for t in top), reverse=True)
+
+
 async def test_max_completion_tokens_and_n(llm):
     out = await llm.create_chat_completion(MESSAGES, max_completion_tokens=2, n=2, temperature=1.0, seed=3)
     assert [c["index"] for c in out["choices"]] == [0, 1]

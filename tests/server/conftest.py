@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from allama.server import ConfigFileSettings, create_app
+from allama.server.settings import ModelSettings, ServerSettings
 
 from .live_server import serving
 
@@ -47,3 +48,12 @@ def chat_model(app, base_url):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"  # the server runs on uvicorn's asyncio loop; clients here use asyncio too
+
+
+@pytest.fixture(scope="package")
+def guarded(llama_f32_path):
+    """One model, an API key, a 2 kB body limit, one slot and no queue."""
+    app = create_app(server_settings=ServerSettings(api_key="s3cret", max_request_bytes=2048, max_prompt_tokens=40),
+                     model_settings=[ModelSettings(model=str(llama_f32_path), n_ctx=4096, n_parallel=1, max_queue=0)])
+    with serving(app) as url:
+        yield url, app

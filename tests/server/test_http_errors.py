@@ -88,15 +88,6 @@ def test_health_metrics_and_openapi(base_url):
             "/extras/tokenize", "/extras/tokenize/count", "/extras/detokenize", "/health", "/metrics"} <= set(paths)
 
 
-@pytest.fixture(scope="module")
-def guarded(llama_f32_path):
-    """One model, an API key, a 2 kB body limit, one slot and no queue."""
-    app = create_app(server_settings=ServerSettings(api_key="s3cret", max_request_bytes=2048, max_prompt_tokens=40),
-                     model_settings=[ModelSettings(model=str(llama_f32_path), n_ctx=4096, n_parallel=1, max_queue=0)])
-    with serving(app) as url:
-        yield url, app
-
-
 def test_api_key_is_required(guarded):
     url, _ = guarded
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
