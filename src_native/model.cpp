@@ -150,7 +150,7 @@ void check_gguf_file(const std::string & path, const char * what) {
     }
 }
 
-void check_gguf_vocab(const std::string & path) {
+void check_gguf_contents(const std::string & path) {
     gguf_init_params params{};
     params.no_alloc = true;
     params.ctx = nullptr;
@@ -159,6 +159,15 @@ void check_gguf_vocab(const std::string & path) {
         return;  // unreadable metadata: llama.cpp's loader reports it
     }
     std::unique_ptr<gguf_context, decltype(&gguf_free)> guard(ctx, gguf_free);
+    // Integer and F64 tensors load, but ggml's CPU ops abort on them at the first decode.
+    for (int64_t i = 0; i < gguf_get_n_tensors(ctx); ++i) {
+        const ggml_type type = gguf_get_tensor_type(ctx, i);
+        if (type == GGML_TYPE_F64 || type == GGML_TYPE_I8 || type == GGML_TYPE_I16 || type == GGML_TYPE_I32 ||
+            type == GGML_TYPE_I64) {
+            throw ModelLoadFailure("'" + path + "' has tensor '" + gguf_get_tensor_name(ctx, i) + "' of type " +
+                                   ggml_type_name(type) + ", which llama.cpp cannot compute with");
+        }
+    }
     const int64_t key = gguf_find_key(ctx, "tokenizer.ggml.tokens");
     if (key < 0 || gguf_get_kv_type(ctx, key) != GGUF_TYPE_ARRAY || gguf_get_arr_type(ctx, key) != GGUF_TYPE_STRING) {
         return;
@@ -191,8 +200,8 @@ Model Model::load(const std::vector<std::string> & paths, const ModelParams & pa
     }
     for (const auto & p : paths) {
         check_gguf_file(p, "model");
+        check_gguf_contents(p);
     }
-    check_gguf_vocab(paths[0]);
     if (params.tensor_split.size() > llama_max_devices()) {
         throw nb::value_error(("tensor_split has more entries than this build's maximum of " +
                                std::to_string(llama_max_devices()) + " devices").c_str());

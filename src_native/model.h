@@ -74,9 +74,10 @@ private:
 // ModelLoadFailure naming the file otherwise.
 void check_gguf_file(const std::string & path, const char * what);
 
-// Refuses (ModelLoadFailure) a vocabulary that llama.cpp would abort on: two tokens with
-// one text. Reads the metadata only.
-void check_gguf_vocab(const std::string & path);
+// Refuses (ModelLoadFailure) what llama.cpp would abort on instead of failing: two tokens
+// with one text (its vocabulary loader asserts), integer or F64 tensors (ggml's ops abort at
+// the first decode). Reads the metadata only.
+void check_gguf_contents(const std::string & path);
 
 void init_model(nanobind::module_ & m);
 

@@ -35,7 +35,7 @@ struct QuantizeParams {
 // failure): llama.cpp reports bad files, unknown types and unwritable outputs as status 1.
 std::tuple<uint32_t, std::string> quantize(const std::string & src, const std::string & dst, const QuantizeParams & p) {
     check_gguf_file(src, "model");
-    check_gguf_vocab(src);
+    check_gguf_contents(src);
     require(p.output_tensor_type >= -1 && p.output_tensor_type < GGML_TYPE_COUNT, "output_tensor_type is not a ggml type");
     require(p.token_embedding_type >= -1 && p.token_embedding_type < GGML_TYPE_COUNT,
             "token_embedding_type is not a ggml type");

@@ -100,3 +100,28 @@ def make_context(model, *, n_ctx: int = 512, n_batch: int = 256, n_seq_max: int 
     for key, value in extra.items():
         setattr(params, key, value)
     return _native.Context(model, params)
+
+
+ARCHITECTURE_FTYPES = ("F16", "Q8_0", "Q4_K_M")
+
+
+@pytest.fixture(scope="session")
+def architecture_model(models_dir: Path):
+    """get(arch, ftype) -> path: the tiny model of `arch` (a key of
+    allama.testing.architectures.ARCHITECTURES) built once as F16, and quantized once to each
+    ftype ("Q8_0", "Q4_K_M", ...) asked for."""
+    from allama import quantize
+    from allama.testing.architectures import build_architecture
+
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(arch: str, ftype: str = "F16") -> Path:
+        key = (arch, ftype)
+        if key not in built:
+            if ftype == "F16":
+                built[key] = build_architecture(arch, models_dir / f"{arch}-f16.gguf")
+            else:
+                built[key] = quantize(get(arch), models_dir / f"{arch}-{ftype.lower()}.gguf", ftype, nthread=1)
+        return built[key]
+
+    return get

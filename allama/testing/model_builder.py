@@ -8,6 +8,8 @@ feed images or audio to the llama, or images to the Qwen2-VL model (Qwen2-VL's
 projector and Qwen2.5-VL's: llama.cpp runs Qwen2.5-VL's text side as arch qwen2vl too).
 Random weights prove only self-consistency; ``tests/oracle`` keeps an
 independent NumPy forward pass of the llama architecture to check against.
+Other architectures (Qwen2, Qwen3, Gemma 3, Phi-3, Qwen3-MoE, LFM2, Mamba) are built by
+``allama.testing.architectures`` with this module's helpers.
 
 Needs the ``gguf`` package matching the llama.cpp tree (install it with
 ``pip install ./vendor/llama.cpp/gguf-py``).
@@ -427,8 +429,9 @@ def build_qwen2vl(path: str | os.PathLike[str], config: Qwen2VLConfig = Qwen2VLC
     return _finish(writer, path)[0]
 
 
-def _add_decoder_header(writer: Any, c: LlamaConfig, arch: str) -> int:
-    """The tokenizer and hyperparameters of a llama-shaped decoder; returns the vocabulary size."""
+def _add_decoder_header(writer: Any, c: LlamaConfig, arch: str, *, head_count_kv: list[int] | None = None) -> int:
+    """The tokenizer and hyperparameters of a llama-shaped decoder; returns the vocabulary size.
+    head_count_kv, one count per layer, replaces c.n_head_kv (0 marks a layer without attention)."""
     gguf = _gguf()
     if c.n_embd % c.n_head or c.n_head % c.n_head_kv:
         raise ValueError("n_embd must divide by n_head, and n_head by n_head_kv")
@@ -439,7 +442,7 @@ def _add_decoder_header(writer: Any, c: LlamaConfig, arch: str) -> int:
     writer.add_feed_forward_length(c.n_ff)
     writer.add_block_count(c.n_layer)
     writer.add_head_count(c.n_head)
-    writer.add_head_count_kv(c.n_head_kv)
+    writer.add_head_count_kv(c.n_head_kv if head_count_kv is None else head_count_kv)
     writer.add_rope_dimension_count(c.head_dim)
     writer.add_rope_freq_base(c.rope_freq_base)
     writer.add_layer_norm_rms_eps(c.rms_norm_eps)

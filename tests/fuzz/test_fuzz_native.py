@@ -132,3 +132,27 @@ def test_a_vocabulary_with_a_repeated_token_is_a_load_error_not_an_abort(llama_f
                 print("refused:", exc)
     """)
     assert out.count("refused:") == 2 and "repeats an earlier token's text" in out, out
+
+
+def test_a_tensor_of_a_type_ggml_cannot_compute_with_is_a_load_error(tmp_path, monkeypatch):
+    # found while building fixtures: an F64 norm loads, then ggml aborts in its first decode
+    import dataclasses
+
+    import numpy as np
+
+    from allama.testing import model_builder
+
+    real_norm = model_builder._Weights.norm
+    monkeypatch.setattr(model_builder._Weights, "norm", lambda self, n: real_norm(self, n).astype(np.float64))
+    bad = model_builder.build_llama(tmp_path / "f64-norms.gguf",
+                                    dataclasses.replace(model_builder.LlamaConfig(), n_layer=1))[0]
+    out = run_harness(f"""
+        import allama
+        from allama import _native
+        try:
+            _native.Model.load({str(bad)!r})
+            print("loaded")
+        except allama.ModelLoadError as exc:
+            print("refused:", exc)
+    """)
+    assert "refused:" in out and "of type f64" in out, out
