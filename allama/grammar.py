@@ -24,6 +24,43 @@ from allama.numeric_ranges import integer_range, number_range
 
 __all__ = ["LlamaGrammar", "json_schema_to_gbnf", "JSON_GBNF"]
 
+# llama.cpp's GBNF parser recurses once per nested group (deeper nesting overflows the stack;
+# 20000 levels crash it) and loops forever on a repetition {m,n} with n < m.
+MAX_GBNF_NESTING = 1000
+_GBNF_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\r\n]*|[()]|\{\s*(\d+)\s*,\s*(\d+)\s*\}')
+
+
+def gbnf_trap(grammar: str) -> str | None:
+    """What in GBNF text would crash or hang llama.cpp's parser, or None. (The parser itself
+    reports every other problem.)"""
+    if "{" not in grammar and grammar.count("(") <= MAX_GBNF_NESTING:
+        return None
+    depth = 0
+    for match in _GBNF_TOKENS.finditer(grammar):
+        token = match.group()
+        if token == "(":
+            depth += 1
+            if depth > MAX_GBNF_NESTING:
+                return f"groups nest more than {MAX_GBNF_NESTING} deep"
+        elif token == ")":
+            depth -= 1
+        elif match.group(1) is not None and int(match.group(2)) < int(match.group(1)):
+            return f"the repetition {token} has a maximum below its minimum"
+    return None
+
+
+def checked_gbnf(grammar: str) -> str:
+    """`grammar`, refused with a GrammarError if it would crash or hang llama.cpp's parser."""
+    trap = gbnf_trap(grammar)
+    if trap:
+        raise GrammarError(f"the grammar does not parse: {trap}")
+    return grammar
+
+
+def _grammar_problem(grammar: str, root: str) -> str | None:
+    return gbnf_trap(grammar) or _native.grammar_problem(grammar, root)
+
+
 _PRIMITIVES = {
     "ws": '" "?',
     "value": "object | array | string | number | boolean | null",
@@ -125,16 +162,22 @@ class _Converter:
         if not isinstance(schema, dict):
             raise GrammarError(f"not a JSON schema: {schema!r}")
         if "$ref" in schema:
+            if not isinstance(schema["$ref"], str):
+                raise GrammarError(f"$ref must be a string, not {schema['$ref']!r}")
             return self.ref(schema["$ref"])
         if "const" in schema:
-            return gbnf_literal(json.dumps(schema["const"], ensure_ascii=False, separators=(",", ":")))
+            return gbnf_literal(_json_text(schema["const"], "const"))
         if "enum" in schema:
-            values = [gbnf_literal(json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for v in schema["enum"]]
+            if not isinstance(schema["enum"], list):
+                raise GrammarError(f"enum must be a list, not {type(schema['enum']).__name__}")
+            values = [gbnf_literal(_json_text(v, "enum")) for v in schema["enum"]]
             if not values:
                 raise GrammarError("an empty enum allows no value")
             return self.add(hint, " | ".join(values))
         for key in ("anyOf", "oneOf"):
             if key in schema:
+                if not isinstance(schema[key], list) or not schema[key]:
+                    raise GrammarError(f"{key} must be a non-empty list of schemas")
                 options = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema[key])]
                 return self.add(hint, " | ".join(options))
         if "allOf" in schema:
@@ -205,7 +248,12 @@ class _Converter:
 
     def object(self, schema: dict[str, Any], hint: str) -> str:
         properties: dict[str, Any] = schema.get("properties", {})
-        required = set(schema.get("required", []))
+        if not isinstance(properties, dict):
+            raise GrammarError(f"properties must be an object, not {type(properties).__name__}")
+        required_list = schema.get("required", [])
+        if not isinstance(required_list, list) or not all(isinstance(r, str) for r in required_list):
+            raise GrammarError("required must be a list of property names")
+        required = set(required_list)
         unknown = required - set(properties)
         for name in unknown:  # required but undescribed: any value
             properties = {**properties, name: {}}
@@ -218,40 +266,43 @@ class _Converter:
         if extra is not False:
             value = self.visit({} if extra is True else extra, f"{hint}-extra")
             extra_pair = f'{self.primitive("string")} ":" {ws} {value}'
-        # rest(i, first): properties i.. given whether nothing has been written yet
-        memo: dict[tuple[int, bool], str] = {}
-
-        def rest(i: int, first: bool) -> str:
-            if (i, first) in memo:
-                return memo[(i, first)]
-            if i == len(pairs):
-                if extra is False:
-                    body = ""
-                elif first:
-                    body = f'( {extra_pair} ( "," {ws} {extra_pair} )* )?'
+        # rest[i, first]: the rule for properties i.. given whether nothing has been written yet;
+        # built from the last property back (no recursion: objects may have thousands).
+        # "first" rules exist up to the first required property, where one is always written.
+        n = len(pairs)
+        last_first = next((i for i, (is_required, _) in enumerate(pairs) if is_required), n)
+        rest: dict[tuple[int, bool], str] = {}
+        for i in range(n, -1, -1):
+            for first in (False, True):
+                if (first and i > last_first) or (not first and i == 0):
+                    continue
+                if i == n:
+                    if extra is False:
+                        body = ""
+                    elif first:
+                        body = f'( {extra_pair} ( "," {ws} {extra_pair} )* )?'
+                    else:
+                        body = f'( "," {ws} {extra_pair} )*'
                 else:
-                    body = f'( "," {ws} {extra_pair} )*'
-            else:
-                is_required, pair = pairs[i]
-                lead = "" if first else f'"," {ws} '
-                take = f"{lead}{pair} {rest(i + 1, False)}".strip()
-                body = take if is_required else f"( {take} ) | ( {rest(i + 1, first) or chr(34) * 2} )"
-            name = self.add(f"{hint}-rest{i}{'f' if first else ''}", body or '""')
-            memo[(i, first)] = name
-            return name
+                    is_required, pair = pairs[i]
+                    lead = "" if first else f'"," {ws} '
+                    take = f"{lead}{pair} {rest[(i + 1, False)]}".strip()
+                    body = take if is_required else f"( {take} ) | ( {rest[(i + 1, first)]} )"
+                rest[(i, first)] = self.add(f"{hint}-rest{i}{'f' if first else ''}", body or '""')
 
-        return self.add(hint, f'"{{" {ws} {rest(0, True)} "}}"')
+        return self.add(hint, f'"{{" {ws} {rest[(0, True)]} "}}"')
 
     def array(self, schema: dict[str, Any], hint: str) -> str:
         ws = self.primitive("ws")
         if "prefixItems" in schema:
+            if not isinstance(schema["prefixItems"], list):
+                raise GrammarError("prefixItems must be a list of schemas")
             items = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema["prefixItems"])]
             body = f' "," {ws} '.join(items)
             return self.add(hint, f'"[" {ws} {body} "]"' if items else '"[" "]"')
         item = self.visit(schema.get("items", {}), f"{hint}-item")
-        low = int(schema.get("minItems", 0))
-        high = schema.get("maxItems")
-        if high is not None and int(high) < low:
+        low, high = _count(schema, "minItems", 0), _count(schema, "maxItems", None)
+        if high is not None and high < low:
             raise GrammarError("maxItems is smaller than minItems")
         if high is not None and int(high) == 0:
             return self.add(hint, '"[" "]"')
@@ -268,9 +319,12 @@ class _Converter:
         if fmt == "date-time":
             return self.add(hint, f'"\\"" {_FORMATS["date"]} "T" {_FORMATS["time"]} "\\""')
         if "pattern" in schema:
+            if not isinstance(schema["pattern"], str):
+                raise GrammarError(f"pattern must be a string, not {type(schema['pattern']).__name__}")
             return self.add(hint, f'"\\"" {_regex_to_gbnf(schema["pattern"])} "\\""')
-        low = int(schema.get("minLength", 0))
-        high = schema.get("maxLength")
+        low, high = _count(schema, "minLength", 0), _count(schema, "maxLength", None)
+        if high is not None and high < low:
+            raise GrammarError("maxLength is smaller than minLength")
         if low == 0 and high is None:
             return self.primitive("string")
         char = self.primitive("char")
@@ -278,6 +332,7 @@ class _Converter:
         return self.add(hint, f'"\\"" {char}{reps} "\\""')
 
     def integer(self, schema: dict[str, Any], hint: str) -> str:
+        _check_bounds(schema)
         low, high = schema.get("minimum"), schema.get("maximum")
         low = None if low is None else math.ceil(low)
         high = None if high is None else math.floor(high)
@@ -294,18 +349,45 @@ class _Converter:
         return self.add(hint, integer_range(low, high))
 
     def number(self, schema: dict[str, Any], hint: str) -> str:
-        bounds = [schema.get(k) for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")]
-        if all(b is None for b in bounds):
+        if not _check_bounds(schema):
             return self.primitive("number")
-        for b in bounds:
-            if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
-                raise GrammarError(f"number bounds must be finite numbers, not {b!r}")
         low, low_incl = _binding_bound(schema, "minimum")
         high, high_incl = _binding_bound(schema, "maximum")
         body = number_range(self, hint, low, low_incl, high, high_incl)
         if body is None:
             raise GrammarError("no number satisfies minimum/maximum")
         return self.add(hint, body)
+
+
+_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+
+
+def _check_bounds(schema: dict[str, Any]) -> bool:
+    """Whether the schema has numeric bounds; each must be a finite number."""
+    bounds = [schema.get(k) for k in _BOUNDS]
+    for b in bounds:
+        if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
+            raise GrammarError(f"minimum, maximum and their exclusive forms must be finite numbers, not {b!r}")
+    return any(b is not None for b in bounds)
+
+
+def _count(schema: dict[str, Any], key: str, default: int | None) -> int | None:
+    """A length bound (minItems, maxLength, ...): a non-negative integer."""
+    value = schema.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise GrammarError(f"{key} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GrammarError(f"{what} holds a value that is not JSON: {exc}") from None
 
 
 def _decimal(value: float | int) -> Decimal:
@@ -367,7 +449,8 @@ def _regex_to_gbnf(pattern: str) -> str:
             if end == -1:
                 raise fail("unclosed {")
             body = pattern[pos + 1:end]
-            if not re.fullmatch(r"\d+(,\d*)?", body):
+            bounds = re.fullmatch(r"(\d+)(,(\d*))?", body)
+            if not bounds or (bounds[3] and int(bounds[3]) < int(bounds[1])):
                 raise fail(f"bad repetition {{{body}}}")
             pos = end + 1
             return "{" + body + "}"
@@ -439,10 +522,15 @@ def json_schema_to_gbnf(schema: dict[str, Any] | bool | str) -> str:
         except json.JSONDecodeError as exc:
             raise GrammarError(f"the schema is not valid JSON: {exc}") from exc
     converter = _Converter(schema)
-    root = converter.visit(schema, "root-value")
+    try:
+        root = converter.visit(schema, "root-value")
+    except RecursionError:
+        raise GrammarError("the schema nests too deeply to convert") from None
+    except (AttributeError, TypeError, KeyError) as exc:  # a keyword whose value has the wrong shape
+        raise GrammarError(f"the schema is malformed: {type(exc).__name__}: {exc}") from None
     converter.rules = {"root": root, **converter.rules}
     grammar = converter.grammar()
-    problem = _native.grammar_problem(grammar, "root")
+    problem = _grammar_problem(grammar, "root")
     if problem:
         raise GrammarError(f"could not convert the schema: {problem}")
     return grammar
@@ -456,7 +544,9 @@ class LlamaGrammar:
     """A GBNF grammar, checked when it is made (llama-cpp-python's interface)."""
 
     def __init__(self, grammar: str, root: str = "root") -> None:
-        problem = _native.grammar_problem(grammar, root)
+        if not isinstance(grammar, str):
+            raise TypeError(f"a grammar is GBNF text (str), not {type(grammar).__name__}")
+        problem = _grammar_problem(grammar, root)
         if problem:
             raise GrammarError(f"the grammar does not parse: {problem}")
         self.grammar = grammar

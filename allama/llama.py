@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import numpy as np
 
-from allama import _native
+from allama import _native, arguments
 from allama.completion import ChoiceText, chunk, completion_id, logprobs_block, now, usage
 from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
 from allama.engine.request import MediaSpan
@@ -28,6 +28,7 @@ from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.cache import BaseLlamaCache
 from allama.errors import ContextOverflowError, EngineClosedError
+from allama.grammar import checked_gbnf
 from allama.session import LlamaSession, current_turn_slot
 from allama.state import LlamaState
 from allama.stream import AsyncStream
@@ -123,6 +124,7 @@ class Llama:
     ) -> None:
         # the constructor's arguments, for pickling (a copy loads the model again)
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "kwargs")} | kwargs
+        _check_constructor_arguments(self._init_args)
         if verbose:
             _native.set_log_level(logging.INFO)
         self.model_path = os.fspath(model_path)
@@ -275,11 +277,13 @@ class Llama:
 
     # ------------------------------------------------------------------ plain calls
 
-    def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        """Token ids of UTF-8 `text` (bytes, as llama-cpp-python takes it)."""
+        if not isinstance(text, (bytes, bytearray)):
+            raise TypeError(f"tokenize takes bytes (text.encode('utf-8')), not {type(text).__name__}")
         if self._custom_tokenizer is None:
-            return self._vocab.tokenize(text, add_bos, special)
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        tokens = list(self._custom_tokenizer.tokenize(data, add_bos, special))
+            return self._vocab.tokenize(bytes(text), add_bos, special)
+        tokens = list(self._custom_tokenizer.tokenize(bytes(text), add_bos, special))
         n_vocab = self._vocab.n_tokens
         for t in tokens:
             if not 0 <= t < n_vocab:
@@ -289,7 +293,23 @@ class Llama:
 
     def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
                    special: bool = False) -> bytes:
+        tokens = self._in_vocabulary(tokens, "tokens")
+        if prev_tokens is not None:
+            prev_tokens = self._in_vocabulary(prev_tokens, "prev_tokens")
         return self.tokenizer_.detokenize(tokens, prev_tokens=prev_tokens, special=special)
+
+    def _in_vocabulary(self, tokens: Iterable[int], name: str = "the token ids") -> list[int]:
+        """`tokens` as a list of ints, each a token id of this model."""
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+            raise TypeError(f"{name} must be a list of token ids (ints), not {type(tokens).__name__}")
+        out = list(tokens)
+        n_vocab = self._vocab.n_tokens
+        for t in out:
+            if not _is_token(t):
+                raise TypeError(f"{name} must be a list of token ids (ints); it holds a {type(t).__name__}")
+            if not 0 <= t < n_vocab:
+                raise ValueError(f"token id {t} is out of range [0, {n_vocab})")
+        return [int(t) for t in out]
 
     def tokenizer(self) -> LlamaTokenizer:
         """The model's own tokenizer (as llama-cpp-python: even when `tokenizer=` replaced it)."""
@@ -500,6 +520,23 @@ class Llama:
         Llama's defaults).
         """
         engine = self._engine()
+        arguments.check_sampling(locals())  # the sampling values, by their parameter names
+        n = arguments.whole("n", n, 1)
+        if n > self._n_parallel:  # before a sampler chain is built for each choice
+            raise ValueError(f"n={n} is more than n_parallel={self._n_parallel}")
+        for name, value, low in (("max_tokens", max_tokens, None), ("logprobs", logprobs, 0),
+                                 ("max_prompt_tokens", max_prompt_tokens, 0)):
+            if value is not None:
+                arguments.whole(name, value, low, None)
+        arguments.whole("priority", priority, None, None)
+        if timeout is not None and arguments.real("timeout", timeout) <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
+        arguments.seed(seed)
+        arguments.optional_str("suffix", suffix)
+        arguments.optional_mapping("stream_options", stream_options)
+        arguments.optional_callable("logits_processor", logits_processor)
+        arguments.optional_callable("stopping_criteria", stopping_criteria)
+        stops = arguments.stop_strings(stop)
         if media:
             if not (isinstance(prompt, list) and all(isinstance(t, (int, np.integer)) for t in prompt)):
                 raise ValueError("a prompt with media must be one list of token ids")
@@ -516,26 +553,21 @@ class Llama:
             if max_prompt_tokens is not None and len(tokens) > max_prompt_tokens:
                 raise ContextOverflowError(
                     f"the prompt has {len(tokens)} tokens; at most {max_prompt_tokens} are allowed")
-        if n < 1:
-            raise ValueError("n must be at least 1")
-        if logprobs is not None and logprobs < 0:
-            raise ValueError("logprobs must be >= 0")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
         params = self._sampler_params(
             temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
             presence_penalty=presence_penalty,
-            penalty_last_n=self.last_n_tokens_size if repeat_last_n is None else repeat_last_n,
+            penalty_last_n=self._last_n(self.last_n_tokens_size if repeat_last_n is None else repeat_last_n),
             mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta,
             xtc_probability=xtc_probability, xtc_threshold=xtc_threshold, top_n_sigma=top_n_sigma,
             dry_multiplier=dry_multiplier, dry_base=dry_base, dry_allowed_length=dry_allowed_length,
-            dry_penalty_last_n=dry_penalty_last_n)
+            dry_penalty_last_n=self._last_n(dry_penalty_last_n))
         if dry_sequence_breakers is not None:
-            params.dry_sequence_breakers = list(dry_sequence_breakers)
-        if logit_bias:
-            params.logit_bias = {int(k): float(v) for k, v in logit_bias.items()}
+            params.dry_sequence_breakers = arguments.string_list("dry_sequence_breakers", dry_sequence_breakers)
+        if logit_bias is not None:
+            params.logit_bias = arguments.logit_bias(logit_bias)
         if grammar is not None:
-            params.grammar = str(grammar)  # GBNF text or a LlamaGrammar
+            params.grammar = checked_gbnf(str(grammar))  # GBNF text or a LlamaGrammar
         base_seed = self._seed if seed is None else seed
         adapters = self._lora_default if lora is None else self._lora_set(lora)
         requests = []
@@ -568,10 +600,12 @@ class Llama:
         if isinstance(input, (str, bytes)):
             items, single = [input], True
         else:
+            if isinstance(input, Mapping) or not isinstance(input, Iterable):
+                raise TypeError(f"{_EMBEDDING_TYPES}, not {type(input).__name__}")
             items = list(input)
             if not items:
                 raise ValueError("input must not be an empty list")
-            single = all(isinstance(t, (int, np.integer)) for t in items)
+            single = all(_is_token(t) for t in items)
             if single:
                 items = [items]
         return [self._embedding_tokens(item, truncate) for item in items], single
@@ -582,14 +616,14 @@ class Llama:
         if isinstance(item, (str, bytes)):
             if not item:
                 raise ValueError("input must not be an empty string")
-            tokens = self.tokenize(item, True, False)
-        else:
+            tokens = self.tokenize(item.encode("utf-8") if isinstance(item, str) else item, True, False)
+        elif isinstance(item, (list, tuple, np.ndarray)) and all(_is_token(t) for t in item):
             tokens = [int(t) for t in item]
             if not tokens:
                 raise ValueError("input must not hold an empty token list")
-            for t in tokens:
-                if not 0 <= t < self._vocab.n_tokens:
-                    raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
+            self._in_vocabulary(tokens)
+        else:
+            raise TypeError(f"{_EMBEDDING_TYPES}; this one holds a {type(item).__name__}")
         if len(tokens) > limit:
             if not truncate:
                 raise ValueError(f"input of {len(tokens)} tokens exceeds the embedding context of {limit}")
@@ -695,6 +729,8 @@ class Llama:
             if dimensions is not None or encoding_format != "float":
                 raise ValueError("a streamed embedding takes neither dimensions nor base64")
             return AsyncStream(self._embedding_stream(input, normalize, truncate))
+        if dimensions is not None:
+            arguments.whole("dimensions", dimensions, 1, None)
         inputs, _ = self._embedding_inputs(input, truncate)
         vectors = await self._embed_tokens(inputs)
         if dimensions is not None:
@@ -837,11 +873,15 @@ class Llama:
         """
         from allama.chat.completion import chat_chunks, chat_response, tool_chat_chunks, tool_chat_response
         from allama.chat.reasoning import starts_in_thought
-        from allama.chat.request import legacy_functions_as_tools, normalise_messages, response_format_grammar
+        from allama.chat.request import (check_messages, check_tools, legacy_functions_as_tools, normalise_messages,
+                                         response_format_grammar)
         from allama.chat.tool_calls import tool_call_grammar
 
-        if not messages:
-            raise ValueError("messages must not be empty")
+        check_messages(messages)
+        user_stops = arguments.stop_strings(stop)
+        arguments.optional_mapping("chat_template_kwargs", chat_template_kwargs)
+        if max_completion_tokens is not None:
+            arguments.whole("max_tokens (max_completion_tokens)", max_completion_tokens, None, None)
         from allama.chat.multimodal import MTMDChatHandler
 
         handler = self.chat_handler
@@ -878,6 +918,7 @@ class Llama:
             messages = normalise_messages(messages)
             formatter = self.chat_formatter()
         tools, tool_choice = legacy_functions_as_tools(tools, tool_choice, functions, function_call)
+        check_tools(tools, tool_choice)
         parallel = bool(sampling.pop("parallel_tool_calls", True))
         offered = tools if tools and tool_choice != "none" else None
         template_vars = dict(chat_template_kwargs or {})
@@ -910,7 +951,7 @@ class Llama:
         else:
             prompt = self.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
-        stops += [stop] if isinstance(stop, str) else list(stop or [])
+        stops += user_stops
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
         if response_format is not None:
             sampling["grammar"] = response_format_grammar(response_format) or sampling.get("grammar")
@@ -965,20 +1006,26 @@ class Llama:
     def _prompt_token_lists(self, prompt: Any, suffix: str | None) -> list[list[int]]:
         if isinstance(prompt, (str, bytes)):
             return [self._prompt_tokens(prompt, suffix)]
+        if not isinstance(prompt, (list, tuple, np.ndarray)):
+            raise TypeError(f"{_PROMPT_TYPES}, not {type(prompt).__name__}")
         items = list(prompt)
         if not items:
             raise ValueError("the prompt is empty")
-        if all(isinstance(t, (int, np.integer)) for t in items):
+        if all(_is_token(t) for t in items):
             return [self._prompt_tokens([int(t) for t in items], suffix)]
-        return [self._prompt_tokens(p if isinstance(p, (str, bytes)) else [int(t) for t in p], suffix)
-                for p in items]
+        lists = []
+        for p in items:
+            if isinstance(p, (str, bytes)):
+                lists.append(self._prompt_tokens(p, suffix))
+            elif isinstance(p, (list, tuple, np.ndarray)) and all(_is_token(t) for t in p):
+                lists.append(self._prompt_tokens([int(t) for t in p], suffix))
+            else:
+                raise TypeError(f"{_PROMPT_TYPES}; this one holds a {type(p).__name__}")
+        return lists
 
     def _prompt_tokens(self, prompt: str | bytes | list[int], suffix: str | None) -> list[int]:
         if isinstance(prompt, list):
-            for t in prompt:
-                if not 0 <= t < self._vocab.n_tokens:
-                    raise ValueError(f"token id {t} is out of range [0, {self._vocab.n_tokens})")
-            tokens = list(prompt)
+            tokens = self._in_vocabulary(prompt)
         else:
             text = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
             tokens = self.tokenize(text, True, suffix is None) if text else (
@@ -995,11 +1042,15 @@ class Llama:
             raise ValueError("suffix (fill-in-the-middle) needs a model with FIM tokens; this vocabulary has none")
         if prefix and prefix[0] == v.bos:
             prefix = prefix[1:]
-        suffix_tokens = self.tokenize(suffix, False, False)
+        suffix_tokens = self.tokenize(suffix.encode("utf-8"), False, False)
         head = [v.bos] if v.add_bos and v.bos >= 0 else []
         if self.spm_infill:
             return head + [v.fim_suf] + suffix_tokens + [v.fim_pre] + prefix + [v.fim_mid]
         return head + [v.fim_pre] + prefix + [v.fim_suf] + suffix_tokens + [v.fim_mid]
+
+    def _last_n(self, value: int) -> int:
+        """A penalty window: -1 is the context size (llama.cpp's meaning)."""
+        return self._n_ctx if value == -1 else value
 
     @staticmethod
     def _sampler_params(**fields: Any) -> _native.SamplerParams:
@@ -1007,6 +1058,46 @@ class Llama:
         for key, value in fields.items():
             setattr(params, key, value)
         return params
+
+
+def _check_constructor_arguments(args: dict[str, Any]) -> None:
+    """Llama(...)'s arguments, before anything loads: a TypeError or ValueError naming the
+    first bad one (llama.cpp would wrap a negative size to a huge one, or take a NaN)."""
+    path = args["model_path"]
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(f"model_path must be a str or an os.PathLike of str, not {type(path).__name__}")
+    whole = arguments.whole
+    whole("n_ctx", args["n_ctx"], 0)  # 0: the model's training context
+    whole("n_batch", args["n_batch"], 1)
+    whole("n_ubatch", args["n_ubatch"], 1)
+    whole("n_parallel", args["n_parallel"], 1)
+    whole("max_queue", args["max_queue"], 0)
+    whole("last_n_tokens_size", args["last_n_tokens_size"], -1)  # -1: the context size
+    whole("yarn_orig_ctx", args["yarn_orig_ctx"], 0)
+    for name, low in (("n_threads", 0), ("n_threads_batch", 0), ("kv_size", 1), ("n_keep", 0)):
+        if args[name] is not None:
+            whole(name, args[name], low)  # n_threads 0 or None: the default
+    cells = args["kv_size"] if args["kv_size"] is not None else args["n_ctx"] * args["n_parallel"]
+    if cells > 2**32 - 1:
+        raise ValueError(f"the KV cache would hold {cells} cells (n_ctx x n_parallel, or kv_size); "
+                         f"llama.cpp allows at most {2**32 - 1}")
+    for name, low in (("rope_freq_base", 0.0), ("rope_freq_scale", 0.0), ("yarn_ext_factor", None),
+                      ("yarn_attn_factor", None), ("yarn_beta_fast", None), ("yarn_beta_slow", None),
+                      ("lora_scale", None)):
+        arguments.real(name, args[name], low)  # rope 0: the model's; yarn_ext_factor < 0: the model's
+    for share in args["tensor_split"] or ():
+        arguments.real("tensor_split", share, 0.0)
+    arguments.seed(args["seed"])
+    arguments.optional_mapping("kv_overrides", args["kv_overrides"])
+    arguments.optional_mapping("lora_adapters", args["lora_adapters"])
+
+
+_PROMPT_TYPES = "prompt must be a string, bytes, a list of token ids, or a list of those"
+_EMBEDDING_TYPES = "input must be a string, a list of token ids, or a list of those"
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _without_media(prompt: list[int], media: Sequence[MediaSpan]) -> list[int]:

@@ -14,6 +14,7 @@
 #include "llama-model.h"  // llama_model::memory_breakdown (buffer types of the weights)
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -139,6 +140,9 @@ void check_gguf_file(const std::string & path, const char * what) {
     if (S_ISDIR(st.st_mode)) {
         throw ModelLoadFailure(std::string(what) + " path '" + path + "' is a directory, not a GGUF file");
     }
+    if (!S_ISREG(st.st_mode)) {  // a FIFO or device would block the read below
+        throw ModelLoadFailure(std::string(what) + " path '" + path + "' is not a regular file");
+    }
     std::ifstream f(path, std::ios::binary);
     if (!f) {
         throw ModelLoadFailure(std::string("cannot open ") + what + " file '" + path + "'");
@@ -166,6 +170,30 @@ void check_gguf_contents(const std::string & path) {
             type == GGML_TYPE_I64) {
             throw ModelLoadFailure("'" + path + "' has tensor '" + gguf_get_tensor_name(ctx, i) + "' of type " +
                                    ggml_type_name(type) + ", which llama.cpp cannot compute with");
+        }
+    }
+    // Hyperparameters llama.cpp asserts on: the layer count (at load) and the norm epsilons
+    // (GGML_ASSERT(eps >= 0) in the first decode).
+    const int64_t arch_key = gguf_find_key(ctx, "general.architecture");
+    if (arch_key >= 0 && gguf_get_kv_type(ctx, arch_key) == GGUF_TYPE_STRING) {
+        const std::string arch = gguf_get_val_str(ctx, arch_key);
+        const int64_t layers = gguf_find_key(ctx, (arch + ".block_count").c_str());
+        if (layers >= 0 && gguf_get_kv_type(ctx, layers) == GGUF_TYPE_UINT32) {
+            const uint32_t n = gguf_get_val_u32(ctx, layers);
+            if (n < 1 || n > 512) {  // LLAMA_MAX_LAYERS
+                throw ModelLoadFailure("'" + path + "' has " + std::to_string(n) +
+                                       " layers (block_count); llama.cpp supports 1 to 512");
+            }
+        }
+        for (const char * suffix : {".attention.layer_norm_epsilon", ".attention.layer_norm_rms_epsilon"}) {
+            const int64_t eps = gguf_find_key(ctx, (arch + suffix).c_str());
+            if (eps >= 0 && gguf_get_kv_type(ctx, eps) == GGUF_TYPE_FLOAT32) {
+                const float value = gguf_get_val_f32(ctx, eps);
+                if (!std::isfinite(value) || value < 0.0f) {
+                    throw ModelLoadFailure("'" + path + "' has " + arch + suffix + " = " + std::to_string(value) +
+                                           "; a norm epsilon must be finite and not negative");
+                }
+            }
         }
     }
     const int64_t key = gguf_find_key(ctx, "tokenizer.ggml.tokens");

@@ -76,7 +76,8 @@ void check_gguf_file(const std::string & path, const char * what);
 
 // Refuses (ModelLoadFailure) what llama.cpp would abort on instead of failing: two tokens
 // with one text (its vocabulary loader asserts), integer or F64 tensors (ggml's ops abort at
-// the first decode). Reads the metadata only.
+// the first decode), a layer count outside 1..512, a negative or non-finite norm epsilon.
+// Reads the metadata only.
 void check_gguf_contents(const std::string & path);
 
 void init_model(nanobind::module_ & m);

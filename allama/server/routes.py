@@ -175,11 +175,11 @@ async def count_tokens(body: TokenizeRequest, request: Request) -> dict[str, Any
 @router.post("/extras/detokenize")
 async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
     llm = _registry(request).get(body.model)
-    n_vocab = llm.n_vocab()
-    bad = next((t for t in body.tokens if not 0 <= t < n_vocab), None)
-    if bad is not None:
-        raise APIError(400, f"token id {bad} is out of range [0, {n_vocab})", param="tokens")
-    return {"text": llm.detokenize(body.tokens).decode("utf-8", errors="replace")}
+    try:
+        text = llm.detokenize(body.tokens)
+    except ValueError as exc:  # a token id out of range
+        raise APIError(400, str(exc), param="tokens") from exc
+    return {"text": text.decode("utf-8", errors="replace")}
 
 
 @router.get("/health")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from allama.chat.handlers.turn import Turn
-from allama.chat.request import legacy_functions_as_tools, normalise_messages, response_format_grammar
+from allama.arguments import stop_strings
+from allama.chat.request import check_tools, legacy_functions_as_tools, normalise_messages, response_format_grammar
 from allama.grammar import JSON_GBNF, gbnf_literal, json_schema_to_gbnf
 
 # Request fields a handler consumes itself; the rest are sampling options for every step.
@@ -41,19 +42,12 @@ class HandlerRequest:
         legacy = bool(kwargs.get("functions")) and not kwargs.get("tools")
         tools, tool_choice = legacy_functions_as_tools(kwargs.get("tools"), kwargs.get("tool_choice"),
                                                        kwargs.get("functions"), kwargs.get("function_call"))
-        functions = [t["function"] for t in tools or [] if t.get("type", "function") == "function" and "function" in t]
-        for f in functions:
-            if not isinstance(f.get("name"), str) or not f["name"]:
-                raise ValueError("each function needs a name")
+        check_tools(tools, tool_choice)
+        functions = [t["function"] for t in tools or [] if t.get("type", "function") == "function"]
         if isinstance(tool_choice, dict):
-            choice: str | None = (tool_choice.get("function") or {}).get("name")
-            if choice not in {f["name"] for f in functions}:
-                raise ValueError(f"tool_choice names {choice!r}, which is not among the tools")
-        elif tool_choice in ("none", "auto", "required"):
-            choice = tool_choice if functions else "none"
+            choice: str | None = tool_choice["function"]["name"]
         else:
-            raise ValueError(f"tool_choice must be none, auto, required or a function, not {tool_choice!r}")
-        stop = kwargs.get("stop")
+            choice = tool_choice if functions else "none"
         grammar = kwargs.get("grammar")
         if kwargs.get("response_format") is not None:
             grammar = response_format_grammar(kwargs["response_format"]) or grammar
@@ -65,7 +59,7 @@ class HandlerRequest:
             choice=choice, legacy=legacy, parallel=bool(kwargs.get("parallel_tool_calls", True)),
             stream=bool(kwargs.get("stream")),
             include_usage=bool((kwargs.get("stream_options") or {}).get("include_usage")),
-            stops=[stop] if isinstance(stop, str) else list(stop or []),
+            stops=stop_strings(kwargs.get("stop")),
             grammar=str(grammar) if grammar is not None else None, options=options,
             max_tokens=limit if limit is not None and limit > 0 else None,
             logprobs=(kwargs.get("top_logprobs") or 0) if kwargs.get("logprobs") else None)
