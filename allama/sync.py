@@ -102,7 +102,7 @@ class Llama:
         return self._portal.call(partial(self._llm.rerank, query, documents, **kwargs))
 
     # plain calls
-    def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
         return self._llm.tokenize(text, add_bos, special)
 
     def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,

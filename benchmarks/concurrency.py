@@ -65,9 +65,10 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def prompts_for(n: int, length: int, n_vocab: int, seed: int) -> list[list[int]]:
+def prompts_for(n: int, length: int, n_vocab: int, seed: int, bos: int) -> list[list[int]]:
+    """`n` prompts: the model's BOS, then random tokens (the same for every system)."""
     rng = np.random.default_rng(seed)
-    return [[1] + rng.integers(100, n_vocab - 100, size=length - 1).tolist() for _ in range(n)]
+    return [[bos] + rng.integers(100, n_vocab - 100, size=length - 1).tolist() for _ in range(n)]
 
 
 # --------------------------------------------------------------------------- allama
@@ -104,10 +105,10 @@ def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tup
                 flash_attn=args.flash_attn)
     runs = []
     try:
-        asyncio.run(allama_level(llm, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99), 4))  # warm up
+        asyncio.run(allama_level(llm, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99, llm.token_bos()), 4))  # warm up
         before = llm.stats()
         for level in levels:
-            prompts = prompts_for(level, args.prompt_tokens, llm.n_vocab(), level)
+            prompts = prompts_for(level, args.prompt_tokens, llm.n_vocab(), level, llm.token_bos())
             runs.append(asyncio.run(allama_level(llm, prompts, args.max_tokens)))
         after = llm.stats()
     finally:
@@ -161,9 +162,10 @@ def bench_llama_cpp_python(model: str, levels: list[int], args: argparse.Namespa
             run.itl.extend(b - a for a, b in zip(s[1:], s[2:]))
         return run
 
-    level_run(1, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99), 4)  # warm up
+    bos = llm.token_bos()
+    level_run(1, prompts_for(1, args.prompt_tokens, llm.n_vocab(), 99, bos), 4)  # warm up
     for level in levels:
-        runs.append(level_run(level, prompts_for(level, args.prompt_tokens, llm.n_vocab(), level), args.max_tokens))
+        runs.append(level_run(level, prompts_for(level, args.prompt_tokens, llm.n_vocab(), level, bos), args.max_tokens))
     llm.close()
     return runs
 
