@@ -13,9 +13,9 @@ Criteria (the script exits 1 when one fails):
   leaked        afterwards /metrics shows 0 sequences active, 0 queued, no HTTP request in flight
   RSS growth    VmRSS after the run vs after the warm-up (both idle, after a gc.collect) < --max-rss-growth %
 
-Before the warm-up one long embedding input takes the embedding context's buffers to their
-high-water mark (see `prime`): otherwise VmRSS creeps up for thousands of requests as
-bigger embedding batches come along, which is bounded, not a leak. The server's probe
+Before the warm-up, a long embedding input and a burst of long prompts take llama.cpp's
+buffers to their high-water marks (see `prime`): otherwise VmRSS creeps up for thousands of
+requests as bigger batches come along, which is bounded, not a leak. The server's probe
 (--trace, --malloc-trim) tells Python-heap growth, malloc's own and the rest apart.
 
     python benchmarks/soak.py                            # 10,000 requests, 32 clients
@@ -213,19 +213,32 @@ async def run_phase(client: httpx.AsyncClient, base: str, rng: random.Random, fi
     return outcomes
 
 
-async def prime(client: httpx.AsyncClient, base: str) -> None:
-    """Takes the server's buffers to their high-water marks before the first memory reading.
+async def prime(client: httpx.AsyncClient, base: str, n_parallel: int, n_ctx: int) -> None:
+    """Takes the server's native buffers to their high-water marks before the first memory
+    reading. Each grows to the largest batch seen so far and stays: bounded, but with random
+    traffic VmRSS creeps up for thousands of requests as bigger batches come along.
 
-    An embedding batch is decoded with every token as an output, and llama.cpp keeps n_vocab
-    logits per output (generation models compute them, though an embedding needs none): in
-    the output buffer, reallocated to the largest batch so far, and in the compute buffer,
-    reserved for a full batch but resident only as far as a batch has used it. So VmRSS rises
-    by about 2 x 4 x n_vocab bytes for each token by which an embedding batch beats the
-    largest before, up to a full batch (n_batch tokens): with random traffic it looks like a
-    slow leak for a long time. One input longer than a batch (truncated to one) gets there at once.
+    - An embedding batch is decoded with every token as an output, and llama.cpp keeps n_vocab
+      logits per output (a generation model computes them, though an embedding needs none): in
+      the output buffer, reallocated to the largest batch so far, and in the compute buffer,
+      reserved for a full batch but resident only as far as a batch has used it: about
+      2 x 4 x n_vocab bytes per token of the largest embedding batch, up to n_batch tokens.
+      One input longer than a batch (truncated to one) gets there at once.
+    - ggml's CPU backend keeps one work buffer per context, reallocated to the largest graph
+      so far; without flash attention its largest use is the F16 copy of the KQ matrix,
+      n_kv x batch tokens x n_head x 2 bytes, so it grows as prefill batches meet a fuller KV
+      cache. 2 x n_parallel long prompts at once fill the cache with full prefill batches.
     """
     response = await client.post(base + "/v1/embeddings", json={"input": " ".join(WORDS * 40)})
     response.raise_for_status()
+    sample = " ".join(WORDS * 20)
+    count = (await client.post(base + "/extras/tokenize/count", json={"input": sample})).json()["count"]
+    n_words = max(1, int(len(WORDS) * 20 * (n_ctx - 48) / count))
+    rng = random.Random(1)
+    bodies = [{"prompt": f"{k} " + words(rng, n_words), "max_tokens": 4, "temperature": 0.0}
+              for k in range(2 * n_parallel)]
+    for response in await asyncio.gather(*(client.post(base + "/v1/completions", json=b) for b in bodies)):
+        response.raise_for_status()
 
 
 # --------------------------------------------------------------------------- server
@@ -374,7 +387,7 @@ async def soak(args: argparse.Namespace, proc: subprocess.Popen, base: str, prob
             return await run_phase(client, base, rng, first, count, until, args, samples, done_before)
 
     async with httpx.AsyncClient(timeout=30.0) as control:
-        await prime(control, base)
+        await prime(control, base, args.n_parallel, args.n_ctx)
         warm = await phase(0, args.warmup, min(deadline, time.monotonic() + (deadline - time.monotonic()) / 2), [])
         await quiesce(control, base, 30.0)
         first = mark(proc, probe)
