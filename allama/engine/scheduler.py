@@ -161,6 +161,7 @@ class Scheduler:
         self._calls: list[EngineCall] = []
         self._closing = False
         self._forked = False
+        self._isolating = False              # some choices are suspects of a failed decode
         self._queued = 0                     # requests in the inbox or waiting
         self._order = 0
 
@@ -688,7 +689,8 @@ class Scheduler:
         included: list[tuple[_Choice, int]] = []   # (choice, tokens added)
         prompt_rows: list[tuple[_Choice, int, int]] = []  # (choice, first batch index, first position)
         # After a failed decode, the sequences it held are decoded one per step until each passes.
-        only = next((c for c in self._active if c.suspect), None)
+        only = next((c for c in self._active if c.suspect), None) if self._isolating else None
+        self._isolating = only is not None
         lora = self._lora_for_step(only)
         speculating: list[tuple[_Choice, int, list[int]]] = []  # (choice, its first row, proposed tokens)
         if self.draft_model is not None:
@@ -817,6 +819,7 @@ class Scheduler:
                 self._finish(choice, error=error)
             else:
                 choice.suspect = True
+                self._isolating = True
         self._flush()
 
     def _propose(self, choice: _Choice, budget: int) -> list[int] | None:

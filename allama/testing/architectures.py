@@ -231,36 +231,31 @@ def _add_head(writer: Any, w: _Weights, n_vocab: int, n_embd: int, *, tied: bool
 # --- builders ---------------------------------------------------------------
 
 
-def build_qwen2(path: str | os.PathLike[str], config: Qwen2Config = Qwen2Config()) -> Path:
-    """Writes a Qwen2 model (llama.cpp arch "qwen2"); returns the written file."""
+def _build_qwen(path: str | os.PathLike[str], config: LlamaConfig, arch: str, **attention: bool) -> Path:
+    """A Qwen2-family decoder: llama's layout with tied embeddings; `attention` picks qkv
+    biases (qwen2) or per-head q/k norms (qwen3)."""
     c, path = config, Path(path)
-    writer = _gguf().GGUFWriter(path, "qwen2")
-    n_vocab = _add_decoder_header(writer, c, "qwen2")
+    writer = _gguf().GGUFWriter(path, arch)
+    n_vocab = _add_decoder_header(writer, c, arch)
     w = _Weights(c.seed, c.dtype)
     _add_embeddings(writer, w, n_vocab, c.n_embd, tied=True)
     for i in range(c.n_layer):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", w.norm(c.n_embd))
-        _add_attention(writer, w, i, c, qkv_bias=True)
+        _add_attention(writer, w, i, c, **attention)
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", w.norm(c.n_embd))
         _add_gated_ffn(writer, w, i, c.n_embd, c.n_ff)
     _add_head(writer, w, n_vocab, c.n_embd, tied=True)
     return _finish(writer, path)[0]
+
+
+def build_qwen2(path: str | os.PathLike[str], config: Qwen2Config = Qwen2Config()) -> Path:
+    """Writes a Qwen2 model (llama.cpp arch "qwen2"); returns the written file."""
+    return _build_qwen(path, config, "qwen2", qkv_bias=True)
 
 
 def build_qwen3(path: str | os.PathLike[str], config: Qwen3Config = Qwen3Config()) -> Path:
     """Writes a Qwen3 model (llama.cpp arch "qwen3"); returns the written file."""
-    c, path = config, Path(path)
-    writer = _gguf().GGUFWriter(path, "qwen3")
-    n_vocab = _add_decoder_header(writer, c, "qwen3")
-    w = _Weights(c.seed, c.dtype)
-    _add_embeddings(writer, w, n_vocab, c.n_embd, tied=True)
-    for i in range(c.n_layer):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", w.norm(c.n_embd))
-        _add_attention(writer, w, i, c, qk_norm=True)
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", w.norm(c.n_embd))
-        _add_gated_ffn(writer, w, i, c.n_embd, c.n_ff)
-    _add_head(writer, w, n_vocab, c.n_embd, tied=True)
-    return _finish(writer, path)[0]
+    return _build_qwen(path, config, "qwen3", qk_norm=True)
 
 
 def build_gemma3(path: str | os.PathLike[str], config: Gemma3Config = Gemma3Config()) -> Path:
