@@ -56,8 +56,10 @@ class Llama:
 
     `Llama(model_path, ...)` loads in the calling thread; `await Llama.load(...)`
     loads off the event loop. `n_ctx` is the context window of one request; the
-    KV cache holds `kv_size` cells (default `n_ctx * n_parallel`), shared by up to
-    `n_parallel` concurrent sequences.
+    KV cache holds `kv_size` cells (default `n_ctx`: the memory llama-cpp-python takes for
+    the same arguments), shared by up to `n_parallel` concurrent sequences. When they fill
+    up, the newest request is preempted and recomputed later; a larger `kv_size` (up to
+    `n_ctx * n_parallel`) trades memory for fewer preemptions under load.
     """
 
     def __init__(
@@ -173,7 +175,7 @@ class Llama:
             raise ValueError("n_parallel must be at least 1")
         cpu = os.cpu_count() or 1
         cp = _native.ContextParams()
-        cp.n_ctx = kv_size if kv_size is not None else self._n_ctx * n_parallel
+        cp.n_ctx = kv_size if kv_size is not None else self._n_ctx
         cp.n_batch = n_batch
         cp.n_ubatch = min(n_ubatch, n_batch)
         cp.n_threads = n_threads or max(cpu // 2, 1)
@@ -378,13 +380,21 @@ class Llama:
         return LlamaSession(self)
 
     async def save_state(self) -> LlamaState:
-        """The state of this Llama's default session (llama-cpp-python's save_state)."""
+        """What the last call evaluated: the tokens of the most recently finished completion
+        (prompt and output) with their KV, as llama-cpp-python's save_state after `llm(prompt)`;
+        after load_state() and before any later completion, the loaded state; with neither,
+        an empty state. AllamaError if that completion's KV was dropped for room since (kept
+        sequences are: `n_keep`), where a session (`llm.session()`) keeps it for sure."""
+        last = await self._engine().save_last_completion(self._seed)
+        if last is not None:
+            return last
         return await self._default().save_state()
 
     async def load_state(self, state: LlamaState) -> None:
         """Loads a state into this Llama's default session. Its KV then serves every request
         whose prompt starts with the state's tokens (llama-cpp-python's load_state)."""
         await self._default().load_state(state)
+        await self._engine().forget_last_completion()
 
     def _default(self) -> LlamaSession:
         self._engine()
@@ -836,6 +846,13 @@ class Llama:
         return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos, add_generation_prompt=add_generation_prompt,
                                    stop_token_ids=stop_ids, writes_special=writes_special)
 
+    def _starts_with_bos(self, text: str) -> bool:
+        v = self._vocab
+        if v.bos < 0:
+            return False
+        bos = v.token_to_piece(v.bos, special=True).decode("utf-8", "ignore")
+        return bool(bos) and text.startswith(bos)
+
     def chat_template(self, name: str | None = None) -> str | None:
         """The GGUF's chat template (`tokenizer.chat_template`, or a named one such as
         `tool_use`), or None."""
@@ -938,6 +955,10 @@ class Llama:
         else:
             rendered = formatter(messages=messages, tools=offered, tool_choice=tool_choice, **template_vars)
         in_thought = starts_in_thought(rendered.prompt)
+        # BOS (and whatever else the vocabulary adds) unless the rendered text starts with it:
+        # a template that writes special tokens may still leave BOS to the tokenizer, as
+        # llama-server and llama-mtmd-cli assume
+        add_special = not rendered.added_special or not self._starts_with_bos(rendered.prompt)
         spans: Sequence[MediaSpan] = ()
         if media:
             from allama.engine.media_prompt import media_prompt
@@ -945,11 +966,10 @@ class Llama:
             context = await media_handler.media_context(self)  # type: ignore[union-attr]
             bitmaps = await media_handler.bitmaps(self, media)  # type: ignore[union-attr]
             # preprocessing (resizing images, audio spectrograms) takes a while: off the loop
-            chunks = await anyio.to_thread.run_sync(context.tokenize, rendered.prompt, bitmaps,
-                                                    not rendered.added_special, True)
+            chunks = await anyio.to_thread.run_sync(context.tokenize, rendered.prompt, bitmaps, add_special, True)
             prompt, spans = media_prompt(chunks, context)
         else:
-            prompt = self.tokenize(rendered.prompt.encode("utf-8"), not rendered.added_special, True)
+            prompt = self.tokenize(rendered.prompt.encode("utf-8"), add_special, True)
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         stops += user_stops
         limit = max_completion_tokens if max_completion_tokens is not None else max_tokens
@@ -1077,9 +1097,9 @@ def _check_constructor_arguments(args: dict[str, Any]) -> None:
     for name, low in (("n_threads", 0), ("n_threads_batch", 0), ("kv_size", 1), ("n_keep", 0)):
         if args[name] is not None:
             whole(name, args[name], low)  # n_threads 0 or None: the default
-    cells = args["kv_size"] if args["kv_size"] is not None else args["n_ctx"] * args["n_parallel"]
+    cells = args["kv_size"] if args["kv_size"] is not None else args["n_ctx"]
     if cells > 2**32 - 1:
-        raise ValueError(f"the KV cache would hold {cells} cells (n_ctx x n_parallel, or kv_size); "
+        raise ValueError(f"the KV cache would hold {cells} cells (kv_size, by default n_ctx); "
                          f"llama.cpp allows at most {2**32 - 1}")
     for name, low in (("rope_freq_base", 0.0), ("rope_freq_scale", 0.0), ("yarn_ext_factor", None),
                       ("yarn_attn_factor", None), ("yarn_beta_fast", None), ("yarn_beta_slow", None),

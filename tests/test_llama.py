@@ -324,3 +324,14 @@ async def test_a_whole_result_wakes_the_loop_once_not_per_token(llm, monkeypatch
     stream = await llm.create_completion("Wake often", max_tokens=24, temperature=0, ignore_eos=True, stream=True)
     assert len([c async for c in stream]) == 24
     assert sinks[-1].wakeups >= 12  # a stream is woken as tokens arrive
+
+
+async def test_invalid_utf8_from_the_model_is_dropped_streamed_or_not(llm):
+    # force lone UTF-8 lead bytes (byte-fallback tokens <0xE6>): they never form a character
+    lead = [t for t in range(llm.n_vocab()) if llm.detokenize([t]) == b"\xe6"]
+    assert len(lead) == 1
+    args = dict(max_tokens=6, temperature=0, logit_bias={lead[0]: 100.0})
+    out = await llm.create_completion("Broken bytes:", **args)
+    assert out["choices"][0]["text"] == "" and out["usage"]["completion_tokens"] == 6
+    stream = await llm.create_completion("Broken bytes:", stream=True, **args)
+    assert "".join([c["choices"][0]["text"] async for c in stream]) == ""

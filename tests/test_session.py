@@ -249,3 +249,33 @@ async def test_closing_the_model_closes_its_sessions(llama_f32_path):
     with pytest.raises(AllamaError):
         await session.create_completion("After", max_tokens=1)
     await session.aclose()  # a no-op now
+
+
+async def test_save_state_after_a_call_holds_what_that_call_evaluated(llama_f32_path):
+    # llama-cpp-python's pattern: llm(prompt); s = llm.save_state(); ...; llm.load_state(s)
+    async with Llama(str(llama_f32_path), n_ctx=N_CTX, n_parallel=2, n_threads=1) as llm:
+        assert (await llm.save_state()).n_tokens == 0  # nothing evaluated yet
+        prompt = llm.tokenize(b"The state of a plain call")
+        first = await llm.create_completion(prompt, max_tokens=6, ignore_eos=True, logprobs=0, **GREEDY)
+        state = await llm.save_state()
+        pieces = first["choices"][0]["logprobs"]["tokens"]
+        # the prompt and every output token but the last (sampled, never evaluated)
+        assert state.n_tokens == len(prompt) + 5 and state.tokens[:len(prompt)] == prompt
+        assert [llm.detokenize([t]).decode() for t in state.tokens[len(prompt):]] == pieces[:5]
+        follow_up = state.tokens + words(llm, " and after")
+        expected = await text_of(llm, follow_up)
+
+    async with Llama(str(llama_f32_path), n_ctx=N_CTX, n_parallel=2, n_threads=1) as fresh:
+        await fresh.load_state(state)
+        assert (await fresh.save_state()).tokens == state.tokens  # the loaded state, until the next call
+        out = await fresh.create_completion(follow_up, max_tokens=8, ignore_eos=True, **GREEDY)
+        assert out["choices"][0]["text"] == expected
+        assert out["usage"]["prompt_tokens_details"]["cached_tokens"] == state.n_tokens
+        assert (await fresh.save_state()).n_tokens == len(follow_up) + 7  # now the last call's
+
+
+async def test_save_state_refuses_when_the_last_calls_kv_was_not_kept(llama_f32_path):
+    async with Llama(str(llama_f32_path), n_ctx=N_CTX, n_parallel=1, n_keep=0, n_threads=1) as llm:
+        await llm.create_completion(llm.tokenize(b"Not kept"), max_tokens=2, **GREEDY)
+        with pytest.raises(AllamaError, match="no longer held"):
+            await llm.save_state()

@@ -79,7 +79,7 @@ class _Choice:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "state",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect")
+                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect", "parked")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -105,6 +105,7 @@ class _Choice:
         self.drafted = False  # KV holds draft tokens beyond n_past (while a speculation is verified)
         self.draft_cap = DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
         self.suspect = False  # in a batch that llama.cpp failed: decoded alone until it passes
+        self.parked = False   # preempted for want of KV cells: recomputed once another sequence ends
 
 
 class _Entry:
@@ -176,6 +177,7 @@ class Scheduler:
         self._lora_turn = 0                      # round robin between requests' adapter sets
         self._sessions: dict[int, SessionSlot] = {}  # seq id -> the session that owns it
         self._admission_paused = False
+        self._last_finished: tuple[int, list[int]] | None = None  # the last kept completion: seq id, tokens
         self._timed: list[_Entry] = []       # entries with a timeout
 
         self._counters = dict(prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
@@ -339,6 +341,24 @@ class Scheduler:
         """Replaces the session's history with a saved state; ValueError if it does not fit."""
         await self.call(lambda: self._load_session(slot, state))
 
+    async def save_last_completion(self, seed: int) -> LlamaState | None:
+        """The tokens and KV of the most recently finished completion, while its kept sequence
+        still holds them (None if there was none since forget_last_completion(), or its KV
+        was dropped or taken over by a later request)."""
+        return await self.call(lambda: self._save_last_completion(seed))
+
+    async def forget_last_completion(self) -> None:
+        await self.call(lambda: setattr(self, "_last_finished", None))
+
+    def _save_last_completion(self, seed: int) -> LlamaState | None:
+        if self._last_finished is None:
+            return None
+        seq_id, tokens = self._last_finished
+        if not tokens or self._kept.get(seq_id) is not tokens:
+            raise AllamaError("the KV of the last completion is no longer held (dropped for room, or reused by "
+                              "a later request); keep a conversation's state with llm.session() instead")
+        return LlamaState.of_sequence(list(tokens), self.ctx.seq_state_get(seq_id), seed)
+
     def _open_session(self) -> SessionSlot:
         if len(self._sessions) >= self.config.n_keep:
             n = self.config.n_keep
@@ -475,6 +495,8 @@ class Scheduler:
             n = entry.request.n
             if len(self._active) + n > self.config.n_parallel:
                 break
+            if self._active and self._cells_in_use() + len(entry.request.prompt) >= self.ctx.n_ctx:
+                break  # its prompt would not fit beside the running sequences: wait for one to end
             if slot is None and len(self._free_ids) + len(self._kept) < n:
                 break  # every spare id is a session's: wait for a running request to finish
             heapq.heappop(self._waiting)
@@ -697,7 +719,7 @@ class Scheduler:
             n_generating = sum(1 for c in self._active if c.state == _GENERATE and c.request.lora == lora)
             draft_budget = min(self._n_batch // 2, self._n_batch - n_generating)  # leave room for prefill
         for choice in self._active:
-            if choice.request.lora != lora or (only is not None and choice is not only):
+            if choice.request.lora != lora or (only is not None and choice is not only) or choice.parked:
                 continue
             if choice.state == _GENERATE:
                 pos = position(choice.shifts, choice.n_past)
@@ -717,7 +739,8 @@ class Scheduler:
         for choice in self._active:
             if budget <= 0:
                 break
-            if choice.state != _PREFILL or choice.request.lora != lora or (only is not None and choice is not only):
+            if (choice.state != _PREFILL or choice.request.lora != lora or choice.parked
+                    or (only is not None and choice is not only)):
                 continue
             if choice.request.media:
                 error = self._prefill_media(choice)
@@ -1023,8 +1046,12 @@ class Scheduler:
         else:
             self.ctx.seq_rm(choice.seq_id)
             self._free_ids.append(choice.seq_id)
-        if self._admission_paused:
+        if error is None and choice.request.session is None:  # what save_state() gives (if kept)
+            self._last_finished = (choice.seq_id, self._kept.get(choice.seq_id, []))
+        if self._admission_paused:  # cells were freed: the parked sequences go first
             self._admission_paused = False
+            for other in self._active:
+                other.parked = False
         entry = self._entries.get(choice.request.id)
         if entry is None:
             return
@@ -1116,28 +1143,44 @@ class Scheduler:
                 self._finish(choice, error=error)
         self._flush()
 
+    def _cells_in_use(self) -> int:
+        """An upper bound on the KV cells the active sequences will hold once their prompts are
+        in (prefixes shared through seq_cp are counted twice; kept sequences not at all: they
+        are dropped when room is needed)."""
+        used = 0
+        for choice in self._active:
+            if choice.parked:
+                continue
+            used += len(choice.tokens) - (choice.target if choice.state == _FOLLOW else 0)
+        return used
+
     def _make_room(self) -> None:
-        """The KV cache is full: drop kept sequences first, else preempt the newest sequence."""
+        """The KV cache is full: drop kept sequences first, else park the newest sequence (its
+        KV removed; it is recomputed from its tokens once another sequence ends). The oldest
+        sequence is never parked, so it always progresses; alone, it fails only when it needs
+        more than the whole cache."""
         if self._kept:
             seq_id, _ = self._kept.popitem(last=False)
             self.ctx.seq_rm(seq_id)
             self._free_ids.append(seq_id)
             return
-        running = [c for c in self._active if c.state != _FOLLOW and c.n_past > 0]
-        if len(running) <= 1:
-            victim = running[0] if running else self._active[-1]
-            self._finish(victim, error=KVCacheFullError("the KV cache cannot hold this request"))
+        candidates = [c for c in self._active if c.state != _FOLLOW and not c.parked]
+        if len(candidates) <= 1:
+            victim = candidates[0] if candidates else self._active[-1]
+            self._finish(victim, error=KVCacheFullError(
+                f"the KV cache ({self.ctx.n_ctx} cells, kv_size) cannot hold this request"))
             self._flush()
             return
-        victim = max(running, key=lambda c: (-c.request.priority, c.request.submitted_at, c.index))
+        victim = max(candidates, key=lambda c: (-c.request.priority, c.request.submitted_at, c.index))
         if victim.followers:
             self._release_followers(victim)
         self.ctx.seq_rm(victim.seq_id)
         victim.n_past = 0
         victim.state = _PREFILL
+        victim.parked = True
         self._admission_paused = True
         self._counters["preemptions"] += 1
-        log.info("KV cache full: request %d will be recomputed", victim.request.id)
+        log.info("KV cache full: request %d is parked and will be recomputed", victim.request.id)
 
     def _shutdown(self) -> None:
         error = EngineClosedError("the model was closed")

@@ -1,7 +1,8 @@
 """Turns a sequence's token pieces into text deltas for streaming.
 
 Deltas are valid UTF-8 (a character split across tokens waits for its last
-byte) and never include a stop string, or the start of one that may still
+byte; bytes that never form one, which a broken or random model can emit, are dropped,
+as llama-cpp-python drops them) and never include a stop string, or the start of one that may still
 complete: such text is held back until it is clear.
 """
 
@@ -25,7 +26,7 @@ def held_suffix(text: str, markers: Sequence[str]) -> int:
 
 class TextStream:
     def __init__(self, stops: Sequence[str] = ()) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._stops = [s for s in stops if s]
         self._held = ""
         self.stopped = False

@@ -91,3 +91,29 @@ async def test_a_projector_for_another_width_is_refused(models_dir, paths):
         with pytest.raises(ValueError, match="cannot load the projector"):
             await llm.create_chat_completion(ask("data:image/png;base64," + base64.b64encode(PNG).decode()),
                                              max_tokens=2)
+
+
+NO_BOS_TEMPLATE = TEMPLATE.removeprefix("{{ bos_token }}")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("template", [TEMPLATE, NO_BOS_TEMPLATE], ids=["writes-bos", "leaves-bos"])
+async def test_media_prompts_start_with_one_bos_as_llama_mtmd_cli_tokenizes_them(models_dir, paths, template):
+    # llama-mtmd-cli tokenizes the rendered prompt with add_special and parse_special: BOS is
+    # added where the vocabulary wants it, whether or not the template wrote it; never twice
+    model = build_llama(models_dir / f"vision-chat-{len(template)}.gguf",
+                        dataclasses.replace(TINY_LLAMA, chat_template=template))[0]
+    async with Llama(str(model), n_ctx=512, n_threads=1,
+                     chat_handler=MTMDChatHandler(str(paths[1]), n_threads=1)) as llm:
+        url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+        out = await llm.create_chat_completion(ask(url), max_tokens=6, temperature=0.0)
+        context = await llm.chat_handler.media_context(llm)
+        text = f"<|user|>What is this? {_native.default_media_marker()}<|end|><|assistant|>"
+        chunks = context.tokenize(text, [context.bitmap_from_bytes(PNG)], True, True)  # as llama-mtmd-cli
+        tokens, spans = media_prompt(chunks, context)
+        assert tokens[0] == llm.token_bos() and tokens[1] != llm.token_bos()
+        expected = await llm.create_completion(tokens, media=spans, max_tokens=6, temperature=0.0, stop=["</s>"])
+        assert out["usage"]["prompt_tokens"] == len(tokens)
+        assert out["choices"][0]["message"]["content"] == expected["choices"][0]["text"]
+        text_only = await llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1, logprobs=True)
+        assert text_only["usage"]["prompt_tokens"] == len(llm.tokenize(b"<|user|>Hi<|end|><|assistant|>", True, True))

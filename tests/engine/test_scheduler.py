@@ -294,3 +294,61 @@ async def test_a_long_prompt_does_not_stall_running_streams(llama_f32_path):
         assert steps >= 4000 // 256  # the prompt was split into chunks
         during = [a for a in arrivals if start < a <= end]
         assert len(during) >= steps - 2  # one token per step while the prompt was evaluated
+
+
+async def test_default_kv_cache_holds_n_ctx_cells_shared_by_all_sequences(llama_f32_path):
+    # llama-cpp-python's memory for the same arguments: n_ctx cells, not n_ctx per sequence
+    async with Llama(str(llama_f32_path), n_ctx=512, n_parallel=8, n_threads=1) as llm:
+        assert llm._scheduler.ctx.n_ctx == 512 and llm._scheduler.ctx.n_ctx_seq == 512
+        outs = await _gather(llm, [[1] + list(range(300 + 20 * i, 320 + 20 * i)) for i in range(8)], 16)
+        assert all(len(o["choices"][0]["logprobs"]["tokens"]) == 16 for o in outs)
+
+
+async def _gather(llm: Llama, prompts, max_tokens: int) -> list:
+    results: list = [None] * len(prompts)
+
+    async def run(i):
+        results[i] = await llm.create_completion(prompts[i], max_tokens=max_tokens, temperature=0,
+                                                 ignore_eos=True, logprobs=0)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for i in range(len(prompts)):
+                tg.start_soon(run, i)
+    return results
+
+
+async def _alone_then_together_on_256_cells(llama_f32_path, prompts, max_tokens: int):
+    """Each prompt alone, then all at once, on one 256-cell cache: the stats of the latter."""
+    async with Llama(str(llama_f32_path), n_ctx=256, n_parallel=len(prompts), n_keep=0, n_batch=64,
+                     n_threads=1) as llm:
+        alone = [(await llm.create_completion(p, max_tokens=max_tokens, temperature=0, ignore_eos=True))
+                 ["choices"][0]["text"] for p in prompts]
+        before = llm.stats().preemptions
+        outs = await _gather(llm, prompts, max_tokens)
+        assert [o["choices"][0]["text"] for o in outs] == alone
+        stats = llm.stats()
+        assert stats.active == 0 and stats.queued == 0
+        return stats.preemptions - before
+
+
+async def test_requests_whose_prompts_fill_the_cache_wait_instead_of_thrashing(llama_f32_path):
+    prompts = [[1] + list(range(500 + 200 * i, 700 + 200 * i)) for i in range(3)]  # 201 tokens each
+    # each prompt alone nearly fills the 256 cells: admission holds the others back
+    assert await _alone_then_together_on_256_cells(llama_f32_path, prompts, 20) == 0
+
+
+async def test_growing_sequences_are_parked_and_recomputed_with_unchanged_output(llama_f32_path):
+    prompts = [[1] + list(range(900 + 50 * i, 940 + 50 * i)) for i in range(4)]  # 41 tokens each
+    # 4 x 191 cells wanted, 256 held: growing sequences are parked and recomputed later
+    assert await _alone_then_together_on_256_cells(llama_f32_path, prompts, 150) >= 1
+
+
+async def test_a_request_larger_than_an_explicit_kv_size_fails_cleanly_and_others_go_on(llama_f32_path):
+    from allama.errors import KVCacheFullError
+
+    async with Llama(str(llama_f32_path), n_ctx=512, kv_size=256, n_parallel=2, n_keep=0, n_threads=1) as llm:
+        with pytest.raises(KVCacheFullError, match="kv_size"):
+            await llm.create_completion([1] + list(range(100, 400)), max_tokens=4, temperature=0)
+        out = await llm.create_completion([1, 2, 3], max_tokens=4, temperature=0, ignore_eos=True)
+        assert out["usage"]["completion_tokens"] == 4

@@ -42,6 +42,8 @@ def test_flush_returns_what_was_held_back():
     assert stream.flush() == "</e"
 
 
-def test_invalid_bytes_become_replacement_characters():
+def test_invalid_bytes_are_dropped_as_llama_cpp_python_drops_them():
     stream = TextStream()
-    assert stream.feed(b"a\xffb") == "a\ufffdb"
+    assert stream.feed(b"a\xffb") == "ab"
+    # a character cut short by the end of the sequence is dropped too, not replaced
+    assert stream.feed(b"c\xe6\x97") == "c" and stream.flush() == ""
