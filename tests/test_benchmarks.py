@@ -28,3 +28,10 @@ def test_speculative_benchmark_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| prompt-lookup |" in run.stdout and "| oracle |" in run.stdout
+
+
+def test_kv_memory_benchmark_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "kv_memory.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| allama |" in run.stdout and "KV cache MiB" in run.stdout
