@@ -29,8 +29,10 @@ batches raise ValueError and other failures `DecodeError`.
 from __future__ import annotations
 
 import builtins
+import ctypes
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -138,6 +140,149 @@ GGML_TYPE_Q5_1 = 7
 GGML_TYPE_Q8_0 = 8
 GGML_TYPE_IQ4_NL = 20
 GGML_TYPE_BF16 = 30
+# ... and the rest of ggml.h's enum ggml_type (4 and 5 were removed, 31-38 are gone too).
+GGML_TYPE_Q8_1 = 9
+GGML_TYPE_Q2_K = 10
+GGML_TYPE_Q3_K = 11
+GGML_TYPE_Q4_K = 12
+GGML_TYPE_Q5_K = 13
+GGML_TYPE_Q6_K = 14
+GGML_TYPE_Q8_K = 15
+GGML_TYPE_IQ2_XXS = 16
+GGML_TYPE_IQ2_XS = 17
+GGML_TYPE_IQ3_XXS = 18
+GGML_TYPE_IQ1_S = 19
+GGML_TYPE_IQ3_S = 21
+GGML_TYPE_IQ2_S = 22
+GGML_TYPE_IQ4_XS = 23
+GGML_TYPE_I8 = 24
+GGML_TYPE_I16 = 25
+GGML_TYPE_I32 = 26
+GGML_TYPE_I64 = 27
+GGML_TYPE_F64 = 28
+GGML_TYPE_IQ1_M = 29
+GGML_TYPE_MXFP4 = 39
+GGML_TYPE_NVFP4 = 40
+GGML_TYPE_Q1_0 = 41
+GGML_TYPE_Q2_0 = 42
+GGML_TYPE_COUNT = 43
+
+# File magics and versions of llama.cpp's session and sequence-state files.
+LLAMA_FILE_MAGIC_GGLA = 0x67676C61  # 'ggla'
+LLAMA_FILE_MAGIC_GGSN = 0x6767736E  # 'ggsn'
+LLAMA_FILE_MAGIC_GGSQ = 0x67677371  # 'ggsq'
+LLAMA_SESSION_MAGIC = LLAMA_FILE_MAGIC_GGSN
+LLAMA_SESSION_VERSION = 10
+LLAMA_STATE_SEQ_MAGIC = LLAMA_FILE_MAGIC_GGSQ
+LLAMA_STATE_SEQ_VERSION = 3
+
+# llama_state_seq_flags for the llama_state_seq_*_ext functions.
+LLAMA_STATE_SEQ_FLAGS_NONE = 0
+LLAMA_STATE_SEQ_FLAGS_SWA_ONLY = 1  # the old name of PARTIAL_ONLY
+LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY = 1
+LLAMA_STATE_SEQ_FLAGS_ON_DEVICE = 2
+
+LLAMA_FTYPE_MOSTLY_Q2_K = 10
+LLAMA_FTYPE_MOSTLY_Q3_K_S = 11
+LLAMA_FTYPE_MOSTLY_Q3_K_M = 12
+LLAMA_FTYPE_MOSTLY_Q3_K_L = 13
+LLAMA_FTYPE_MOSTLY_Q4_K_S = 14
+LLAMA_FTYPE_MOSTLY_Q5_K_S = 16
+LLAMA_FTYPE_MOSTLY_IQ2_XXS = 19
+LLAMA_FTYPE_MOSTLY_IQ2_XS = 20
+LLAMA_FTYPE_MOSTLY_Q2_K_S = 21
+LLAMA_FTYPE_MOSTLY_IQ3_XS = 22
+LLAMA_FTYPE_MOSTLY_IQ3_XXS = 23
+LLAMA_FTYPE_MOSTLY_IQ1_S = 24
+LLAMA_FTYPE_MOSTLY_IQ4_NL = 25
+LLAMA_FTYPE_MOSTLY_IQ3_S = 26
+LLAMA_FTYPE_MOSTLY_IQ3_M = 27
+LLAMA_FTYPE_MOSTLY_IQ2_S = 28
+LLAMA_FTYPE_MOSTLY_IQ2_M = 29
+LLAMA_FTYPE_MOSTLY_IQ4_XS = 30
+LLAMA_FTYPE_MOSTLY_IQ1_M = 31
+LLAMA_FTYPE_MOSTLY_TQ1_0 = 36
+LLAMA_FTYPE_MOSTLY_TQ2_0 = 37
+LLAMA_FTYPE_MOSTLY_MXFP4_MOE = 38
+LLAMA_FTYPE_MOSTLY_NVFP4 = 39
+LLAMA_FTYPE_MOSTLY_Q1_0 = 40
+LLAMA_FTYPE_MOSTLY_Q2_0 = 41
+
+LLAMA_VOCAB_TYPE_TEST = 7
+
+# llama-vocab.h's pre-tokenizer types (llama_vocab_pre_type).
+LLAMA_VOCAB_PRE_TYPE_DEFAULT = 0
+LLAMA_VOCAB_PRE_TYPE_LLAMA3 = 1
+LLAMA_VOCAB_PRE_TYPE_DEEPSEEK_LLM = 2
+LLAMA_VOCAB_PRE_TYPE_DEEPSEEK_CODER = 3
+LLAMA_VOCAB_PRE_TYPE_FALCON = 4
+LLAMA_VOCAB_PRE_TYPE_MPT = 5
+LLAMA_VOCAB_PRE_TYPE_STARCODER = 6
+LLAMA_VOCAB_PRE_TYPE_GPT2 = 7
+LLAMA_VOCAB_PRE_TYPE_REFACT = 8
+LLAMA_VOCAB_PRE_TYPE_COMMAND_R = 9
+LLAMA_VOCAB_PRE_TYPE_STABLELM2 = 10
+LLAMA_VOCAB_PRE_TYPE_QWEN2 = 11
+LLAMA_VOCAB_PRE_TYPE_OLMO = 12
+LLAMA_VOCAB_PRE_TYPE_DBRX = 13
+LLAMA_VOCAB_PRE_TYPE_SMAUG = 14
+LLAMA_VOCAB_PRE_TYPE_PORO = 15
+LLAMA_VOCAB_PRE_TYPE_CHATGLM3 = 16
+LLAMA_VOCAB_PRE_TYPE_CHATGLM4 = 17
+LLAMA_VOCAB_PRE_TYPE_VIKING = 18
+LLAMA_VOCAB_PRE_TYPE_JAIS = 19
+LLAMA_VOCAB_PRE_TYPE_TEKKEN = 20
+LLAMA_VOCAB_PRE_TYPE_SMOLLM = 21
+LLAMA_VOCAB_PRE_TYPE_CODESHELL = 22
+LLAMA_VOCAB_PRE_TYPE_BLOOM = 23
+LLAMA_VOCAB_PRE_TYPE_GPT3_FINNISH = 24
+LLAMA_VOCAB_PRE_TYPE_EXAONE = 25
+LLAMA_VOCAB_PRE_TYPE_CHAMELEON = 26
+LLAMA_VOCAB_PRE_TYPE_MINERVA = 27
+LLAMA_VOCAB_PRE_TYPE_DEEPSEEK3_LLM = 28
+LLAMA_VOCAB_PRE_TYPE_GPT4O = 29
+LLAMA_VOCAB_PRE_TYPE_SUPERBPE = 30
+LLAMA_VOCAB_PRE_TYPE_TRILLION = 31
+LLAMA_VOCAB_PRE_TYPE_BAILINGMOE = 32
+LLAMA_VOCAB_PRE_TYPE_LLAMA4 = 33
+LLAMA_VOCAB_PRE_TYPE_PIXTRAL = 34
+LLAMA_VOCAB_PRE_TYPE_SEED_CODER = 35
+
+LLAMA_LOAD_MODE_AUTO = -1
+LLAMA_LOAD_MODE_NONE = 0
+LLAMA_LOAD_MODE_MMAP = 1
+LLAMA_LOAD_MODE_MLOCK = 2
+LLAMA_LOAD_MODE_MMAP_MLOCK = 3
+LLAMA_LOAD_MODE_DIRECT_IO = 4
+
+LLAMA_LAZY_MODE_OFF = 0
+LLAMA_LAZY_MODE_AUTO = 1
+LLAMA_LAZY_MODE_ON = 2
+
+LLAMA_CONTEXT_TYPE_DEFAULT = 0
+LLAMA_CONTEXT_TYPE_MTP = 1
+
+LLAMA_KV_OVERRIDE_TYPE_INT = 0
+LLAMA_KV_OVERRIDE_TYPE_FLOAT = 1
+LLAMA_KV_OVERRIDE_TYPE_BOOL = 2
+LLAMA_KV_OVERRIDE_TYPE_STR = 3
+
+# enum llama_model_meta_key: GGUF keys with a model's recommended sampling (llama_model_meta_key_str).
+LLAMA_MODEL_META_KEY_SAMPLING_SEQUENCE = 0
+LLAMA_MODEL_META_KEY_SAMPLING_TOP_K = 1
+LLAMA_MODEL_META_KEY_SAMPLING_TOP_P = 2
+LLAMA_MODEL_META_KEY_SAMPLING_MIN_P = 3
+LLAMA_MODEL_META_KEY_SAMPLING_XTC_PROBABILITY = 4
+LLAMA_MODEL_META_KEY_SAMPLING_XTC_THRESHOLD = 5
+LLAMA_MODEL_META_KEY_SAMPLING_TEMP = 6
+LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_LAST_N = 7
+LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_REPEAT = 8
+LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT = 9
+LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_TAU = 10
+LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_ETA = 11
+
+LLAMA_PROCESS_TYPE_ENCODE = 0
+LLAMA_PROCESS_TYPE_DECODE = 1
 
 GGML_NUMA_STRATEGY_DISABLED = 0
 GGML_NUMA_STRATEGY_DISTRIBUTE = 1
@@ -153,6 +298,136 @@ GGML_LOG_LEVEL_WARN = 3
 GGML_LOG_LEVEL_ERROR = 4
 GGML_LOG_LEVEL_CONT = 5
 
+# --- scalar and callback types (ctypes, as in C): `(llama_token * n)()` makes a token buffer ---
+
+llama_token = ctypes.c_int32
+llama_pos = ctypes.c_int32
+llama_seq_id = ctypes.c_int32
+llama_token_p = ctypes.POINTER(llama_token)
+llama_state_seq_flags = ctypes.c_uint32
+llama_sampler_context_t = ctypes.c_void_p
+
+# typedef bool (*ggml_abort_callback)(void * data): llama_set_abort_callback takes it or any callable.
+ggml_abort_callback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
+ggml_backend_sched_eval_callback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p)
+llama_progress_callback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_float, ctypes.c_void_p)
+llama_model_set_tensor_data_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+llama_opt_param_filter = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p)
+
+
+# --- structs callers build (ctypes, laid out as in llama.h) ---
+
+
+class llama_token_data(ctypes.Structure):
+    """One candidate: token id, logit, probability."""
+
+    _fields_ = [("id", llama_token), ("logit", ctypes.c_float), ("p", ctypes.c_float)]
+
+
+llama_token_data_p = ctypes.POINTER(llama_token_data)
+
+
+class llama_token_data_array(ctypes.Structure):
+    """Candidates for llama_sampler_apply: `data` points at `size` llama_token_data; `selected` is an
+    index into data (-1: none). A NumPy record array viewing the data works as in llama-cpp-python."""
+
+    _fields_ = [("data", llama_token_data_p), ("size", ctypes.c_size_t), ("selected", ctypes.c_int64),
+                ("sorted", ctypes.c_bool)]
+
+
+llama_token_data_array_p = ctypes.POINTER(llama_token_data_array)
+
+
+class llama_model_kv_override_value(ctypes.Union):
+    _fields_ = [("val_i64", ctypes.c_int64), ("val_f64", ctypes.c_double), ("val_bool", ctypes.c_bool),
+                ("val_str", ctypes.c_char * 128)]
+
+
+class llama_model_kv_override(ctypes.Structure):
+    """A metadata override (tag LLAMA_KV_OVERRIDE_TYPE_*); set an array of them, ended by an empty key,
+    as llama_model_params.kv_overrides."""
+
+    _fields_ = [("tag", ctypes.c_int), ("key", ctypes.c_char * 128), ("value", llama_model_kv_override_value)]
+
+
+class llama_model_tensor_override(ctypes.Structure):
+    _fields_ = [("pattern", ctypes.c_char_p), ("type", ctypes.c_int)]
+
+
+class llama_model_imatrix_data(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.POINTER(ctypes.c_float)), ("size", ctypes.c_size_t)]
+
+
+class llama_model_quantize_params(ctypes.Structure):
+    """llama_model_quantize's options as a C struct; llama_model_quantize also takes the object
+    llama_model_quantize_default_params returns. imatrix, kv_overrides, tt_overrides, prune_layers
+    and dry_run are not supported by allama's quantizer and must stay unset."""
+
+    _fields_ = [
+        ("nthread", ctypes.c_int32), ("ftype", ctypes.c_int), ("output_tensor_type", ctypes.c_int),
+        ("token_embedding_type", ctypes.c_int), ("allow_requantize", ctypes.c_bool),
+        ("quantize_output_tensor", ctypes.c_bool), ("only_copy", ctypes.c_bool), ("pure", ctypes.c_bool),
+        ("keep_split", ctypes.c_bool), ("dry_run", ctypes.c_bool),
+        ("imatrix", ctypes.POINTER(llama_model_imatrix_data)),
+        ("kv_overrides", ctypes.POINTER(llama_model_kv_override)),
+        ("tt_overrides", ctypes.POINTER(llama_model_tensor_override)),
+        ("prune_layers", ctypes.POINTER(ctypes.c_int32)), ("max_buf_size", ctypes.c_size_t),
+    ]
+
+
+class llama_sampler_seq_config(ctypes.Structure):
+    _fields_ = [("seq_id", llama_seq_id), ("sampler", ctypes.c_void_p)]
+
+
+class llama_embd(ctypes.Structure):
+    """Embedding rows for the extended batch API: `n_rows` rows of `n_embd` floats at `data`."""
+
+    _fields_ = [("data", ctypes.POINTER(ctypes.c_float)), ("n_rows", ctypes.c_size_t), ("n_embd", ctypes.c_size_t)]
+
+
+class llama_sampler_data(ctypes.Structure):
+    _fields_ = [("logits", ctypes.c_void_p), ("probs", ctypes.c_void_p), ("sampled", ctypes.c_void_p),
+                ("candidates", ctypes.c_void_p)]
+
+
+class llama_opt_params(ctypes.Structure):
+    _fields_ = [("n_ctx_train", ctypes.c_uint32), ("param_filter", llama_opt_param_filter),
+                ("param_filter_ud", ctypes.c_void_p), ("get_opt_pars", ctypes.c_void_p),
+                ("get_opt_pars_ud", ctypes.c_void_p)]
+
+
+# The custom-sampler interface of llama.h (struct llama_sampler_i and its function pointer types).
+llama_sampler_i_name = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p)
+llama_sampler_i_accept = ctypes.CFUNCTYPE(None, ctypes.c_void_p, llama_token)
+llama_sampler_i_apply = ctypes.CFUNCTYPE(None, ctypes.c_void_p, llama_token_data_array_p)
+llama_sampler_i_reset = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+llama_sampler_i_clone = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+llama_sampler_i_free = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+llama_sampler_i_backend_init = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
+llama_sampler_i_backend_accept = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                  ctypes.c_void_p)
+llama_sampler_i_backend_apply = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.POINTER(llama_sampler_data))
+llama_sampler_i_backend_set_input = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+llama_sampler_i_backend_reset = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+llama_sampler_i_copy_state = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class llama_sampler_i(ctypes.Structure):
+    _fields_ = [("name", llama_sampler_i_name), ("accept", llama_sampler_i_accept), ("apply", llama_sampler_i_apply),
+                ("reset", llama_sampler_i_reset), ("clone", llama_sampler_i_clone), ("free", llama_sampler_i_free),
+                ("backend_init", llama_sampler_i_backend_init), ("backend_accept", llama_sampler_i_backend_accept),
+                ("backend_apply", llama_sampler_i_backend_apply),
+                ("backend_set_input", llama_sampler_i_backend_set_input),
+                ("backend_reset", llama_sampler_i_backend_reset), ("copy_state", llama_sampler_i_copy_state)]
+
+
+class llama_sampler(ctypes.Structure):
+    """llama.h's struct llama_sampler (for custom samplers); allama's sampler handles are llama_sampler_p."""
+
+    _fields_ = [("iface", ctypes.POINTER(llama_sampler_i)), ("ctx", llama_sampler_context_t)]
+
+
 # --- handle types ---
 
 llama_model_p = _native.Model
@@ -160,9 +435,10 @@ llama_context_p = _native.Context
 llama_vocab_p = _native.Vocab
 llama_sampler_p = _native.Sampler
 llama_adapter_lora_p = _native.LoraAdapter
-llama_model_params = _native.ModelParams
 llama_context_params = _native.ContextParams
 llama_memory_t = _native.Context
+llama_kv_cache_p = _native.Context  # llama.cpp's old name for the memory handle
+llama_logit_bias_p = Sequence  # a list of llama_logit_bias (or (token, bias) pairs)
 
 
 class llama_logit_bias(NamedTuple):
@@ -205,6 +481,55 @@ class llama_perf_sampler_data:
 
     t_sample_ms: float
     n_sample: int
+
+
+def _kv_override_value(entry: llama_model_kv_override) -> bool | int | float | str:
+    tag = entry.tag
+    if tag == LLAMA_KV_OVERRIDE_TYPE_INT:
+        return int(entry.value.val_i64)
+    if tag == LLAMA_KV_OVERRIDE_TYPE_FLOAT:
+        return float(entry.value.val_f64)
+    if tag == LLAMA_KV_OVERRIDE_TYPE_BOOL:
+        return bool(entry.value.val_bool)
+    if tag == LLAMA_KV_OVERRIDE_TYPE_STR:
+        return entry.value.val_str.decode("utf-8")
+    raise ValueError(f"kv override {entry.key!r} has an unknown tag {tag} (LLAMA_KV_OVERRIDE_TYPE_*)")
+
+
+def _kv_overrides(value: Any) -> dict[str, bool | int | float | str]:
+    """A dict as allama takes it, from a dict or from llama_model_kv_override entries (an array or
+    pointer ended by an entry with an empty key, as in C)."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, llama_model_kv_override):
+        value = [value]
+    out: dict[str, bool | int | float | str] = {}
+    entries = iter(value) if not isinstance(value, ctypes._Pointer) else (value[i] for i in range(1 << 16))
+    for entry in entries:
+        if not isinstance(entry, llama_model_kv_override):
+            raise TypeError(f"kv_overrides entries must be llama_model_kv_override, got {type(entry).__name__}")
+        if not entry.key:
+            break
+        out[entry.key.decode("utf-8")] = _kv_override_value(entry)
+    else:
+        if isinstance(value, ctypes._Pointer):
+            raise ValueError("kv_overrides has no terminating entry with an empty key")
+    return out
+
+
+class llama_model_params(_native.ModelParams):
+    """Model loading options; kv_overrides also takes an array of llama_model_kv_override ended
+    by an empty key, as llama-cpp-python code sets it."""
+
+    @property
+    def kv_overrides(self) -> dict[str, bool | int | float | str]:
+        return _native.ModelParams.kv_overrides.__get__(self)
+
+    @kv_overrides.setter
+    def kv_overrides(self, value: Any) -> None:
+        _native.ModelParams.kv_overrides.__set__(self, _kv_overrides(value))
 
 
 def _handle(value: Any, kind: type, what: str, source: str) -> Any:
@@ -388,7 +713,7 @@ def llama_version() -> bytes:
 
 def llama_model_default_params() -> _native.ModelParams:
     """llama.cpp's model defaults: as allama's ModelParams, but offloading all layers (n_gpu_layers=-1)."""
-    params = _native.ModelParams()
+    params = llama_model_params()
     params.n_gpu_layers = -1
     return params
 
@@ -406,11 +731,32 @@ def llama_model_quantize_default_params() -> _native.QuantizeParams:
     return _native.QuantizeParams()
 
 
+def _quantize_params(params: Any) -> _native.QuantizeParams:
+    if isinstance(params, ctypes._Pointer):
+        params = params.contents
+    params = getattr(params, "_obj", params)  # ctypes.byref(params)
+    if not isinstance(params, llama_model_quantize_params):
+        return _handle(params, _native.QuantizeParams, "quantize params", "llama_model_quantize_default_params")
+    for name in ("imatrix", "kv_overrides", "tt_overrides", "prune_layers"):
+        if getattr(params, name):
+            raise NotImplementedError(f"llama_model_quantize_params.{name} is not supported by allama's quantizer")
+    if params.dry_run:
+        raise NotImplementedError("llama_model_quantize_params.dry_run is not supported by allama's quantizer")
+    native = _native.QuantizeParams()
+    for name in ("nthread", "ftype", "output_tensor_type", "token_embedding_type", "allow_requantize",
+                 "quantize_output_tensor", "only_copy", "pure", "keep_split"):
+        setattr(native, name, getattr(params, name))
+    for name in ("output_tensor_type", "token_embedding_type"):  # C's GGML_TYPE_COUNT: llama.cpp's choice
+        if getattr(params, name) == GGML_TYPE_COUNT:
+            setattr(native, name, -1)
+    return native
+
+
 def llama_model_quantize(fname_inp: bytes | str | os.PathLike[str], fname_out: bytes | str | os.PathLike[str],
                          params: _native.QuantizeParams) -> int:
     """Quantize a GGUF file; 0 on success, llama.cpp's non-zero status (its reason logged) otherwise.
     Missing or non-GGUF inputs raise as they do for loading (C would log and return 1)."""
-    params = _handle(params, _native.QuantizeParams, "quantize params", "llama_model_quantize_default_params")
+    params = _quantize_params(params)
     status, reason = _native.quantize(_path(fname_inp), _path(fname_out), params)
     if status != 0:
         _log.error("llama_model_quantize: %s", reason)
@@ -550,11 +896,102 @@ def llama_model_desc(model: _native.Model, buf: Any, buf_size: int) -> int | byt
 
 def llama_model_meta_val_str(model: _native.Model, key: bytes | str, buf: Any, buf_size: int) -> int | bytes | None:
     """A metadata value as text; -1 (None with buf None) when the key is absent."""
-    value = _model(model).metadata.get(_bytes(key, "key").decode())
+    return _meta_value(_model(model).metadata, key, buf, buf_size)
+
+
+def llama_model_meta_count(model: _native.Model) -> int:
+    return _model(model).meta_count
+
+
+def _meta_value(metadata: Mapping[str, str], key: bytes | str, buf: Any, buf_size: int) -> int | bytes | None:
+    """A metadata value by key (out-buffer rule); -1 (None with buf None) when it is absent."""
+    value = metadata.get(_bytes(key, "key").decode())
     if value is None:
         return None if buf is None else -1
     data = value.encode()
     return data if buf is None else _write_bytes(buf, buf_size, data, "buf", nul=True)
+
+
+def _meta_out(value: bytes | None, buf: Any, buf_size: Any) -> int | bytes | None:
+    if value is None:  # index out of range: C writes an empty string and returns -1
+        if buf is not None and _int(buf_size, "buf_size") > 0:
+            _write_bytes(buf, buf_size, b"", "buf", nul=True)
+        return None if buf is None else -1
+    return value if buf is None else _write_bytes(buf, buf_size, value, "buf", nul=True)
+
+
+def llama_model_meta_key_by_index(model: _native.Model, i: int, buf: Any, buf_size: int) -> int | bytes | None:
+    """The i-th metadata key (out-buffer rule, NUL-terminated); -1 (None with buf None) when i is out of range."""
+    return _meta_out(_model(model).meta_key_by_index(_int(i, "i")), buf, buf_size)
+
+
+def llama_model_meta_val_str_by_index(model: _native.Model, i: int, buf: Any, buf_size: int) -> int | bytes | None:
+    """The i-th metadata value as text; -1 (None with buf None) when i is out of range."""
+    return _meta_out(_model(model).meta_val_by_index(_int(i, "i")), buf, buf_size)
+
+
+def llama_model_meta_key_str(key: int) -> bytes | None:
+    """The GGUF key of a LLAMA_MODEL_META_KEY_* value; None (C's NULL) for an unknown one."""
+    name = _native.meta_key_str(_int(key, "key"))
+    return None if name is None else name.encode()
+
+
+def llama_model_n_layer_nextn(model: _native.Model) -> int:
+    return _model(model).n_layer_nextn
+
+
+def llama_model_save_to_file(model: _native.Model, path_model: bytes | str | os.PathLike[str]) -> None:
+    """Write the loaded model as a GGUF file (OSError when the path cannot be written)."""
+    _model(model).save(_path(path_model))
+
+
+def llama_ftype_name(ftype: int) -> bytes:
+    return _native.ftype_name(_int(ftype, "ftype")).encode()
+
+
+def llama_flash_attn_type_name(flash_attn_type: int) -> bytes:
+    """'auto', 'disabled' or 'enabled'; ValueError for other values (C aborts)."""
+    return _native.flash_attn_type_name(_int(flash_attn_type, "flash_attn_type")).encode()
+
+
+def llama_load_mode_name(load_mode: int) -> bytes:
+    """A LLAMA_LOAD_MODE_* value's name; ValueError for other values (C aborts)."""
+    return _native.load_mode_name(_int(load_mode, "load_mode")).encode()
+
+
+def llama_load_mode_from_str(str: bytes | builtins.str) -> int:  # noqa: A002
+    """The LLAMA_LOAD_MODE_* named 'auto', 'none', 'mmap', 'mlock', 'mmap+mlock' or 'dio'; ValueError otherwise."""
+    return _native.load_mode_from_str(_bytes(str, "str").decode("utf-8", "replace"))
+
+
+def llama_max_tensor_buft_overrides() -> int:
+    return _native.max_tensor_buft_overrides()
+
+
+def llama_split_path(split_path: Any, maxlen: int, path_prefix: bytes | str, split_no: int,
+                     split_count: int) -> int | bytes:
+    """'<prefix>-%05d-of-%05d.gguf' for split_no (0-based): its length written into split_path
+    (0 when it does not fit maxlen), or the bytes when split_path is None."""
+    path = _native.split_path(_bytes(path_prefix, "path_prefix").decode("utf-8", "surrogateescape"),
+                              _int(split_no, "split_no"), _int(split_count, "split_count")).encode("utf-8", "surrogateescape")
+    if split_path is None:
+        return path
+    if len(path) >= _int(maxlen, "maxlen"):
+        return 0
+    return _write_bytes(split_path, maxlen, path, "split_path", nul=True)
+
+
+def llama_split_prefix(split_prefix: Any, maxlen: int, split_path: bytes | str, split_no: int,
+                       split_count: int) -> int | bytes:
+    """The path without its '-%05d-of-%05d.gguf' suffix: its length (as much as fits copied into
+    split_prefix), 0 when the suffix does not match; or the bytes when split_prefix is None."""
+    prefix = _native.split_prefix(_bytes(split_path, "split_path").decode("utf-8", "surrogateescape"),
+                                  _int(split_no, "split_no"), _int(split_count, "split_count")).encode("utf-8", "surrogateescape")
+    if split_prefix is None:
+        return prefix
+    if prefix:
+        _write_bytes(split_prefix, maxlen, prefix, "split_prefix", nul=True)
+    return len(prefix)
 
 
 # --- contexts ---
@@ -625,6 +1062,29 @@ def llama_set_embeddings(ctx: _native.Context, embeddings: bool) -> None:
 
 def llama_set_causal_attn(ctx: _native.Context, causal_attn: bool) -> None:
     _context(ctx).set_causal_attn(bool(causal_attn))
+
+
+def llama_get_causal_attn(ctx: _native.Context) -> bool:
+    return _context(ctx).causal_attn
+
+
+def llama_set_warmup(ctx: _native.Context, warmup: bool) -> None:
+    """Deprecated by llama.cpp: run every tensor in the following decodes (do warm-up runs instead)."""
+    _context(ctx).set_warmup(bool(warmup))
+
+
+def llama_n_rs_seq(ctx: _native.Context) -> int:
+    return _context(ctx).n_rs_seq
+
+
+def llama_set_abort_callback(ctx: _native.Context, abort_callback: Callable[[Any], Any] | None,
+                             abort_callback_data: Any = None) -> None:
+    """Call abort_callback(abort_callback_data) while llama.cpp computes a decode; a true result
+    stops it and llama_decode returns 2. Any callable works, a ggml_abort_callback too; None removes
+    it. The callback runs on the decoding thread with the GIL held, so it should be quick, and it
+    must not use this context (that raises RuntimeError, reported as unraisable). An exception in it
+    is reported the same way and does not abort."""
+    _context(ctx).set_abort_callback(abort_callback, abort_callback_data)
 
 
 def llama_synchronize(ctx: _native.Context) -> None:
@@ -879,6 +1339,34 @@ def llama_state_seq_set_data(ctx: _native.Context, src: Any, size: int, dest_seq
     return _context(ctx).seq_state_set(data[:n], _int(dest_seq_id, "dest_seq_id"))
 
 
+def _check_flags(flags: Any) -> int:
+    return _int(flags, "flags")
+
+
+def llama_state_seq_get_size_ext(ctx: _native.Context, seq_id: int, flags: int) -> int:
+    return _context(ctx).seq_state_size_ext(_int(seq_id, "seq_id"), _check_flags(flags))
+
+
+def llama_state_seq_get_data_ext(ctx: _native.Context, dst: Any, size: int, seq_id: int, flags: int) -> int | bytes:
+    """One sequence's state with LLAMA_STATE_SEQ_FLAGS_*; into dst (0 when it does not fit) or as bytes."""
+    data = _context(ctx).seq_state_get_ext(_int(seq_id, "seq_id"), _check_flags(flags))
+    if dst is None:
+        return data
+    view = _byte_view(dst, _int(size, "size"), "dst")
+    if len(data) > view.size:
+        return 0
+    view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return len(data)
+
+
+def llama_state_seq_set_data_ext(ctx: _native.Context, src: Any, size: int, dest_seq_id: int, flags: int) -> int:
+    data = _bytes(src, "src")
+    n = _int(size, "size")
+    if not 0 <= n <= len(data):
+        raise ValueError(f"size {n} is outside the {len(data)} bytes given")
+    return _context(ctx).seq_state_set_ext(data[:n], _int(dest_seq_id, "dest_seq_id"), _check_flags(flags))
+
+
 def llama_state_save_file(ctx: _native.Context, path_session: bytes | str, tokens: Sequence[int],
                           n_token_count: int) -> bool:
     """Write the state and its tokens in llama.cpp's session format; False on failure."""
@@ -922,6 +1410,14 @@ def llama_state_seq_load_file(ctx: _native.Context, filepath: bytes | str, dest_
         _write_tokens(tokens_out, capacity, tokens, "tokens_out")
     _store_count(n_token_count_out, len(tokens))
     return n_read
+
+
+# llama.cpp's older names for the state functions.
+llama_get_state_size = llama_state_get_size
+llama_copy_state_data = llama_state_get_data
+llama_set_state_data = llama_state_set_data
+llama_load_session_file = llama_state_load_file
+llama_save_session_file = llama_state_save_file
 
 
 # --- vocabulary ---
@@ -1005,6 +1501,19 @@ def llama_vocab_fim_rep(vocab: _native.Vocab) -> int:
 
 def llama_vocab_fim_sep(vocab: _native.Vocab) -> int:
     return _vocab(vocab).fim_sep
+
+
+def llama_vocab_cls(vocab: _native.Vocab) -> int:
+    """Deprecated by llama.cpp: the classification token is the BOS token."""
+    return llama_vocab_bos(vocab)
+
+
+def llama_vocab_get_suppress_tokens(vocab: _native.Vocab, n_suppress_tokens: Any = None) -> list[int]:
+    """The tokens the model says never to sample; their count also goes to n_suppress_tokens
+    (a ctypes integer, byref() of one, or a list) when given."""
+    tokens = list(_vocab(vocab).suppress_tokens)
+    _store_count(n_suppress_tokens, len(tokens))
+    return tokens
 
 
 def llama_vocab_get_add_bos(vocab: _native.Vocab) -> bool:
@@ -1226,6 +1735,38 @@ def llama_sampler_init_dry(vocab: _native.Vocab, dry_multiplier: float, dry_base
                                [_bytes(b, "a sequence breaker").decode() for b in breakers[:n]])
 
 
+_TRIGGER_SPECIAL = re.compile(r"[.^$|()*+?\[\]{}\\]")
+
+
+def llama_sampler_init_grammar_lazy(vocab: _native.Vocab, grammar_str: bytes | str, grammar_root: bytes | str,
+                                    trigger_words: Sequence[bytes | str], num_trigger_words: int,
+                                    trigger_tokens: Sequence[int], num_trigger_tokens: int) -> _native.Sampler:
+    """Deprecated by llama.cpp: a lazy grammar triggered by literal words (made into the one
+    pattern llama.cpp would build) or tokens."""
+    n_words = _int(num_trigger_words, "num_trigger_words")
+    words = list(trigger_words or ())
+    if not 0 <= n_words <= len(words):
+        raise ValueError("num_trigger_words is outside the words given")
+    patterns = []
+    if n_words:
+        escaped = [_TRIGGER_SPECIAL.sub(lambda m: "\\" + m.group(0), _bytes(w, "a trigger word").decode())
+                   for w in words[:n_words]]
+        patterns = ["[\\s\\S]*?(" + "|".join(escaped) + ")[\\s\\S]*"]
+    return llama_sampler_init_grammar_lazy_patterns(vocab, grammar_str, grammar_root, patterns, len(patterns),
+                                                    trigger_tokens, num_trigger_tokens)
+
+
+def llama_sampler_init_adaptive_p(target: float, decay: float, seed: int) -> _native.Sampler:
+    """Select tokens near a target probability (negative: disabled), adapting with an EMA of
+    the given decay in [0, 0.99]; like dist, it picks the token, so it goes last in a chain."""
+    return _native.Sampler.adaptive_p(float(target), float(decay), _int(seed, "seed"))
+
+
+def llama_sampler_init_infill(vocab: _native.Vocab) -> _native.Sampler:
+    """The fill-in-the-middle sampler (use after top-k and top-p)."""
+    return _native.Sampler.infill(_vocab(vocab))
+
+
 def _bias_pairs(logit_bias: Any) -> list[tuple[int, float]]:
     if isinstance(logit_bias, Mapping):
         return [(int(t), float(b)) for t, b in logit_bias.items()]
@@ -1270,6 +1811,43 @@ def llama_sampler_free(smpl: _native.Sampler) -> None:
     _sampler(smpl).free()
 
 
+def llama_sampler_copy(src: _native.Sampler, dst: _native.Sampler) -> None:
+    """Give dst src's state; both must be samplers (or chains) of the same kind."""
+    _sampler(dst).copy_from(_sampler(src))
+
+
+def _token_data_array(cur_p: Any) -> llama_token_data_array:
+    if isinstance(cur_p, ctypes._Pointer):
+        return cur_p.contents
+    target = getattr(cur_p, "_obj", cur_p)  # ctypes.byref(arr)
+    if not isinstance(target, llama_token_data_array):
+        raise TypeError("cur_p must be a llama_token_data_array, a pointer to one or byref() of one")
+    return target
+
+
+def llama_sampler_apply(smpl: _native.Sampler, cur_p: Any) -> None:
+    """Apply the sampler to the candidates in cur_p (a llama_token_data_array), in place as in C:
+    data is reordered and trimmed, size, selected and sorted updated."""
+    arr = _token_data_array(cur_p)
+    n = int(arr.size)
+    if n < 1:
+        raise ValueError("cur_p holds no candidates (size is 0)")
+    if not arr.data:
+        raise ValueError("cur_p.data is NULL")
+    data = np.ctypeslib.as_array(ctypes.cast(arr.data, ctypes.POINTER(ctypes.c_uint8)), shape=(n * ctypes.sizeof(llama_token_data),))
+    records = data.view(np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+    ids, logits, probs, selected, is_sorted = _sampler(smpl).apply(
+        np.ascontiguousarray(records["id"]), np.ascontiguousarray(records["logit"]),
+        np.ascontiguousarray(records["p"]), int(arr.selected), bool(arr.sorted))
+    k = len(ids)
+    records["id"][:k] = ids
+    records["logit"][:k] = logits
+    records["p"][:k] = probs
+    arr.size = k
+    arr.selected = selected
+    arr.sorted = is_sorted
+
+
 def llama_sampler_get_seed(smpl: _native.Sampler) -> int:
     return _sampler(smpl).seed
 
@@ -1303,6 +1881,53 @@ def llama_set_adapters_lora(ctx: _native.Context, adapters: Sequence[_native.Lor
              for a, s in zip(adapters[:n], scales[:n])]
     _context(ctx).set_lora_adapters(pairs)
     return 0
+
+
+def _adapter(adapter: Any) -> _native.LoraAdapter:
+    return _handle(adapter, _native.LoraAdapter, "LoRA adapter", "llama_adapter_lora_init")
+
+
+def llama_adapter_meta_val_str(adapter: _native.LoraAdapter, key: bytes | str, buf: Any,
+                               buf_size: int) -> int | bytes | None:
+    """An adapter metadata value as text; -1 (None with buf None) when the key is absent."""
+    return _meta_value(_adapter(adapter).metadata, key, buf, buf_size)
+
+
+def llama_adapter_meta_count(adapter: _native.LoraAdapter) -> int:
+    return _adapter(adapter).meta_count
+
+
+def llama_adapter_meta_key_by_index(adapter: _native.LoraAdapter, i: int, buf: Any, buf_size: int) -> int | bytes | None:
+    return _meta_out(_adapter(adapter).meta_key_by_index(_int(i, "i")), buf, buf_size)
+
+
+def llama_adapter_meta_val_str_by_index(adapter: _native.LoraAdapter, i: int, buf: Any,
+                                        buf_size: int) -> int | bytes | None:
+    return _meta_out(_adapter(adapter).meta_val_by_index(_int(i, "i")), buf, buf_size)
+
+
+def llama_adapter_get_alora_n_invocation_tokens(adapter: _native.LoraAdapter) -> int:
+    return len(_adapter(adapter).alora_invocation_tokens)
+
+
+def llama_adapter_get_alora_invocation_tokens(adapter: _native.LoraAdapter) -> list[int]:
+    """The activated-LoRA invocation tokens ([] for a plain LoRA)."""
+    return list(_adapter(adapter).alora_invocation_tokens)
+
+
+def llama_set_adapter_cvec(ctx: _native.Context, data: Any, len: int, n_embd: int, il_start: int,  # noqa: A002
+                           il_end: int) -> int:
+    """Apply a control vector (float32, n_embd per layer from layer 1, the first `len` floats of
+    data) to layers il_start..il_end; data None clears it. 0 on success; ValueError when n_embd is
+    not the model's."""
+    n = _int(len, "len")
+    if data is None:
+        return _context(ctx).set_cvec(None, _int(n_embd, "n_embd"), _int(il_start, "il_start"), _int(il_end, "il_end"))
+    values = np.ascontiguousarray(np.asarray(data, dtype=np.float32).reshape(-1))
+    if not 0 <= n <= values.size:
+        raise ValueError(f"len = {n} is outside the {values.size} floats given")
+    return _context(ctx).set_cvec(values[:n], _int(n_embd, "n_embd"), _int(il_start, "il_start"),
+                                  _int(il_end, "il_end"))
 
 
 def llama_set_adapter_lora(ctx: _native.Context, adapter: _native.LoraAdapter, scale: float) -> int:
@@ -1347,11 +1972,25 @@ def llama_log_callback(callback: Callable[[int, bytes, Any], Any]) -> Callable[[
     return callback
 
 
+_log_callback: tuple[Any, Any] = (None, None)
+
+
+def llama_log_get(log_callback: Any = None, user_data: Any = None) -> tuple[Any, Any]:
+    """The (callback, user_data) last given to llama_log_set ((None, None): allama's default logger);
+    also stored into one-element lists passed as log_callback and user_data, C's out-pointers."""
+    for out, value in ((log_callback, _log_callback[0]), (user_data, _log_callback[1])):
+        if isinstance(out, list):
+            out[:1] = [value]
+    return _log_callback
+
+
 def llama_log_set(log_callback: Callable[[int, bytes, Any], Any] | None, user_data: Any = None) -> None:
     """Send llama.cpp's log calls to log_callback(level, text: bytes, user_data) as llama.cpp makes
     them (GGML_LOG_LEVEL_* levels; text fragments keep their newlines). None restores allama's
     default, the 'allama.native' logger. The callback must not call llama.cpp functions itself."""
+    global _log_callback
     _native.set_log_callback(log_callback, user_data)
+    _log_callback = (log_callback, user_data) if log_callback is not None else (None, None)
 
 
 # --- names llama.cpp deprecated that llama-cpp-python code still uses ---
@@ -1393,3 +2032,12 @@ llama_token_nl = llama_vocab_nl
 llama_token_pad = llama_vocab_pad
 llama_add_bos_token = llama_vocab_get_add_bos
 llama_add_eos_token = llama_vocab_get_add_eos
+llama_token_cls = llama_vocab_cls
+llama_token_sep = llama_vocab_sep
+llama_token_fim_pre = llama_vocab_fim_pre
+llama_token_fim_suf = llama_vocab_fim_suf
+llama_token_fim_mid = llama_vocab_fim_mid
+llama_token_fim_pad = llama_vocab_fim_pad
+llama_token_fim_rep = llama_vocab_fim_rep
+llama_token_fim_sep = llama_vocab_fim_sep
+llama_apply_adapter_cvec = llama_set_adapter_cvec

@@ -59,6 +59,13 @@ size_t token_buffer_size(const std::string & path, size_t capacity) {
     return std::min(capacity, static_cast<size_t>(st.st_size) / sizeof(llama_token));
 }
 
+// The llama_state_seq_flags this build knows: PARTIAL_ONLY (1) and ON_DEVICE (2).
+void check_state_flags(uint32_t flags) {
+    if ((flags & ~uint32_t{LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY | LLAMA_STATE_SEQ_FLAGS_ON_DEVICE}) != 0) {
+        throw nb::value_error(("unknown llama_state_seq_flags bits: " + std::to_string(flags)).c_str());
+    }
+}
+
 }  // namespace
 
 ContextParams::ContextParams() {
@@ -200,7 +207,53 @@ Context::~Context() {
 
 bool Context::abort_callback(void * data) {
     auto * self = static_cast<Context *>(data);
-    return self->abort_requested_.load(std::memory_order_relaxed);
+    if (self->abort_requested_.load(std::memory_order_relaxed)) {
+        return true;
+    }
+    if (!self->has_abort_cb_.load(std::memory_order_acquire)) {
+        return false;
+    }
+    // Only now take the GIL: the decode released it, so this cannot deadlock against the
+    // thread that started the decode; the callback may not use this context (lock() refuses).
+    nb::gil_scoped_acquire gil;
+    nb::object callback = self->abort_cb_;
+    if (!callback.is_valid() || callback.is_none()) {
+        return false;
+    }
+    self->callback_thread_.store(std::this_thread::get_id());
+    bool abort = false;
+    try {
+        nb::object result = callback(self->abort_cb_data_);
+        const int truth = PyObject_IsTrue(result.ptr());
+        if (truth < 0) {
+            throw nb::python_error();
+        }
+        abort = truth != 0;
+    } catch (nb::python_error & e) {
+        e.discard_as_unraisable("the llama_set_abort_callback callback");  // ctypes' rule: report, go on
+    } catch (const std::exception & e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        nb::python_error err;
+        err.discard_as_unraisable("the llama_set_abort_callback callback");
+    }
+    self->callback_thread_.store(std::thread::id{});
+    return abort;
+}
+
+void Context::set_abort_callback(nb::object callback, nb::object data) {
+    if (callback.is_valid() && !callback.is_none() && !PyCallable_Check(callback.ptr())) {
+        throw nb::type_error("abort_callback must be callable (or None to remove it)");
+    }
+    auto lk = lock_open();
+    has_abort_cb_.store(false, std::memory_order_release);
+    if (callback.is_valid() && !callback.is_none()) {
+        abort_cb_ = std::move(callback);
+        abort_cb_data_ = data.is_valid() ? std::move(data) : nb::none();
+        has_abort_cb_.store(true, std::memory_order_release);
+    } else {
+        abort_cb_ = nb::object();
+        abort_cb_data_ = nb::object();
+    }
 }
 
 llama_context * Context::get() const {
@@ -211,6 +264,9 @@ llama_context * Context::get() const {
 }
 
 std::unique_lock<std::mutex> Context::lock() {
+    if (callback_thread_.load() == std::this_thread::get_id()) {
+        throw std::runtime_error("the context cannot be used from its own abort callback (its decode is running)");
+    }
     // Never wait for the mutex while holding the GIL: the holder may need the
     // GIL (log forwarding) before it can let go.
     std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
@@ -234,6 +290,9 @@ void Context::close() {
         ctx_ = nullptr;
     }
     adapters_.clear();
+    has_abort_cb_.store(false);
+    abort_cb_ = nb::object();
+    abort_cb_data_ = nb::object();
 }
 
 void Context::check_seq_id(llama_seq_id seq_id, bool allow_any) const {
@@ -378,6 +437,14 @@ void Context::encode(const Batch & batch) {
 }
 
 void init_context(nb::module_ & m) {
+    m.def("flash_attn_type_name", [](int32_t type) {
+        if (type < LLAMA_FLASH_ATTN_TYPE_AUTO || type > LLAMA_FLASH_ATTN_TYPE_ENABLED) {
+            throw nb::value_error(("flash_attn_type must be -1 (auto), 0 (disabled) or 1 (enabled), got " +
+                                   std::to_string(type)).c_str());
+        }
+        return std::string(llama_flash_attn_type_name(static_cast<llama_flash_attn_type>(type)));
+    }, nb::arg("flash_attn_type"), "llama_flash_attn_type_name: 'auto', 'disabled' or 'enabled'.");
+
     nb::class_<ContextParams>(m, "ContextParams",
         "Context options (llama_context_params). Enum fields take llama.cpp's integer values; -1 means 'the model's'.")
         .def(nb::init<>())
@@ -440,6 +507,33 @@ void init_context(nb::module_ & m) {
         }, nb::arg("n_threads"), nb::arg("n_threads_batch"))
         .def("set_embeddings", &Context::set_embeddings, nb::arg("on"))
         .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
+        .def_prop_ro("causal_attn", [](Context & c) { auto lk = c.lock_open(); return llama_get_causal_attn(c.get()); })
+        .def_prop_ro("n_rs_seq", [](Context & c) { auto lk = c.lock_open(); return llama_n_rs_seq(c.get()); },
+                     "Recurrent-state cells per sequence (0 for a model without recurrent layers).")
+        .def("set_warmup", [](Context & c, bool on) {
+            auto lk = c.lock_open();
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+            llama_set_warmup(c.get(), on);
+#pragma GCC diagnostic pop
+        }, nb::arg("on"), "llama_set_warmup (deprecated by llama.cpp): activate every tensor in the next decodes.")
+        .def("set_abort_callback", &Context::set_abort_callback, nb::arg("callback").none(), nb::arg("data").none() = nb::none(),
+             "Call callback(data) while llama.cpp computes (with the GIL); a true result aborts the decode. "
+             "None removes it. The callback must not use this context.")
+        .def("set_cvec", [](Context & c, std::optional<nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>> data,
+                            int32_t n_embd, int32_t il_start, int32_t il_end) {
+            auto lk = c.lock_open();
+            if (!data) {
+                return llama_set_adapter_cvec(c.get(), nullptr, 0, n_embd, il_start, il_end);
+            }
+            const int32_t want = llama_model_n_embd(c.model().get());
+            if (n_embd != want) {
+                throw nb::value_error(("the control vector's n_embd " + std::to_string(n_embd) +
+                                       " does not match the model's " + std::to_string(want)).c_str());
+            }
+            return llama_set_adapter_cvec(c.get(), data->data(), data->size(), n_embd, il_start, il_end);
+        }, nb::arg("data").none(), nb::arg("n_embd"), nb::arg("il_start"), nb::arg("il_end"),
+           "llama_set_adapter_cvec: float32 rows of n_embd for layers 1.. (None clears); 0 on success.")
         .def("logits", [](Context & c, int32_t i) {
             auto lk = c.lock_open();
             c.check_output_row(i);
@@ -646,6 +740,40 @@ void init_context(nb::module_ & m) {
             nb::gil_scoped_release release;
             return llama_state_seq_get_size(c.get(), s);
         }, nb::arg("seq_id"), "Bytes seq_state_get() would return.")
+        .def("seq_state_size_ext", [](Context & c, llama_seq_id s, uint32_t flags) {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            check_state_flags(flags);
+            nb::gil_scoped_release release;
+            return llama_state_seq_get_size_ext(c.get(), s, flags);
+        }, nb::arg("seq_id"), nb::arg("flags"), "llama_state_seq_get_size_ext.")
+        .def("seq_state_get_ext", [](Context & c, llama_seq_id s, uint32_t flags) {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            check_state_flags(flags);
+            std::vector<uint8_t> buf;
+            {
+                nb::gil_scoped_release release;
+                buf.resize(llama_state_seq_get_size_ext(c.get(), s, flags));
+                buf.resize(llama_state_seq_get_data_ext(c.get(), buf.data(), buf.size(), s, flags));
+            }
+            return to_bytes(buf);
+        }, nb::arg("seq_id"), nb::arg("flags"), "llama_state_seq_get_data_ext: one sequence's state as bytes.")
+        .def("seq_state_set_ext", [](Context & c, nb::bytes data, llama_seq_id s, uint32_t flags) {
+            auto lk = c.lock_open();
+            c.check_seq_id(s);
+            check_state_flags(flags);
+            size_t read = 0;
+            LogCapture capture;
+            {
+                nb::gil_scoped_release release;
+                read = llama_state_seq_set_data_ext(c.get(), reinterpret_cast<const uint8_t *>(data.c_str()), data.size(), s, flags);
+            }
+            if (read == 0) {
+                throw nb::value_error(("sequence state does not fit this context: " + capture.message("rejected by llama.cpp")).c_str());
+            }
+            return read;
+        }, nb::arg("data"), nb::arg("seq_id"), nb::arg("flags"), "llama_state_seq_set_data_ext: the bytes read.")
         .def("state_save_file", [](Context & c, const std::string & path, const std::vector<llama_token> & tokens) {
             auto lk = c.lock_open();
             nb::gil_scoped_release release;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace allama {
@@ -73,6 +74,9 @@ public:
     int32_t n_vocab() const { return n_vocab_; }
     int32_t n_outputs() const { return n_outputs_; }
     void request_abort() { abort_requested_.store(true); }
+    // llama_set_abort_callback: `callback(data)` is called (with the GIL) while llama.cpp
+    // computes; a true result aborts the decode. None removes it. Costs nothing when unset.
+    void set_abort_callback(nanobind::object callback, nanobind::object data);
     // Turns embedding output on or off; refuses a combination llama.cpp would abort on.
     void set_embeddings(bool on);
     // After a decode done outside decode() (through mtmd, holding lock_open()): the last
@@ -90,6 +94,13 @@ private:
 
     ModelPtr model_;
     llama_context * ctx_ = nullptr;
+    // The Python abort callback; read and written only with the GIL held.
+    nanobind::object abort_cb_;
+    nanobind::object abort_cb_data_;
+    std::atomic<bool> has_abort_cb_{false};
+    // The thread running the Python abort callback: it must not wait for mu_, which its
+    // own decode holds.
+    std::atomic<std::thread::id> callback_thread_{};
     std::mutex mu_;
     std::atomic<bool> abort_requested_{false};
     std::vector<int8_t> last_outputs_;  // output flags of the last decoded batch

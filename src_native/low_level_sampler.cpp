@@ -5,10 +5,12 @@
 #include "grammar_check.h"
 #include "vocab.h"
 
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -284,6 +286,30 @@ Sampler make_grammar(const Vocab & vocab, const std::string & grammar, const std
     return Sampler::make(raw, vocab.n_tokens(), vocab_model(vocab), true);
 }
 
+// llama_sampler_copy asserts that both samplers (and a chain's members, pairwise) are of one type.
+bool same_kind(const SamplerState & a, const SamplerState & b) {
+    if (a.ptr == nullptr || b.ptr == nullptr || a.ptr->iface != b.ptr->iface || a.children.size() != b.children.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.children.size(); ++i) {
+        if (!same_kind(*a.children[i], *b.children[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+using TokenIds = nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>;
+using TokenFloats = nb::ndarray<nb::numpy, float, nb::ndim<1>>;
+
+template <typename T, typename Array>
+Array owned_array(const std::vector<T> & values) {
+    auto * data = new T[values.size() > 0 ? values.size() : 1];
+    std::copy(values.begin(), values.end(), data);
+    nb::capsule owner(data, [](void * p) noexcept { delete[] static_cast<T *>(p); });
+    return Array(data, {values.size()}, owner);
+}
+
 }  // namespace
 
 void init_low_level_sampler(nb::module_ & m) {
@@ -387,7 +413,57 @@ void init_low_level_sampler(nb::module_ & m) {
             return Sampler::make(llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(c_biases.size()), c_biases.data()),
                                  n_vocab);
         }, nb::arg("n_vocab"), nb::arg("logit_bias"), "logit_bias: (token, bias) pairs.")
+        .def_static("adaptive_p", [](float target, float decay, uint32_t seed) {
+            require_not_nan(target, "target");
+            require(std::isfinite(decay) && decay >= 0.0f && decay <= 0.99f, "decay must be in [0, 0.99]");
+            return Sampler::make(llama_sampler_init_adaptive_p(std::min(target, 1.0f), decay, seed));
+        }, nb::arg("target"), nb::arg("decay"), nb::arg("seed"))
+        .def_static("infill", [](const Vocab & vocab) {
+            return Sampler::make(llama_sampler_init_infill(vocab.get()), vocab.n_tokens(), vocab_model(vocab));
+        }, nb::arg("vocab"))
         // --- use ---
+        .def("apply", [](Sampler & s, nb::ndarray<const llama_token, nb::ndim<1>, nb::device::cpu> ids,
+                         nb::ndarray<const float, nb::ndim<1>, nb::device::cpu> logits,
+                         nb::ndarray<const float, nb::ndim<1>, nb::device::cpu> probs, int64_t selected, bool sorted) {
+            llama_sampler * raw = s.get();
+            const size_t n = ids.shape(0);
+            require(n > 0, "the token data array is empty");
+            require(logits.shape(0) == n && probs.shape(0) == n, "ids, logits and p must have one length");
+            require(selected >= -1 && selected < static_cast<int64_t>(n), "selected must be -1 or an index into the data");
+            const int32_t n_vocab = s.state()->n_vocab;
+            std::vector<llama_token_data> data(n);
+            for (size_t i = 0; i < n; ++i) {
+                const llama_token id = ids(i);
+                require(id >= 0 && (n_vocab <= 0 || id < n_vocab),
+                        "token id " + std::to_string(id) + " at index " + std::to_string(i) + " is out of range" +
+                            (n_vocab > 0 ? " [0, " + std::to_string(n_vocab) + ")" : ""));
+                data[i] = llama_token_data{id, logits(i), probs(i)};
+            }
+            llama_token_data_array cur{data.data(), n, selected, sorted};
+            try {
+                llama_sampler_apply(raw, &cur);
+            } catch (const std::exception & e) {
+                throw std::runtime_error(std::string("the sampler failed: ") + e.what());
+            }
+            std::vector<llama_token> out_ids(cur.size);
+            std::vector<float> out_logits(cur.size), out_p(cur.size);
+            for (size_t i = 0; i < cur.size; ++i) {
+                out_ids[i] = cur.data[i].id;
+                out_logits[i] = cur.data[i].logit;
+                out_p[i] = cur.data[i].p;
+            }
+            return nb::make_tuple(owned_array<llama_token, TokenIds>(out_ids), owned_array<float, TokenFloats>(out_logits),
+                                  owned_array<float, TokenFloats>(out_p), cur.selected, cur.sorted);
+        }, nb::arg("ids"), nb::arg("logits"), nb::arg("p"), nb::arg("selected"), nb::arg("sorted"),
+           "llama_sampler_apply on a copy of the candidates: (ids, logits, p, selected, sorted) afterwards.")
+        .def("copy_from", [](Sampler & dst, const Sampler & src) {
+            dst.get();
+            src.get();
+            if (!same_kind(*src.state(), *dst.state())) {
+                throw nb::value_error("llama_sampler_copy needs two samplers of the same type (chains: the same members)");
+            }
+            llama_sampler_copy(src.get(), dst.get());
+        }, nb::arg("src"), "llama_sampler_copy(src, self): take src's state.")
         .def("add", &Sampler::chain_add, nb::arg("smpl"), "llama_sampler_chain_add: the chain takes ownership of smpl.")
         .def("get", &Sampler::chain_get, nb::arg("i"), "A handle to the chain's i-th sampler (still owned by the chain); -1: the chain.")
         .def("remove", &Sampler::chain_remove, nb::arg("i"), "Take the i-th sampler out of the chain; the caller owns it again.")

@@ -12,6 +12,7 @@
 #include "ggml-backend.h"
 #include "gguf.h"
 #include "llama-model.h"  // llama_model::memory_breakdown (buffer types of the weights)
+#include "llama-model-saver.h"  // llama_model_saver_supports_arch: saving other architectures aborts
 
 #include <cerrno>
 #include <cmath>
@@ -354,7 +355,54 @@ std::vector<llama_token> LoraAdapter::alora_invocation_tokens() const {
     return t == nullptr ? std::vector<llama_token>{} : std::vector<llama_token>(t, t + n);
 }
 
+namespace {
+
+// A metadata key or value by index as bytes (GGUF strings need not be UTF-8); None when out of range.
+template <typename Getter>
+std::optional<nb::bytes> meta_string(int32_t i, int32_t count, Getter getter) {
+    if (i < 0 || i >= count) {
+        return std::nullopt;
+    }
+    const std::string s = read_string(getter);
+    return nb::bytes(s.data(), s.size());
+}
+
+}  // namespace
+
 void init_model(nb::module_ & m) {
+    m.def("ftype_name", [](int32_t ftype) { return std::string(llama_ftype_name(static_cast<llama_ftype>(ftype))); },
+          nb::arg("ftype"), "llama_ftype_name: 'Q8_0', 'Q4_K - Medium', ... ('unknown, may not work' for others).");
+    m.def("load_mode_name", [](int32_t mode) {
+        if (mode < LLAMA_LOAD_MODE_AUTO || mode > LLAMA_LOAD_MODE_DIRECT_IO) {
+            throw nb::value_error(("load_mode must be in [-1, 4], got " + std::to_string(mode)).c_str());
+        }
+        return std::string(llama_load_mode_name(static_cast<llama_load_mode>(mode)));
+    }, nb::arg("load_mode"), "llama_load_mode_name.");
+    m.def("load_mode_from_str", [](const std::string & name) {
+        for (int32_t mode = LLAMA_LOAD_MODE_AUTO; mode <= LLAMA_LOAD_MODE_DIRECT_IO; ++mode) {
+            if (name == llama_load_mode_name(static_cast<llama_load_mode>(mode))) {
+                return mode;
+            }
+        }
+        throw nb::value_error(("unknown load mode: '" + name + "' (auto, none, mmap, mlock, mmap+mlock, dio)").c_str());
+    }, nb::arg("name"), "llama_load_mode_from_str.");
+    m.def("meta_key_str", [](int32_t key) -> std::optional<std::string> {
+        const char * s = llama_model_meta_key_str(static_cast<llama_model_meta_key>(key));
+        return s ? std::optional<std::string>(s) : std::nullopt;
+    }, nb::arg("key"), "llama_model_meta_key_str: the GGUF key of a LLAMA_MODEL_META_KEY_*; None if unknown.");
+    m.def("max_tensor_buft_overrides", []() { return llama_max_tensor_buft_overrides(); });
+    m.def("split_path", [](const std::string & prefix, int32_t split_no, int32_t split_count) {
+        std::vector<char> buf(prefix.size() + 64);
+        const int32_t n = llama_split_path(buf.data(), buf.size(), prefix.c_str(), split_no, split_count);
+        return std::string(buf.data(), static_cast<size_t>(std::max(n, 0)));
+    }, nb::arg("path_prefix"), nb::arg("split_no"), nb::arg("split_count"), "llama_split_path: '<prefix>-%05d-of-%05d.gguf'.");
+    m.def("split_prefix", [](const std::string & path, int32_t split_no, int32_t split_count) {
+        std::vector<char> buf(path.size() + 1);
+        const int32_t n = llama_split_prefix(buf.data(), buf.size(), path.c_str(), split_no, split_count);
+        return std::string(buf.data(), static_cast<size_t>(std::max(n, 0)));
+    }, nb::arg("split_path"), nb::arg("split_no"), nb::arg("split_count"),
+       "llama_split_prefix: the path without its split suffix; '' when the suffix does not match.");
+
     nb::class_<ModelParams>(m, "ModelParams", "Model loading options (llama_model_params), with llama-cpp-python's defaults.")
         .def(nb::init<>())
         .def_rw("n_gpu_layers", &ModelParams::n_gpu_layers, "Layers to offload to the GPU; -1 offloads all.")
@@ -371,7 +419,16 @@ void init_model(nb::module_ & m) {
     nb::class_<LoraAdapter>(m, "LoraAdapter", "A LoRA adapter loaded for one model.")
         .def_prop_ro("path", &LoraAdapter::path)
         .def_prop_ro("metadata", &LoraAdapter::metadata)
-        .def_prop_ro("alora_invocation_tokens", &LoraAdapter::alora_invocation_tokens);
+        .def_prop_ro("alora_invocation_tokens", &LoraAdapter::alora_invocation_tokens)
+        .def_prop_ro("meta_count", [](const LoraAdapter & a) { return llama_adapter_meta_count(a.ptr().get()); })
+        .def("meta_key_by_index", [](const LoraAdapter & a, int32_t i) {
+            const llama_adapter_lora * p = a.ptr().get();
+            return meta_string(i, llama_adapter_meta_count(p), [&](char * b, size_t s) { return llama_adapter_meta_key_by_index(p, i, b, s); });
+        }, nb::arg("i"))
+        .def("meta_val_by_index", [](const LoraAdapter & a, int32_t i) {
+            const llama_adapter_lora * p = a.ptr().get();
+            return meta_string(i, llama_adapter_meta_count(p), [&](char * b, size_t s) { return llama_adapter_meta_val_str_by_index(p, i, b, s); });
+        }, nb::arg("i"));
 
     nb::class_<Model>(m, "Model", "A GGUF model loaded by llama.cpp.")
         .def_static("load",
@@ -464,7 +521,45 @@ void init_model(nb::module_ & m) {
             }
             return out;
         }, "All chat templates in the metadata: 'default' and the named ones.")
-        .def("load_lora", &Model::load_lora, nb::arg("path"), "Load a LoRA adapter GGUF for this model.");
+        .def("load_lora", &Model::load_lora, nb::arg("path"), "Load a LoRA adapter GGUF for this model.")
+        .def_prop_ro("meta_count", [](const Model & self) { return llama_model_meta_count(self.get()); })
+        .def("meta_key_by_index", [](const Model & self, int32_t i) {
+            const llama_model * p = self.get();
+            return meta_string(i, llama_model_meta_count(p), [&](char * b, size_t s) { return llama_model_meta_key_by_index(p, i, b, s); });
+        }, nb::arg("i"), "The i-th metadata key as bytes; None when i is out of range.")
+        .def("meta_val_by_index", [](const Model & self, int32_t i) {
+            const llama_model * p = self.get();
+            return meta_string(i, llama_model_meta_count(p), [&](char * b, size_t s) { return llama_model_meta_val_str_by_index(p, i, b, s); });
+        }, nb::arg("i"), "The i-th metadata value as text bytes; None when i is out of range.")
+        .def_prop_ro("n_layer_nextn", [](const Model & self) { return llama_model_n_layer_nextn(self.get()); })
+        .def("save", [](const Model & self, const std::string & path) {
+            if (self.vocab_only()) {
+                throw nb::value_error("a model loaded with vocab_only has no tensors to save");
+            }
+            ModelPtr keep = self.ptr();
+            if (!llama_model_saver_supports_arch(keep->arch)) {
+                throw nb::value_error(("llama.cpp cannot save models of the architecture '" +
+                                       std::string(llm_arch_name(keep->arch)) + "'").c_str());
+            }
+            if (FILE * probe = std::fopen(path.c_str(), "wb")) {
+                std::fclose(probe);
+            } else {
+                PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
+                throw nb::python_error();
+            }
+            std::string reason;
+            {
+                nb::gil_scoped_release release;
+                try {
+                    llama_model_save_to_file(keep.get(), path.c_str());
+                } catch (const std::exception & e) {
+                    reason = e.what();
+                }
+            }
+            if (!reason.empty()) {
+                throw std::runtime_error("llama_model_save_to_file failed: " + reason);
+            }
+        }, nb::arg("path"), "llama_model_save_to_file: write the model (metadata and tensors) as GGUF.");
 }
 
 }  // namespace allama

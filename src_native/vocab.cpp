@@ -151,6 +151,11 @@ void init_vocab(nb::module_ & m) {
         .def_prop_ro("fim_pad", special(llama_vocab_fim_pad))
         .def_prop_ro("fim_rep", special(llama_vocab_fim_rep))
         .def_prop_ro("fim_sep", special(llama_vocab_fim_sep))
+        .def_prop_ro("suppress_tokens", [](const Vocab & v) {
+            int32_t n = 0;
+            const llama_token * t = llama_vocab_get_suppress_tokens(v.get(), &n);
+            return t == nullptr || n <= 0 ? std::vector<llama_token>{} : std::vector<llama_token>(t, t + n);
+        }, "Tokens the model's metadata says never to sample (llama_vocab_get_suppress_tokens).")
         .def_prop_ro("add_bos", [](const Vocab & v) { return llama_vocab_get_add_bos(v.get()); })
         .def_prop_ro("add_eos", [](const Vocab & v) { return llama_vocab_get_add_eos(v.get()); })
         .def_prop_ro("add_sep", [](const Vocab & v) { return llama_vocab_get_add_sep(v.get()); })

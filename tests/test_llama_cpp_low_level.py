@@ -503,3 +503,254 @@ def test_lora_adapter_changes_the_logits_until_removed(model, vocab, models_dir)
     assert L.llama_set_adapters_lora(ctx, None, 0, None) == 0
     np.testing.assert_array_equal(last_logits(), base)
     L.llama_free(ctx)
+
+
+# --- the rest of llama-cpp-python's surface (tests/test_llama_cpp_surface.py checks the names) ---
+
+
+def test_metadata_enumerates_by_index_with_out_buffers(model):
+    n = L.llama_model_meta_count(model)
+    assert n > 0
+    pairs = {L.llama_model_meta_key_by_index(model, i, None, 0): L.llama_model_meta_val_str_by_index(model, i, None, 0)
+             for i in range(n)}
+    assert pairs[b"general.architecture"] == b"llama"
+    assert {k.decode(): v.decode() for k, v in pairs.items()} == model.metadata
+    buf = ctypes.create_string_buffer(256)
+    assert L.llama_model_meta_key_by_index(model, 0, buf, len(buf)) == len(buf.value) > 0
+    assert L.llama_model_meta_key_by_index(model, n, buf, len(buf)) == -1 and buf.value == b""
+    assert L.llama_model_meta_val_str_by_index(model, -1, None, 0) is None
+    assert L.llama_model_meta_key_str(L.LLAMA_MODEL_META_KEY_SAMPLING_TOP_K) == b"general.sampling.top_k"
+    assert L.llama_model_meta_key_str(99) is None
+
+
+def test_split_path_and_prefix_invert_each_other():
+    assert L.llama_split_path(None, 0, b"/m/model", 1, 4) == b"/m/model-00002-of-00004.gguf"
+    buf = ctypes.create_string_buffer(64)
+    assert L.llama_split_path(buf, len(buf), "/m/model", 1, 4) == 28 and buf.value == b"/m/model-00002-of-00004.gguf"
+    assert L.llama_split_path(ctypes.create_string_buffer(8), 8, b"/m/model", 1, 4) == 0  # does not fit
+    assert L.llama_split_prefix(buf, len(buf), b"/m/model-00002-of-00004.gguf", 1, 4) == 8 and buf.value == b"/m/model"
+    assert L.llama_split_prefix(None, 0, b"/m/model-00002-of-00004.gguf", 2, 4) == b""  # suffix does not match
+
+
+def test_enum_names_and_bad_values_raise_instead_of_aborting():
+    assert L.llama_ftype_name(L.LLAMA_FTYPE_MOSTLY_Q8_0) == b"Q8_0"
+    assert L.llama_flash_attn_type_name(L.LLAMA_FLASH_ATTN_TYPE_AUTO) == b"auto"
+    with pytest.raises(ValueError):
+        L.llama_flash_attn_type_name(7)  # C aborts
+    for mode in range(L.LLAMA_LOAD_MODE_AUTO, L.LLAMA_LOAD_MODE_DIRECT_IO + 1):
+        assert L.llama_load_mode_from_str(L.llama_load_mode_name(mode)) == mode
+    with pytest.raises(ValueError):
+        L.llama_load_mode_name(9)
+    with pytest.raises(ValueError, match="unknown load mode"):
+        L.llama_load_mode_from_str(b"turbo")  # C throws through its C API
+    assert L.llama_max_tensor_buft_overrides() > 0
+
+
+def test_context_flags_and_model_counts(model, ctx):
+    assert L.llama_get_causal_attn(ctx) is True
+    L.llama_set_causal_attn(ctx, False)
+    assert L.llama_get_causal_attn(ctx) is False
+    L.llama_set_causal_attn(ctx, True)
+    assert L.llama_n_rs_seq(ctx) == 0  # no recurrent layers
+    assert L.llama_model_n_layer_nextn(model) == 0
+    L.llama_set_warmup(ctx, False)
+
+
+def test_token_helpers_and_their_old_names(vocab):
+    assert L.llama_token_fim_pre(vocab) == L.llama_vocab_fim_pre(vocab)
+    assert L.llama_token_sep(vocab) == L.llama_vocab_sep(vocab)
+    assert L.llama_token_cls(vocab) == L.llama_vocab_cls(vocab) == L.llama_vocab_bos(vocab)
+    count = ctypes.c_int32(-1)
+    assert L.llama_vocab_get_suppress_tokens(vocab, ctypes.byref(count)) == [] and count.value == 0
+
+
+def test_ctypes_token_arrays_are_token_buffers(vocab):
+    buf = (L.llama_token * 32)()
+    n = L.llama_tokenize(vocab, PROMPT, len(PROMPT), buf, len(buf), True, False)
+    assert 0 < n and list(buf[:n]) == L.llama_tokenize(vocab, PROMPT, len(PROMPT), None, 0, True, False)
+
+
+def _decode_prompt(ctx, vocab) -> int:
+    tokens = tokenize(vocab, PROMPT)
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, tokens, 0)
+    return L.llama_decode(ctx, batch)
+
+
+def test_abort_callback_returning_true_makes_decode_return_2(ctx, vocab):
+    seen = []
+
+    def stop(data):
+        seen.append(data)
+        return True
+
+    L.llama_set_abort_callback(ctx, stop, "user-data")
+    assert _decode_prompt(ctx, vocab) == 2
+    assert seen and set(seen) == {"user-data"}
+    L.llama_set_abort_callback(ctx, None, None)
+    L.llama_memory_clear(ctx, True)
+    assert _decode_prompt(ctx, vocab) == 0
+
+
+def test_abort_callback_as_ctypes_function_and_false_lets_decode_run(ctx, vocab):
+    calls = []
+    callback = L.ggml_abort_callback(lambda data: calls.append(data) or False)
+    L.llama_set_abort_callback(ctx, callback, None)
+    assert _decode_prompt(ctx, vocab) == 0
+    assert calls
+
+
+def test_abort_callback_that_raises_or_uses_the_context_does_not_deadlock(ctx, vocab):
+    import sys
+
+    reported = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: reported.append(info.exc_value)
+    try:
+        L.llama_set_abort_callback(ctx, lambda _: L.llama_memory_seq_pos_max(ctx, 0) + 2, None)  # locks the context
+        assert _decode_prompt(ctx, vocab) == 0
+        L.llama_memory_clear(ctx, True)
+        L.llama_set_abort_callback(ctx, lambda _: 1 / 0, None)
+        assert _decode_prompt(ctx, vocab) == 0
+    finally:
+        sys.unraisablehook = old_hook
+    assert any(isinstance(e, RuntimeError) and "abort callback" in str(e) for e in reported)
+    assert any(isinstance(e, ZeroDivisionError) for e in reported)
+    with pytest.raises(TypeError, match="callable"):
+        L.llama_set_abort_callback(ctx, 42, None)
+
+
+def test_state_seq_ext_and_old_state_names_round_trip(model, vocab):
+    c = new_context(model)
+    try:
+        assert _decode_prompt(c, vocab) == 0
+        flags = L.LLAMA_STATE_SEQ_FLAGS_NONE
+        size = L.llama_state_seq_get_size_ext(c, 0, flags)
+        buf = (ctypes.c_uint8 * size)()
+        assert L.llama_state_seq_get_data_ext(c, buf, size, 0, flags) == size
+        assert L.llama_state_seq_get_data_ext(c, bytearray(1), 1, 0, flags) == 0  # does not fit
+        L.llama_memory_clear(c, True)
+        assert L.llama_state_seq_set_data_ext(c, bytes(buf), size, 0, flags) == size
+        assert L.llama_memory_seq_pos_max(c, 0) == len(tokenize(vocab, PROMPT)) - 1
+        with pytest.raises(ValueError, match="flags"):
+            L.llama_state_seq_get_size_ext(c, 0, 8)
+        with pytest.raises(ValueError):
+            L.llama_state_seq_get_size_ext(c, 5, flags)
+        assert L.llama_get_state_size(c) == L.llama_state_get_size(c)
+        assert L.llama_copy_state_data(c, None, 0) == L.llama_state_get_data(c, None, 0)
+    finally:
+        L.llama_free(c)
+
+
+def _candidates(values: list[float]):
+    data = (L.llama_token_data * len(values))(*[L.llama_token_data(i, v, 0.0) for i, v in enumerate(values)])
+    return data, L.llama_token_data_array(data, len(values), -1, False)
+
+
+def test_sampler_apply_works_on_a_token_data_array_in_place():
+    data, arr = _candidates([0.5, 3.0, 1.0, 2.0])
+    greedy = L.llama_sampler_init_greedy()
+    L.llama_sampler_apply(greedy, ctypes.byref(arr))
+    assert data[arr.selected].id == 1
+    top_k = L.llama_sampler_init_top_k(2)
+    L.llama_sampler_apply(top_k, ctypes.pointer(arr))
+    assert arr.size == 2 and sorted(data[i].id for i in range(2)) == [1, 3]
+    records = np.ctypeslib.as_array(data)  # llama-cpp-python's numpy view of the same memory
+    assert set(records["id"][:2]) == {1, 3}
+
+
+def test_sampler_apply_rejects_bad_candidates(vocab):
+    _, empty = _candidates([])
+    with pytest.raises(ValueError, match="no candidates"):
+        L.llama_sampler_apply(L.llama_sampler_init_greedy(), empty)
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+    data, arr = _candidates([1.0, 2.0])
+    data[1].id = n_vocab + 5
+    with pytest.raises(ValueError, match="out of range"):
+        L.llama_sampler_apply(L.llama_sampler_init_grammar(vocab, 'root ::= "a"', "root"), arr)
+    with pytest.raises(TypeError):
+        L.llama_sampler_apply(L.llama_sampler_init_greedy(), [1.0, 2.0])
+
+
+def test_sampler_copy_needs_the_same_kind():
+    a, b = L.llama_sampler_init_dist(1), L.llama_sampler_init_dist(2)
+    L.llama_sampler_copy(a, b)
+    with pytest.raises(ValueError, match="same type"):
+        L.llama_sampler_copy(a, L.llama_sampler_init_greedy())
+
+
+def test_newer_sampler_constructors(vocab):
+    assert L.llama_sampler_name(L.llama_sampler_init_adaptive_p(0.5, 0.9, 7)) == b"adaptive-p"
+    with pytest.raises(ValueError):
+        L.llama_sampler_init_adaptive_p(0.5, 2.0, 7)
+    assert L.llama_sampler_name(L.llama_sampler_init_infill(vocab)) == b"infill"
+    lazy = L.llama_sampler_init_grammar_lazy(vocab, 'root ::= "a"', "root", [b"<tool(", b"x"], 2, [], 0)
+    assert L.llama_sampler_name(lazy) == b"grammar"
+    with pytest.raises(GrammarError):
+        L.llama_sampler_init_grammar_lazy(vocab, "root ::= (", "root", [b"x"], 1, [], 0)
+
+
+def test_control_vector_checks_its_width(model, ctx):
+    n_embd = L.llama_model_n_embd(model)
+    n_layer = L.llama_model_n_layer(model)
+    data = np.zeros(n_embd * n_layer, np.float32)
+    assert L.llama_set_adapter_cvec(ctx, data, data.size, n_embd, 1, n_layer - 1) == 0
+    assert L.llama_set_adapter_cvec(ctx, None, 0, n_embd, -1, -1) == 0
+    with pytest.raises(ValueError, match="n_embd"):
+        L.llama_set_adapter_cvec(ctx, data, data.size, n_embd + 1, 1, 1)
+    with pytest.raises(ValueError, match="len"):
+        L.llama_set_adapter_cvec(ctx, data, data.size + 1, n_embd, 1, 1)
+
+
+def test_model_save_to_file_writes_a_loadable_model(model, tmp_path):
+    out = tmp_path / "saved.gguf"
+    L.llama_model_save_to_file(model, str(out).encode())
+    params = L.llama_model_default_params()
+    params.n_gpu_layers = 0
+    saved = L.llama_model_load_from_file(out, params)
+    assert L.llama_model_n_params(saved) == L.llama_model_n_params(model)
+    L.llama_model_free(saved)
+    with pytest.raises(OSError):
+        L.llama_model_save_to_file(model, tmp_path / "missing-dir" / "x.gguf")
+
+
+def test_kv_overrides_take_ctypes_override_arrays(llama_f32_path):
+    overrides = (L.llama_model_kv_override * 2)()
+    overrides[0].key = b"llama.context_length"
+    overrides[0].tag = L.LLAMA_KV_OVERRIDE_TYPE_INT
+    overrides[0].value.val_i64 = 77
+    params = L.llama_model_default_params()
+    params.n_gpu_layers = 0
+    params.kv_overrides = overrides
+    assert params.kv_overrides == {"llama.context_length": 77}
+    m = L.llama_model_load_from_file(llama_f32_path, params)
+    assert L.llama_model_n_ctx_train(m) == 77
+    L.llama_model_free(m)
+    overrides[0].tag = 42
+    with pytest.raises(ValueError, match="tag"):
+        params.kv_overrides = overrides
+
+
+def test_quantize_takes_the_ctypes_params_struct(llama_f32_path, tmp_path):
+    params = L.llama_model_quantize_params()
+    params.ftype = L.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.nthread = 1
+    params.output_tensor_type = params.token_embedding_type = L.GGML_TYPE_COUNT
+    params.quantize_output_tensor = True
+    assert L.llama_model_quantize(llama_f32_path, tmp_path / "q8.gguf", ctypes.byref(params)) == 0
+    params.dry_run = True
+    with pytest.raises(NotImplementedError):
+        L.llama_model_quantize(llama_f32_path, tmp_path / "q8b.gguf", params)
+
+
+def test_log_get_returns_what_log_set_installed():
+    def callback(level, text, data):
+        pass
+
+    try:
+        L.llama_log_set(callback, "ud")
+        out_cb, out_ud = [None], [None]
+        assert L.llama_log_get(out_cb, out_ud) == (callback, "ud") and out_cb == [callback] and out_ud == ["ud"]
+    finally:
+        L.llama_log_set(None, None)
+    assert L.llama_log_get() == (None, None)
