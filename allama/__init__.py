@@ -13,6 +13,13 @@ from allama.speculative import LlamaDraftModel, LlamaModelDraft, LlamaPromptLook
 from allama.state import LlamaState
 from allama.stream import AsyncStream
 from allama.tokenizer import LlamaHFTokenizer, LlamaTokenizer
+from allama.logits_processing import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    MinTokensLogitsProcessor,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from allama.errors import (
     AllamaError,
     ContextOverflowError,
@@ -49,4 +56,9 @@ __all__ = [
     "QueueFullError",
     "errors",
     "quantize",
+    "LogitsProcessor",
+    "LogitsProcessorList",
+    "MinTokensLogitsProcessor",
+    "StoppingCriteria",
+    "StoppingCriteriaList",
 ]

@@ -1,28 +1,38 @@
-"""Grammars for constrained generation: LlamaGrammar and a JSON Schema -> GBNF converter.
+"""Grammars for constrained generation: LlamaGrammar, GBNF checks, and llama.cpp's sample grammars.
 
-`json_schema_to_gbnf(schema)` covers objects (required and optional properties,
-additionalProperties), arrays (items, prefixItems, minItems/maxItems), enum, const,
-anyOf/oneOf/allOf, $ref/$defs (recursion included), string pattern/minLength/
-maxLength, integer and number bounds (minimum, maximum, exclusive ones), and the formats date, time,
-date-time and uuid. oneOf is read as anyOf (a grammar cannot rule out a value that
-matches two options). JSON is generated compactly (at most one space after ':' and ',').
-What cannot be converted raises GrammarError with the reason.
+The JSON Schema converter (`json_schema_to_gbnf`, `SchemaConverter`) lives in
+`allama.json_schema` and is importable from here too, as in llama-cpp-python. The grammar
+constants (`JSON_GBNF`, `ARITHMETIC_GBNF`, ...) are llama.cpp's `grammars/*.gbnf` files, read
+when first used: from `allama/grammars/` in an installed package, else from the source
+checkout's `vendor/llama.cpp/grammars/`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from allama import _native
 from allama.errors import GrammarError
-from allama.numeric_ranges import integer_range, number_range
 
-__all__ = ["LlamaGrammar", "json_schema_to_gbnf", "JSON_GBNF"]
+__all__ = [
+    "ARITHMETIC_GBNF",
+    "BuiltinRule",
+    "C_GBNF",
+    "CHESS_GBNF",
+    "JAPANESE_GBNF",
+    "JSON_ARR_GBNF",
+    "JSON_GBNF",
+    "LIST_GBNF",
+    "LLAMA_GRAMMAR_DEFAULT_ROOT",
+    "LlamaGrammar",
+    "SchemaConverter",
+    "json_schema_to_gbnf",
+]
+
+LLAMA_GRAMMAR_DEFAULT_ROOT = "root"
 
 # llama.cpp's GBNF parser recurses once per nested group (deeper nesting overflows the stack;
 # 20000 levels crash it) and loops forever on a repetition {m,n} with n < m.
@@ -61,26 +71,6 @@ def _grammar_problem(grammar: str, root: str) -> str | None:
     return gbnf_trap(grammar) or _native.grammar_problem(grammar, root)
 
 
-_PRIMITIVES = {
-    "ws": '" "?',
-    "value": "object | array | string | number | boolean | null",
-    "object": '"{" ws ( string ":" ws value ( "," ws string ":" ws value )* )? "}"',
-    "array": '"[" ws ( value ( "," ws value )* )? "]"',
-    "string": '"\\"" char* "\\""',
-    "char": '[^"\\\\\\x7F\\x00-\\x1F] | "\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{4} )',
-    "integer": '"-"? ( [0-9] | [1-9] [0-9]{1,15} )',
-    "number": 'integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
-    "boolean": '"true" | "false"',
-    "null": '"null"',
-}
-_FORMATS = {
-    "date": '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )',
-    "time": '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{3} )? '
-            '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',
-    "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
-}
-
-
 def gbnf_literal(text: str) -> str:
     """A GBNF string literal matching `text` exactly."""
     out = []
@@ -100,450 +90,18 @@ def gbnf_literal(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-class _Converter:
-    def __init__(self, root_schema: Any) -> None:
-        self.root_schema = root_schema
-        self.rules: dict[str, str] = {}
-        self.used: set[str] = set()
-        self.refs: dict[str, str] = {}
-
-    # --- rules --------------------------------------------------------------
-
-    def primitive(self, name: str) -> str:
-        self.used.add(name)
-        return name
-
-    def add(self, hint: str, body: str) -> str:
-        """A rule with `body` (the existing one where a rule of that name has the same body)."""
-        name = self._name(hint, body)
-        self.rules[name] = body
-        return name
-
-    def reserve(self, hint: str) -> str:
-        """A new rule name, to be given its body with `define` (for recursive rules)."""
-        name = self._name(hint, None)
-        self.rules[name] = ""
-        return name
-
-    def _name(self, hint: str, body: str | None) -> str:
-        """`hint` as a rule name, numbered past names taken by other bodies."""
-        base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-") or "r"
-        candidate, k = base, 1
-        while candidate in self.rules and (body is None or self.rules[candidate] != body):
-            k += 1
-            candidate = f"{base}-{k}"
-        return candidate
-
-    def define(self, name: str, body: str) -> None:
-        self.rules[name] = body
-
-    def grammar(self) -> str:
-        """All rules, followed by the primitives they use (directly or through each other)."""
-        needed: set[str] = set()
-        frontier = list(self.rules.values())
-        while frontier:
-            body = re.sub(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]', " ", frontier.pop())  # not in literals
-            for word in re.findall(r"[A-Za-z][A-Za-z0-9-]*", body):
-                if word in _PRIMITIVES and word not in needed:
-                    needed.add(word)
-                    frontier.append(_PRIMITIVES[word])
-        lines = [f"{name} ::= {body}" for name, body in self.rules.items()]
-        lines += [f"{name} ::= {_PRIMITIVES[name]}" for name in sorted(needed) if name not in self.rules]
-        return "\n".join(lines) + "\n"
-
-    # --- schemas ------------------------------------------------------------
-
-    def visit(self, schema: Any, hint: str) -> str:
-        """A GBNF expression for `schema` (a rule name or an inline alternative in parentheses)."""
-        if schema is True or schema == {}:
-            return self.primitive("value")
-        if schema is False:
-            raise GrammarError("a false schema allows no value")
-        if not isinstance(schema, dict):
-            raise GrammarError(f"not a JSON schema: {schema!r}")
-        if "$ref" in schema:
-            if not isinstance(schema["$ref"], str):
-                raise GrammarError(f"$ref must be a string, not {schema['$ref']!r}")
-            return self.ref(schema["$ref"])
-        if "const" in schema:
-            return gbnf_literal(_json_text(schema["const"], "const"))
-        if "enum" in schema:
-            if not isinstance(schema["enum"], list):
-                raise GrammarError(f"enum must be a list, not {type(schema['enum']).__name__}")
-            values = [gbnf_literal(_json_text(v, "enum")) for v in schema["enum"]]
-            if not values:
-                raise GrammarError("an empty enum allows no value")
-            return self.add(hint, " | ".join(values))
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                if not isinstance(schema[key], list) or not schema[key]:
-                    raise GrammarError(f"{key} must be a non-empty list of schemas")
-                options = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema[key])]
-                return self.add(hint, " | ".join(options))
-        if "allOf" in schema:
-            return self.visit(self.merge(schema), hint)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            options = [self.visit({**schema, "type": t}, f"{hint}-{t}") for t in kind]
-            return self.add(hint, " | ".join(options))
-        if kind is None:
-            if "properties" in schema or "additionalProperties" in schema:
-                kind = "object"
-            elif "items" in schema or "prefixItems" in schema:
-                kind = "array"
-            else:
-                return self.primitive("value")
-        if kind == "object":
-            return self.object(schema, hint)
-        if kind == "array":
-            return self.array(schema, hint)
-        if kind == "string":
-            return self.string(schema, hint)
-        if kind == "integer":
-            return self.integer(schema, hint)
-        if kind == "number":
-            return self.number(schema, hint)
-        if kind in ("boolean", "null"):
-            return self.primitive(kind)
-        raise GrammarError(f"unsupported JSON schema type: {kind!r}")
-
-    def merge(self, schema: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-        properties = dict(merged.get("properties", {}))
-        required = list(merged.get("required", []))
-        for part in schema["allOf"]:
-            if "$ref" in part:
-                part = self.resolve(part["$ref"])
-            if "allOf" in part:
-                part = self.merge(part)
-            properties.update(part.get("properties", {}))
-            required += [r for r in part.get("required", []) if r not in required]
-            for key, value in part.items():
-                if key not in ("properties", "required"):
-                    merged.setdefault(key, value)
-        if properties:
-            merged["properties"] = properties
-            merged.setdefault("type", "object")
-        if required:
-            merged["required"] = required
-        return merged
-
-    def resolve(self, ref: str) -> Any:
-        if not ref.startswith("#"):
-            raise GrammarError(f"only local $ref are supported, not {ref!r}")
-        node: Any = self.root_schema
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, dict) or part not in node:
-                raise GrammarError(f"$ref {ref!r} does not resolve")
-            node = node[part]
-        return node
-
-    def ref(self, ref: str) -> str:
-        if ref not in self.refs:
-            name = self.add("ref-" + ref.rsplit("/", 1)[-1], "")  # reserve the name: refs may recurse
-            self.refs[ref] = name
-            self.rules[name] = self.visit(self.resolve(ref), name + "-body")
-        return self.refs[ref]
-
-    def object(self, schema: dict[str, Any], hint: str) -> str:
-        properties: dict[str, Any] = schema.get("properties", {})
-        if not isinstance(properties, dict):
-            raise GrammarError(f"properties must be an object, not {type(properties).__name__}")
-        required_list = schema.get("required", [])
-        if not isinstance(required_list, list) or not all(isinstance(r, str) for r in required_list):
-            raise GrammarError("required must be a list of property names")
-        required = set(required_list)
-        unknown = required - set(properties)
-        for name in unknown:  # required but undescribed: any value
-            properties = {**properties, name: {}}
-        extra = schema.get("additionalProperties", False if properties else True)
-        ws = self.primitive("ws")
-        pairs = []
-        for name, sub in properties.items():
-            value = self.visit(sub, f"{hint}-{name}")
-            pairs.append((name in required, f'{gbnf_literal(json.dumps(name, ensure_ascii=False))} ":" {ws} {value}'))
-        if extra is not False:
-            value = self.visit({} if extra is True else extra, f"{hint}-extra")
-            extra_pair = f'{self.primitive("string")} ":" {ws} {value}'
-        # rest[i, first]: the rule for properties i.. given whether nothing has been written yet;
-        # built from the last property back (no recursion: objects may have thousands).
-        # "first" rules exist up to the first required property, where one is always written.
-        n = len(pairs)
-        last_first = next((i for i, (is_required, _) in enumerate(pairs) if is_required), n)
-        rest: dict[tuple[int, bool], str] = {}
-        for i in range(n, -1, -1):
-            for first in (False, True):
-                if (first and i > last_first) or (not first and i == 0):
-                    continue
-                if i == n:
-                    if extra is False:
-                        body = ""
-                    elif first:
-                        body = f'( {extra_pair} ( "," {ws} {extra_pair} )* )?'
-                    else:
-                        body = f'( "," {ws} {extra_pair} )*'
-                else:
-                    is_required, pair = pairs[i]
-                    lead = "" if first else f'"," {ws} '
-                    take = f"{lead}{pair} {rest[(i + 1, False)]}".strip()
-                    body = take if is_required else f"( {take} ) | ( {rest[(i + 1, first)]} )"
-                rest[(i, first)] = self.add(f"{hint}-rest{i}{'f' if first else ''}", body or '""')
-
-        return self.add(hint, f'"{{" {ws} {rest[(0, True)]} "}}"')
-
-    def array(self, schema: dict[str, Any], hint: str) -> str:
-        ws = self.primitive("ws")
-        if "prefixItems" in schema:
-            if not isinstance(schema["prefixItems"], list):
-                raise GrammarError("prefixItems must be a list of schemas")
-            items = [self.visit(s, f"{hint}-{i}") for i, s in enumerate(schema["prefixItems"])]
-            body = f' "," {ws} '.join(items)
-            return self.add(hint, f'"[" {ws} {body} "]"' if items else '"[" "]"')
-        item = self.visit(schema.get("items", {}), f"{hint}-item")
-        low, high = _count(schema, "minItems", 0), _count(schema, "maxItems", None)
-        if high is not None and high < low:
-            raise GrammarError("maxItems is smaller than minItems")
-        if high is not None and int(high) == 0:
-            return self.add(hint, '"[" "]"')
-        more_low = max(low - 1, 0)
-        more = f'( "," {ws} {item} )' + (f"{{{more_low},{int(high) - 1}}}" if high is not None
-                                             else (f"{{{more_low},}}" if more_low else "*"))
-        seq = f"{item} {more}"
-        return self.add(hint, f'"[" {ws} {seq} "]"' if low > 0 else f'"[" {ws} ( {seq} )? "]"')
-
-    def string(self, schema: dict[str, Any], hint: str) -> str:
-        fmt = schema.get("format")
-        if fmt in _FORMATS:
-            return self.add(hint, f'"\\"" {_FORMATS[fmt]} "\\""')
-        if fmt == "date-time":
-            return self.add(hint, f'"\\"" {_FORMATS["date"]} "T" {_FORMATS["time"]} "\\""')
-        if "pattern" in schema:
-            if not isinstance(schema["pattern"], str):
-                raise GrammarError(f"pattern must be a string, not {type(schema['pattern']).__name__}")
-            return self.add(hint, f'"\\"" {_regex_to_gbnf(schema["pattern"])} "\\""')
-        low, high = _count(schema, "minLength", 0), _count(schema, "maxLength", None)
-        if high is not None and high < low:
-            raise GrammarError("maxLength is smaller than minLength")
-        if low == 0 and high is None:
-            return self.primitive("string")
-        char = self.primitive("char")
-        reps = f"{{{low},{int(high)}}}" if high is not None else f"{{{low},}}"
-        return self.add(hint, f'"\\"" {char}{reps} "\\""')
-
-    def integer(self, schema: dict[str, Any], hint: str) -> str:
-        _check_bounds(schema)
-        low, high = schema.get("minimum"), schema.get("maximum")
-        low = None if low is None else math.ceil(low)
-        high = None if high is None else math.floor(high)
-        if schema.get("exclusiveMinimum") is not None:
-            above = math.floor(schema["exclusiveMinimum"]) + 1
-            low = above if low is None else max(low, above)
-        if schema.get("exclusiveMaximum") is not None:
-            below = math.ceil(schema["exclusiveMaximum"]) - 1
-            high = below if high is None else min(high, below)
-        if low is None and high is None:
-            return self.primitive("integer")
-        if low is not None and high is not None and high < low:
-            raise GrammarError("maximum is smaller than minimum")
-        return self.add(hint, integer_range(low, high))
-
-    def number(self, schema: dict[str, Any], hint: str) -> str:
-        if not _check_bounds(schema):
-            return self.primitive("number")
-        low, low_incl = _binding_bound(schema, "minimum")
-        high, high_incl = _binding_bound(schema, "maximum")
-        body = number_range(self, hint, low, low_incl, high, high_incl)
-        if body is None:
-            raise GrammarError("no number satisfies minimum/maximum")
-        return self.add(hint, body)
-
-
-_BOUNDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
-
-
-def _check_bounds(schema: dict[str, Any]) -> bool:
-    """Whether the schema has numeric bounds; each must be a finite number."""
-    bounds = [schema.get(k) for k in _BOUNDS]
-    for b in bounds:
-        if b is not None and (not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b)):
-            raise GrammarError(f"minimum, maximum and their exclusive forms must be finite numbers, not {b!r}")
-    return any(b is not None for b in bounds)
-
-
-def _count(schema: dict[str, Any], key: str, default: int | None) -> int | None:
-    """A length bound (minItems, maxLength, ...): a non-negative integer."""
-    value = schema.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise GrammarError(f"{key} must be a non-negative integer, not {value!r}")
-    return value
-
-
-def _json_text(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise GrammarError(f"{what} holds a value that is not JSON: {exc}") from None
-
-
-def _decimal(value: float | int) -> Decimal:
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-
-
-def _binding_bound(schema: dict[str, Any], side: str) -> tuple[Decimal | None, bool]:
-    """The binding bound on one side ("minimum" or "maximum") and whether it is inclusive."""
-    exclusive = "exclusiveMinimum" if side == "minimum" else "exclusiveMaximum"
-    options = [(_decimal(schema[key]), key == side) for key in (side, exclusive) if schema.get(key) is not None]
-    if not options:
-        return None, True
-    if side == "minimum":
-        return max(options, key=lambda o: (o[0], not o[1]))
-    return min(options, key=lambda o: (o[0], o[1]))
-
-
-_REGEX_ESCAPES = {"d": "[0-9]", "w": "[a-zA-Z0-9_]", "s": "[ \\t\\n]", "D": "[^0-9]", "W": "[^a-zA-Z0-9_]"}
-
-
-def _regex_to_gbnf(pattern: str) -> str:
-    """Translates the regex subset JSON schemas use (classes, groups, alternation,
-    quantifiers, escapes; anchors are implied) into a GBNF expression."""
-    pos = 0
-
-    def fail(why: str) -> GrammarError:
-        return GrammarError(f"unsupported pattern {pattern!r}: {why}")
-
-    def parse_alternation() -> str:
-        nonlocal pos
-        options = [parse_sequence()]
-        while pos < len(pattern) and pattern[pos] == "|":
-            pos += 1
-            options.append(parse_sequence())
-        return " | ".join(o or '""' for o in options)
-
-    def parse_sequence() -> str:
-        nonlocal pos
-        items: list[str] = []
-        while pos < len(pattern) and pattern[pos] not in "|)":
-            atom = parse_atom()
-            if atom is None:
-                continue
-            items.append(atom + parse_quantifier())
-        return " ".join(items)
-
-    def parse_quantifier() -> str:
-        nonlocal pos
-        if pos >= len(pattern):
-            return ""
-        ch = pattern[pos]
-        if ch in "*+?":
-            pos += 1
-            if pos < len(pattern) and pattern[pos] == "?":
-                pos += 1  # lazy quantifiers generate the same language
-            return ch
-        if ch == "{":
-            end = pattern.find("}", pos)
-            if end == -1:
-                raise fail("unclosed {")
-            body = pattern[pos + 1:end]
-            bounds = re.fullmatch(r"(\d+)(,(\d*))?", body)
-            if not bounds or (bounds[3] and int(bounds[3]) < int(bounds[1])):
-                raise fail(f"bad repetition {{{body}}}")
-            pos = end + 1
-            return "{" + body + "}"
-        return ""
-
-    def parse_atom() -> str | None:
-        nonlocal pos
-        ch = pattern[pos]
-        if ch in "^$":
-            pos += 1
-            return None
-        if ch == "(":
-            pos += 1
-            if pattern.startswith("?:", pos):
-                pos += 2
-            elif pattern.startswith("?", pos):
-                raise fail("lookarounds and named groups are not supported")
-            inner = parse_alternation()
-            if pos >= len(pattern) or pattern[pos] != ")":
-                raise fail("unbalanced parenthesis")
-            pos += 1
-            return f"( {inner} )"
-        if ch == "[":
-            end = pos + 1
-            if end < len(pattern) and pattern[end] == "^":
-                end += 1
-            if end < len(pattern) and pattern[end] == "]":
-                end += 1
-            while end < len(pattern) and pattern[end] != "]":
-                end += 2 if pattern[end] == "\\" else 1
-            if end >= len(pattern):
-                raise fail("unclosed [")
-            body = pattern[pos + 1:end]
-            pos = end + 1
-            body = body.replace('"', '\\"')
-            for key, cls in _REGEX_ESCAPES.items():
-                if not cls.startswith("[^"):
-                    body = body.replace("\\" + key, cls[1:-1])
-            return f"[{body}]"
-        if ch == ".":
-            pos += 1
-            return '[^"\\\\\\x00-\\x1F]'
-        if ch == "\\":
-            if pos + 1 >= len(pattern):
-                raise fail("trailing backslash")
-            nxt = pattern[pos + 1]
-            pos += 2
-            if nxt in _REGEX_ESCAPES:
-                return _REGEX_ESCAPES[nxt]
-            return gbnf_literal({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
-        if ch in "*+?{":
-            raise fail(f"nothing to repeat at {pos}")
-        pos += 1
-        if ch == '"':
-            return '"\\\\\\""'  # a quote inside a JSON string is escaped
-        return gbnf_literal(ch)
-
-    expression = parse_alternation()
-    if pos != len(pattern):
-        raise fail(f"unexpected {pattern[pos]!r} at {pos}")
-    return f"( {expression} )"
-
-
-def json_schema_to_gbnf(schema: dict[str, Any] | bool | str) -> str:
-    """A GBNF grammar whose root matches JSON documents valid against `schema`."""
-    if isinstance(schema, str):
-        try:
-            schema = json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise GrammarError(f"the schema is not valid JSON: {exc}") from exc
-    converter = _Converter(schema)
-    try:
-        root = converter.visit(schema, "root-value")
-    except RecursionError:
-        raise GrammarError("the schema nests too deeply to convert") from None
-    except (AttributeError, TypeError, KeyError) as exc:  # a keyword whose value has the wrong shape
-        raise GrammarError(f"the schema is malformed: {type(exc).__name__}: {exc}") from None
-    converter.rules = {"root": root, **converter.rules}
-    grammar = converter.grammar()
-    problem = _grammar_problem(grammar, "root")
-    if problem:
-        raise GrammarError(f"could not convert the schema: {problem}")
-    return grammar
-
-
-JSON_GBNF = json_schema_to_gbnf({})
-"""Any JSON value (the grammar `response_format: {"type": "json_object"}` uses is an object)."""
-
-
 class LlamaGrammar:
-    """A GBNF grammar, checked when it is made (llama-cpp-python's interface)."""
+    """A GBNF grammar, checked when it is made (llama-cpp-python's interface).
 
-    def __init__(self, grammar: str, root: str = "root") -> None:
+    `LlamaGrammar(text)` or, as llama-cpp-python spells it, `LlamaGrammar(_grammar=text)`.
+    """
+
+    def __init__(self, grammar: str | None = None, root: str = LLAMA_GRAMMAR_DEFAULT_ROOT, *,
+                 _grammar: str | None = None, **_: Any) -> None:
+        if grammar is None:
+            grammar = _grammar
+        elif _grammar is not None:
+            raise TypeError("give the grammar once: as `grammar` or as `_grammar`")
         if not isinstance(grammar, str):
             raise TypeError(f"a grammar is GBNF text (str), not {type(grammar).__name__}")
         problem = _grammar_problem(grammar, root)
@@ -553,8 +111,12 @@ class LlamaGrammar:
         self.root = root
 
     @property
-    def _grammar(self) -> str:  # llama-cpp-python's attribute name
+    def _grammar(self) -> str:  # llama-cpp-python's attribute names
         return self.grammar
+
+    @property
+    def _root(self) -> str:
+        return self.root
 
     @classmethod
     def from_string(cls, grammar: str, verbose: bool = True) -> "LlamaGrammar":
@@ -567,7 +129,46 @@ class LlamaGrammar:
 
     @classmethod
     def from_json_schema(cls, json_schema: str | dict[str, Any], verbose: bool = True) -> "LlamaGrammar":
+        from allama.json_schema import json_schema_to_gbnf
+
         return cls(json_schema_to_gbnf(json_schema))
 
     def __str__(self) -> str:
         return self.grammar
+
+
+# llama.cpp's sample grammars, by constant name; their text is read from the files on first use.
+_GRAMMAR_FILES = {
+    "ARITHMETIC_GBNF": "arithmetic.gbnf",
+    "C_GBNF": "c.gbnf",
+    "CHESS_GBNF": "chess.gbnf",
+    "JAPANESE_GBNF": "japanese.gbnf",
+    "JSON_ARR_GBNF": "json_arr.gbnf",
+    "JSON_GBNF": "json.gbnf",
+    "LIST_GBNF": "list.gbnf",
+}
+_SCHEMA_NAMES = {"BuiltinRule", "PRIMITIVE_RULES", "SchemaConverter", "json_schema_to_gbnf"}
+
+
+def grammar_file(filename: str) -> Path:
+    """Where llama.cpp's `grammars/<filename>` is: shipped in the package, or in the checkout's vendor tree."""
+    import allama
+
+    places = [Path(p) / "grammars" for p in allama.__path__]
+    places.append(Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "grammars")
+    for place in places:
+        if (place / filename).is_file():
+            return place / filename
+    raise FileNotFoundError(f"llama.cpp's grammar file {filename} is neither in {places[0]} nor in {places[-1]}")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _GRAMMAR_FILES:
+        text = grammar_file(_GRAMMAR_FILES[name]).read_text(encoding="utf-8")
+        globals()[name] = text
+        return text
+    if name in _SCHEMA_NAMES:
+        from allama import json_schema
+
+        return getattr(json_schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

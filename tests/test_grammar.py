@@ -196,3 +196,133 @@ def test_property_run_mostly_finishes(llm):
     assert _outcomes, "the property test did not run"
     assert len(_outcomes) >= 20
     assert _outcomes.count("stop") >= len(_outcomes) / 2, _outcomes
+
+
+# --- llama-cpp-python's grammar interface ------------------------------------------
+
+import allama.grammar as grammar_module  # noqa: E402
+from allama.grammar import LLAMA_GRAMMAR_DEFAULT_ROOT, BuiltinRule, SchemaConverter  # noqa: E402
+
+GRAMMAR_CONSTANTS = {"ARITHMETIC_GBNF": "arithmetic", "C_GBNF": "c", "CHESS_GBNF": "chess",
+                     "JAPANESE_GBNF": "japanese", "JSON_ARR_GBNF": "json_arr", "JSON_GBNF": "json",
+                     "LIST_GBNF": "list"}
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMAR_CONSTANTS))
+def test_grammar_constants_are_llama_cpps_files_and_parse(name):
+    text = getattr(grammar_module, name)
+    path = grammar_module.grammar_file(GRAMMAR_CONSTANTS[name] + ".gbnf")
+    assert text == path.read_text(encoding="utf-8")
+    assert LlamaGrammar.from_string(text).grammar == text
+
+
+def test_grammar_files_are_found_in_the_package_before_the_vendor_tree(tmp_path, monkeypatch):
+    import allama
+
+    shipped = tmp_path / "grammars"
+    shipped.mkdir()
+    (shipped / "list.gbnf").write_text('root ::= "shipped"\n')
+    monkeypatch.setattr(allama, "__path__", [str(tmp_path), *allama.__path__])
+    assert grammar_module.grammar_file("list.gbnf") == shipped / "list.gbnf"
+    assert grammar_module.grammar_file("json.gbnf").name == "json.gbnf"  # falls back
+    with pytest.raises(AttributeError):
+        grammar_module.NO_SUCH_GBNF
+
+
+def test_grammar_keyword_constructor_as_llama_cpp_python():
+    grammar = LlamaGrammar(_grammar='root ::= "a"')
+    assert grammar._grammar == 'root ::= "a"' and grammar._root == LLAMA_GRAMMAR_DEFAULT_ROOT == "root"
+    with pytest.raises(GrammarError):
+        LlamaGrammar(_grammar="root ::= (")
+    with pytest.raises(TypeError):
+        LlamaGrammar('root ::= "a"', _grammar='root ::= "b"')
+
+
+TREE = """
+leaf ::= "."
+node ::= leaf | "(" node node ")"
+root ::= node
+"""
+
+
+def test_llama_cpp_python_grammar_from_string():
+    assert LlamaGrammar.from_string(TREE).grammar == TREE
+
+
+def test_llama_cpp_python_composed_pydantic_grammar():
+    schema = {
+        "$defs": {"A": {"properties": {"a": {"title": "A", "type": "integer"}}, "required": ["a"], "title": "A",
+                        "type": "object"}},
+        "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"title": "B", "type": "integer"}},
+        "required": ["a", "b"], "title": "B", "type": "object",
+    }
+    grammar = LlamaGrammar.from_json_schema(json.dumps(schema))
+    assert grammar.grammar.startswith("root ::= ")
+
+
+def test_llama_cpp_python_grammar_anyof():
+    schema = {
+        "properties": {
+            "temperature": {"description": "The temperature mentioned", "type": "number"},
+            "unit": {"anyOf": [{"description": "Unit for temperature", "enum": ["celsius", "fahrenheit"],
+                                "type": "string"}, {"type": "null"}]},
+        },
+        "type": "object",
+    }
+    grammar = LlamaGrammar.from_json_schema(json.dumps(schema))
+    assert '"\\"celsius\\""' in grammar.grammar and "null" in grammar.grammar
+
+
+PAIR = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {"type": "null"}},
+        "required": ["a", "b", "c"]}
+
+
+def _property_order(grammar: str) -> list[str]:
+    import re
+
+    lines = dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
+    return re.findall(r'"\\"(\w)\\""', " ".join(lines[k] for k in sorted(lines) if k.startswith("root-value-rest")))
+
+
+def test_schema_converter_orders_properties_by_prop_order():
+    converter = SchemaConverter(prop_order={"c": 0, "b": 1}, allow_fetch=False, dotall=False, raw_pattern=False)
+    schema = converter.resolve_refs(PAIR, "stdin")
+    assert converter.visit(schema, "") == "root"
+    grammar = converter.format_grammar()
+    LlamaGrammar.from_string(grammar)
+    assert _property_order(grammar) == ["c", "b", "a"]
+    assert _property_order(json_schema_to_gbnf(PAIR)) == ["a", "b", "c"]
+    assert _property_order(json_schema_to_gbnf(PAIR, prop_order=["b"])) == ["b", "a", "c"]
+
+
+def test_schema_converter_follows_refs_under_its_url_only():
+    converter = SchemaConverter(prop_order={}, allow_fetch=True, dotall=False, raw_pattern=False)
+    schema = {"$defs": {"x": {"type": "boolean"}}, "$ref": "file.json#/$defs/x"}
+    converter.visit(converter.resolve_refs(schema, "file.json"), "")
+    assert "true" in converter.format_grammar()
+    with pytest.raises(GrammarError, match="fetches nothing"):
+        converter.resolve_refs({"$ref": "https://example.com/s.json"}, "file.json")
+
+
+def test_schema_converter_raw_patterns_and_dotall():
+    def pattern_grammar(**options) -> str:
+        converter = SchemaConverter(prop_order={}, allow_fetch=False, **options)
+        converter.visit({"type": "string", "pattern": "^a.b$"}, "")
+        grammar = converter.format_grammar()
+        LlamaGrammar.from_string(grammar)
+        return grammar
+
+    assert '"\\""' in pattern_grammar(dotall=False, raw_pattern=False)  # inside a JSON string
+    raw = pattern_grammar(dotall=False, raw_pattern=True)
+    assert '"\\""' not in raw and "[^\\x0A\\x0D]" in raw
+    assert "[\\U00000000-\\U0010FFFF]" in pattern_grammar(dotall=True, raw_pattern=True)
+
+
+def test_builtin_rules_name_their_dependencies():
+    from allama.json_schema import PRIMITIVE_RULES
+
+    assert isinstance(PRIMITIVE_RULES["number"], BuiltinRule)
+    assert PRIMITIVE_RULES["number"].deps == ["integer"]
+    assert set(PRIMITIVE_RULES["value"].deps) == {"object", "array", "string", "number", "boolean", "null"}
+    rule = BuiltinRule('"x"', ["y"])
+    assert rule.content == '"x"' and rule.deps == ["y"]

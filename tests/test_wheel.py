@@ -27,6 +27,8 @@ def test_wheel_ships_the_module_stubs_and_marker():
     assert "allama/_native.pyi" in names
     assert "allama/py.typed" in names
     assert "allama/__init__.py" in names and "allama/errors.py" in names
+    # llama.cpp's example grammars, installed by the build (allama.grammar.JSON_GBNF & co.)
+    assert {"allama/grammars/json.gbnf", "allama/grammars/arithmetic.gbnf"} <= set(names)
 
 
 def test_extension_links_only_system_libraries(tmp_path):
@@ -58,6 +60,8 @@ c = n.Context(m)
 b = n.Batch(16); b.add_tokens(v.tokenize("Hello"), 0, 0, True); c.decode(b)
 p = n.SamplerParams(); p.temperature = 0.0
 print("token", n.SamplerChain(m, p).sample(c, -1))
+from allama.grammar import JSON_GBNF, LlamaGrammar
+assert LlamaGrammar.from_string(JSON_GBNF)
 """
     run = subprocess.run([str(python), "-c", script], cwd=tmp_path, capture_output=True, text=True,
                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})

@@ -2,8 +2,17 @@
 registry that picks one for a request."""
 
 from allama.chat.formatter import ChatFormatter, ChatFormatterResponse, Jinja2ChatFormatter, TemplateError
+from allama.chat.formatter_handlers import (
+    ChatFormatterHandler,
+    chat_formatter_to_chat_completion_handler,
+    hf_autotokenizer_to_chat_completion_handler,
+    hf_autotokenizer_to_chat_formatter,
+    hf_tokenizer_config_to_chat_completion_handler,
+    hf_tokenizer_config_to_chat_formatter,
+)
 from allama.chat.multimodal import MTMDChatHandler
 from allama.chat.multimodal_presets import (
+    Gemma4ChatHandler,
     Llama3VisionAlpha,
     Llama3VisionAlphaChatHandler,
     Llava15ChatHandler,
@@ -15,9 +24,13 @@ from allama.chat.multimodal_presets import (
     Qwen25VLChatHandler,
 )
 from allama.chat.registry import (
+    LlamaChatCompletionHandler,
+    LlamaChatCompletionHandlerNotFoundException,
+    LlamaChatCompletionHandlerRegistry,
     get_chat_completion_handler,
     get_chat_format,
     guess_chat_format,
+    guess_chat_format_from_gguf_metadata,
     list_chat_formats,
     register_chat_completion_handler,
     register_chat_format,
@@ -25,8 +38,13 @@ from allama.chat.registry import (
 
 __all__ = [
     "ChatFormatter",
+    "ChatFormatterHandler",
     "ChatFormatterResponse",
+    "Gemma4ChatHandler",
     "Jinja2ChatFormatter",
+    "LlamaChatCompletionHandler",
+    "LlamaChatCompletionHandlerNotFoundException",
+    "LlamaChatCompletionHandlerRegistry",
     "Llama3VisionAlpha",
     "Llama3VisionAlphaChatHandler",
     "Llava15ChatHandler",
@@ -38,9 +56,15 @@ __all__ = [
     "ObsidianChatHandler",
     "Qwen25VLChatHandler",
     "TemplateError",
+    "chat_formatter_to_chat_completion_handler",
     "get_chat_completion_handler",
     "get_chat_format",
     "guess_chat_format",
+    "guess_chat_format_from_gguf_metadata",
+    "hf_autotokenizer_to_chat_completion_handler",
+    "hf_autotokenizer_to_chat_formatter",
+    "hf_tokenizer_config_to_chat_completion_handler",
+    "hf_tokenizer_config_to_chat_formatter",
     "list_chat_formats",
     "register_chat_completion_handler",
     "register_chat_format",

@@ -161,3 +161,9 @@ class Jinja2ChatFormatter:
     # llama-cpp-python names this method format_messages in its docs
     def format_messages(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatFormatterResponse:
         return self(messages=messages, **kwargs)
+
+    def to_chat_handler(self) -> Any:
+        """This formatter as a chat completion handler (for `Llama(chat_handler=...)`)."""
+        from allama.chat.formatter_handlers import ChatFormatterHandler
+
+        return ChatFormatterHandler(self)

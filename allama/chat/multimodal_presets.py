@@ -142,6 +142,13 @@ class Qwen25VLChatHandler(MTMDChatHandler):
     CHAT_FORMAT = _chatml("{{ inline(m.content) }}", "\n")
 
 
+class Gemma4ChatHandler(MTMDChatHandler):
+    """Gemma 4 (`chat_format="gemma4"`): its prompts come from the model's own chat template
+    (the one in its GGUF), with each image or audio clip where its content part was; mtmd
+    wraps the media tokens in Gemma 4's delimiters (`<|image>`...`<image|>`,
+    `<|audio>`...`<audio|>`)."""
+
+
 # llama-cpp-python's server `chat_format` names for these handlers.
 HANDLERS_BY_CHAT_FORMAT: dict[str, type[MTMDChatHandler]] = {
     "mtmd": MTMDChatHandler,
@@ -153,10 +160,12 @@ HANDLERS_BY_CHAT_FORMAT: dict[str, type[MTMDChatHandler]] = {
     "llama-3-vision-alpha": Llama3VisionAlphaChatHandler,
     "minicpm-v-2.6": MiniCPMv26ChatHandler,
     "qwen2.5-vl": Qwen25VLChatHandler,
+    "gemma4": Gemma4ChatHandler,
 }
 
 
 __all__ = [
+    "Gemma4ChatHandler",
     "Llama3VisionAlpha",
     "Llama3VisionAlphaChatHandler",
     "Llava15ChatHandler",

@@ -1,15 +1,34 @@
 """Named chat formats and chat completion handlers: `register_chat_format`,
-`get_chat_format`, `register_chat_completion_handler`, `get_chat_completion_handler`."""
+`get_chat_format`, `register_chat_completion_handler`, `get_chat_completion_handler`.
+
+Every chat format is also a chat completion handler under its name (as in
+llama-cpp-python): `get_chat_completion_handler("chatml")` renders with the chatml format.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from allama.chat.formatter import ChatFormatter
 
 _FORMATS: dict[str, ChatFormatter] = {}
 _HANDLERS: dict[str, Any] = {}
+_FORMAT_HANDLERS: dict[str, Any] = {}  # the handler made for each format, kept once made
+
+
+class LlamaChatCompletionHandler(Protocol):
+    """A chat completion handler: called with keywords only, `llama` and the request's fields
+    (`messages`, `tools`, `stream`, sampling options, ...), it returns the response dict, or
+    with stream=True the chunks (an AsyncStream, or an iterator from a blocking handler).
+    Coroutine functions run on the event loop; plain functions run in a worker thread with a
+    blocking view of the Llama (see `allama.chat.handler_call`)."""
+
+    def __call__(self, *, llama: Any, messages: list[dict[str, Any]], **kwargs: Any) -> Any: ...
+
+
+class LlamaChatCompletionHandlerNotFoundException(ValueError):
+    """No chat completion handler (or chat format) is registered under the name asked for."""
 
 # sha256 of the GGUF chat templates llama-cpp-python 0.3.36 recognises as a named format
 # (its CHATML, MISTRAL_INSTRUCT, MIXTRAL_INSTRUCT and LLAMA3_INSTRUCT templates; the texts
@@ -56,14 +75,54 @@ def guess_chat_format(template: str | None) -> str | None:
     return _KNOWN_TEMPLATES.get(hashlib.sha256(template.encode("utf-8")).hexdigest())
 
 
+def guess_chat_format_from_gguf_metadata(metadata: Mapping[str, str]) -> str | None:
+    """The named format for the `tokenizer.chat_template` of GGUF metadata, when it is one
+    llama-cpp-python knows by heart; else None."""
+    return guess_chat_format(metadata.get("tokenizer.chat_template"))
+
+
 def register_chat_completion_handler(name: str) -> Callable[[Any], Any]:
-    """Decorator: registers a chat completion handler, an async callable
-    `handler(llama=..., messages=..., **request) -> response dict or AsyncStream`."""
+    """Decorator: registers a chat completion handler (see LlamaChatCompletionHandler)."""
     return _registrar(_HANDLERS, name)
 
 
-def get_chat_completion_handler(name: str) -> Any:
-    return _lookup(_HANDLERS, name, "chat completion handler")
+def get_chat_completion_handler(name: str) -> LlamaChatCompletionHandler:
+    """The handler registered as `name`, or the handler of the chat format `name`."""
+    return LlamaChatCompletionHandlerRegistry().get_chat_completion_handler_by_name(name)
+
+
+class LlamaChatCompletionHandlerRegistry:
+    """llama-cpp-python's registry interface over allama's one table of handlers (every
+    instance sees the same handlers)."""
+
+    _chat_handlers = _HANDLERS
+
+    def register_chat_completion_handler(self, name: str, chat_handler: LlamaChatCompletionHandler,
+                                         overwrite: bool = False) -> None:
+        _load_builtins()
+        if not overwrite and name in _HANDLERS:
+            raise ValueError(f"a chat completion handler named {name!r} is registered; pass overwrite=True to replace it")
+        _HANDLERS[name] = chat_handler
+
+    def unregister_chat_handler(self, name: str) -> None:
+        _load_builtins()
+        if name not in _HANDLERS:
+            raise ValueError(f"no chat completion handler is registered as {name!r}")
+        del _HANDLERS[name]
+
+    def get_chat_completion_handler_by_name(self, name: str) -> LlamaChatCompletionHandler:
+        _load_builtins()
+        if name in _HANDLERS:
+            return _HANDLERS[name]
+        if name in _FORMATS:
+            cached = _FORMAT_HANDLERS.get(name)
+            if cached is None or cached.formatter is not _FORMATS[name]:
+                from allama.chat.formatter_handlers import ChatFormatterHandler
+
+                cached = _FORMAT_HANDLERS[name] = ChatFormatterHandler(_FORMATS[name])
+            return cached
+        known = ", ".join(sorted(set(_HANDLERS) | set(_FORMATS)))
+        raise LlamaChatCompletionHandlerNotFoundException(f"unknown chat completion handler {name!r}; known: {known}")
 
 
 def chat_format_handler(name: str) -> Any:

@@ -9,7 +9,8 @@ from typing import Any
 from allama.chat.handlers.turn import Turn
 from allama.arguments import stop_strings
 from allama.chat.request import check_tools, legacy_functions_as_tools, normalise_messages, response_format_grammar
-from allama.grammar import JSON_GBNF, gbnf_literal, json_schema_to_gbnf
+from allama.grammar import gbnf_literal
+from allama.json_schema import ANY_JSON_GBNF, json_schema_to_gbnf
 
 # Request fields a handler consumes itself; the rest are sampling options for every step.
 _OWN = {"llama", "messages", "functions", "function_call", "tools", "tool_choice", "stream", "stop",
@@ -70,7 +71,7 @@ class HandlerRequest:
     def arguments_grammar(self, name: str) -> str:
         """The grammar of `name`'s arguments: its parameters schema (any JSON object without one)."""
         parameters = self.function(name).get("parameters")
-        return json_schema_to_gbnf(parameters) if parameters else JSON_GBNF
+        return json_schema_to_gbnf(parameters) if parameters else ANY_JSON_GBNF
 
     def turn(self, prompt: str) -> Turn:
         model = self.options.pop("model", None) or self.llama.model_path
