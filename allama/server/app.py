@@ -4,6 +4,7 @@ in a service of your own."""
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,7 +28,14 @@ def create_app(settings: Settings | ConfigFileSettings | None = None, *,
     """The app serving `settings`' model (a `Settings`) or models (a `ConfigFileSettings`);
     or give `server_settings` and `model_settings` separately. Models load in the
     background when the app starts (or at its first request when mounted in another app,
-    whose lifespan Starlette does not pass on); /health says "loading" until then."""
+    whose lifespan Starlette does not pass on); /health says "loading" until then.
+
+    With no arguments (`uvicorn --factory allama.server.app:create_app`), as llama-cpp-python's:
+    the config file named by the CONFIG_FILE environment variable, else `Settings()` from the
+    environment (MODEL=model.gguf, N_CTX=4096, ...)."""
+    if settings is None and server_settings is None and model_settings is None:
+        config_file = os.environ.get("CONFIG_FILE")
+        settings = ConfigFileSettings.from_file(config_file) if config_file else Settings()
     if isinstance(settings, ConfigFileSettings):
         server_settings = server_settings or ServerSettings.model_validate(settings.model_dump(exclude={"models"}))
         model_settings = model_settings or settings.models
@@ -35,7 +43,7 @@ def create_app(settings: Settings | ConfigFileSettings | None = None, *,
         server_settings = server_settings or ServerSettings.model_validate(settings.model_dump())
         model_settings = model_settings or [ModelSettings.model_validate(settings.model_dump())]
     server_settings = server_settings or ServerSettings()
-    registry = ModelRegistry(list(model_settings or []))
+    registry = ModelRegistry(list(model_settings or []), max_loaded_models=server_settings.max_loaded_models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,7 +149,7 @@ class _Gate:
         return replay, None
 
 
-_KNOWN_PATHS = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/rerank", "/rerank", "/v1/models",
+_KNOWN_PATHS = {"/v1/completions", "/v1/engines/copilot-codex/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/rerank", "/rerank", "/v1/models",
                 "/extras/tokenize", "/extras/tokenize/count", "/extras/detokenize", "/health", "/metrics"}
 
 

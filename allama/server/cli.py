@@ -4,8 +4,9 @@
     allama serve --config models.yaml          # several models, chosen by `model` in requests
 
 Every `ServerSettings` and `ModelSettings` field is a flag (`--n_ctx 4096` or `--n-ctx 4096`;
-booleans as `--flash_attn` or `--flash_attn false`; lists comma-separated; dicts as JSON)
-and an environment variable (`N_CTX=4096`). Flags win over the environment; with
+booleans as `--flash_attn` or `--flash_attn false` (true/false, t/f, yes/no, y/n, on/off, 1/0,
+any case); lists space- or comma-separated (`--tensor_split 0.5 0.5`); dicts as JSON) and an
+environment variable (`N_CTX=4096`). Flags win over the environment; with
 `--config` (or `CONFIG_FILE`), server flags override the file's server settings.
 """
 
@@ -21,23 +22,25 @@ from typing import Any
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
 
 _SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"], "clip_model_path": ["--mmproj"],
-              "shutdown_grace_seconds": ["--drain-timeout", "--drain_timeout"]}
+              "shutdown_grace_seconds": ["--drain-timeout", "--drain_timeout"],
+              "max_loaded_models": ["--models-max"]}
 
 
 def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "t", "yes", "y", "on"):
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in ("0", "false", "f", "no", "n", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def _base_type(annotation: Any) -> Any:
-    """int for `int | None`, and so on (the first non-None member of a union)."""
+    """int for `int | None`, and so on (the first non-None member of a union); str for a
+    union of several types (`bool | int`), which the settings parse."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return members[0] if members else str
+        return members[0] if len(members) == 1 else str
     return annotation
 
 
@@ -58,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                 options["type"] = kind
             elif typing.get_origin(kind) is dict:
                 options["type"] = json.loads
-            # lists (comma-separated) and `bool | int` stay strings for the settings to parse
+            elif typing.get_origin(kind) is list:
+                options["nargs"] = "+"  # items space-separated, or comma-separated in one
+            elif typing.get_origin(kind) is typing.Literal:
+                options["choices"] = typing.get_args(kind)
+            # `bool | int` stays a string for the settings to parse
             group.add_argument(*flags, **options)
     return parser
 

@@ -39,6 +39,11 @@ class Sampling(_Body):
     repeat_penalty: float = Field(default=1.0, ge=0.0)
     repeat_last_n: int | None = Field(default=None, ge=-1)
     logit_bias: dict[str, float] | None = None
+    logit_bias_type: Literal["input_ids", "tokens"] | None = Field(
+        default=None, description="input_ids (the default): logit_bias keys are token ids; tokens: texts, "
+                                  "each of whose tokens gets the bias.")
+    min_tokens: int = Field(default=0, ge=0, description="Tokens to generate before the model may end its "
+                                                          "reply (a stop string or max_tokens may still end it).")
     mirostat_mode: int = Field(default=0, ge=0, le=2)
     mirostat_tau: float = Field(default=5.0, ge=0.0)
     mirostat_eta: float = Field(default=0.1, ge=0.0)
@@ -107,7 +112,7 @@ class RerankRequest(_Body):
 class TokenizeRequest(_Body):
     input: str
     add_special: bool = Field(default=True, description="Add the BOS token where the model wants one.")
-    special: bool = Field(default=False, description="Read special-token text as special tokens.")
+    special: bool = Field(default=True, description="Read special-token text as special tokens.")
 
 
 class DetokenizeRequest(_Body):

@@ -20,6 +20,7 @@ def config_file(tmp_path_factory, llama_f32_path, bert_path):
     path.write_text(yaml.safe_dump({
         "max_tokens_limit": 4000,
         "max_n": 4,
+        "max_loaded_models": 0,  # both resident: the tests use them side by side
         "models": [
             {"model": str(llama_f32_path), "model_alias": CHAT, "n_ctx": 512, "n_parallel": 8, "seed": 7},
             {"model": str(bert_path), "model_alias": EMBED, "n_ctx": 256, "n_parallel": 1},
