@@ -24,11 +24,13 @@ from allama import _native, arguments
 from allama.completion import ChoiceText, chunk, completion_id, logprobs_block, now, usage
 from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
 from allama.engine.request import MediaSpan
+from allama.engine.engine_call import EngineCall
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.cache import BaseLlamaCache
 from allama.errors import ContextOverflowError, EngineClosedError
 from allama.grammar import checked_gbnf
+from allama.logits_processing import as_logits_processor, as_stopping_criteria
 from allama.session import LlamaSession, current_turn_slot
 from allama.state import LlamaState
 from allama.stream import AsyncStream
@@ -160,6 +162,8 @@ class Llama:
         if rpc_servers:
             mp.rpc_servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else list(rpc_servers)
         self._model = _native.Model.load(self.model_path, mp, progress_callback)
+        self._model_params = mp  # as loaded (allama.sync.Llama.model_params reports a copy)
+        self._context_params: _native.ContextParams | None = None  # vocab_only: no context
         self._vocab = _native.Vocab(self._model)
         self.tokenizer_: BaseLlamaTokenizer = tokenizer if tokenizer is not None else LlamaTokenizer(self)
         self.metadata: dict[str, str] = self._model.metadata
@@ -216,6 +220,7 @@ class Llama:
         if draft_model is not None and not callable(draft_model):
             raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")
         self._scheduler = Scheduler(self._model, cp, config, tokenizer=tokenizer, draft_model=draft_model)
+        self._context_params = cp  # as the engine's context was made (allama.sync.Llama.context_params)
         # Dropped without close(): the engine's thread stops and the memory is freed.
         weakref.finalize(self, self._scheduler.close)
         # LoRA adapters by name; requests pick theirs (create_completion(lora=...)), the
@@ -230,6 +235,24 @@ class Llama:
             if scale:
                 default[name] = float(scale)
         self._lora_default = self._lora_set(default)
+
+    @property
+    def draft_model(self) -> Any:
+        """The LlamaDraftModel proposing tokens for speculative decoding, or None. Settable: the
+        engine switches to the new one between two decode steps (a recurrent model never drafts)."""
+        return self._draft_model
+
+    @draft_model.setter
+    def draft_model(self, value: Any) -> None:
+        if value is not None and not callable(value):
+            raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")
+        self._draft_model = value
+        scheduler = getattr(self, "_scheduler", None)
+        if scheduler is not None and not scheduler._recurrent:
+            try:  # the decode thread reads it during a step: set it there, between steps
+                scheduler._queue_call(EngineCall(partial(setattr, scheduler, "draft_model", value), None))
+            except EngineClosedError:
+                pass
 
     @property
     def lora_adapters(self) -> dict[str, float]:
@@ -544,8 +567,8 @@ class Llama:
         arguments.seed(seed)
         arguments.optional_str("suffix", suffix)
         arguments.optional_mapping("stream_options", stream_options)
-        arguments.optional_callable("logits_processor", logits_processor)
-        arguments.optional_callable("stopping_criteria", stopping_criteria)
+        logits_processor = as_logits_processor(logits_processor)  # a callable, or a list of them
+        stopping_criteria = as_stopping_criteria(stopping_criteria)
         stops = arguments.stop_strings(stop)
         if media:
             if not (isinstance(prompt, list) and all(isinstance(t, (int, np.integer)) for t in prompt)):
@@ -901,11 +924,13 @@ class Llama:
             arguments.whole("max_tokens (max_completion_tokens)", max_completion_tokens, None, None)
         from allama.chat.multimodal import MTMDChatHandler
 
-        handler = self.chat_handler
+        # set by a ChatFormatterHandler (a chat format used as a handler): the usual path with that format
+        chosen_formatter = sampling.pop("_chat_formatter", None)
+        handler = self.chat_handler if chosen_formatter is None else None
         media_handler = handler if isinstance(handler, MTMDChatHandler) else None
         if media_handler is not None:
             handler = None  # the usual chat path, with the media read and evaluated
-        if handler is None and self.chat_format is not None:
+        if handler is None and self.chat_format is not None and chosen_formatter is None:
             from allama.chat.registry import chat_format_handler
 
             handler = chat_format_handler(self.chat_format)
@@ -914,8 +939,10 @@ class Llama:
                 from allama.chat import get_chat_completion_handler
 
                 handler = get_chat_completion_handler(handler)
-            return await handler(
-                llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
+            from allama.chat.handler_call import call_chat_handler
+
+            return await call_chat_handler(
+                handler, llama=self, messages=messages, functions=functions, function_call=function_call, tools=tools,
                 tool_choice=tool_choice, reasoning_effort=reasoning_effort, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                 typical_p=typical_p, stream=stream, stop=stop, seed=seed, max_tokens=max_tokens,
                 max_completion_tokens=max_completion_tokens, logprobs=logprobs, top_logprobs=top_logprobs,
@@ -933,7 +960,7 @@ class Llama:
                 messages = media_handler.with_default_system(normalise_messages(messages, keep_parts=True))
         if formatter is None:
             messages = normalise_messages(messages)
-            formatter = self.chat_formatter()
+            formatter = chosen_formatter or self.chat_formatter()
         tools, tool_choice = legacy_functions_as_tools(tools, tool_choice, functions, function_call)
         check_tools(tools, tool_choice)
         parallel = bool(sampling.pop("parallel_tool_calls", True))

@@ -59,7 +59,12 @@ class SequentialContext:
             tokens = [int(t) for t in tokens]
             if self.n_tokens + len(tokens) > self.n_ctx:
                 raise ValueError(f"eval of {len(tokens)} tokens would exceed the context window of {self.n_ctx}")
-            self.ctx.seq_rm(0, self.n_tokens, -1)
+            if not self.ctx.seq_rm(0, self.n_tokens, -1):
+                # a recurrent (or hybrid) state cannot be cut back to a shorter history: start
+                # over and evaluate the kept prefix again
+                tokens = self.input_ids[:self.n_tokens].tolist() + tokens
+                self.ctx.seq_rm(0, -1, -1)
+                self.n_tokens = 0
             for start in range(0, len(tokens), self.n_batch):
                 chunk = tokens[start:start + self.n_batch]
                 batch = _native.Batch(len(chunk))

@@ -18,6 +18,7 @@ from allama.engine import EngineStats
 from allama.llama import LLAMA_DEFAULT_SEED
 from allama.llama import Llama as AsyncLlama
 from allama.loop_thread import LoopThread
+from allama.logits_processing import as_logits_processor, as_stopping_criteria
 from allama.cache import BaseLlamaCache
 from allama.session import LlamaSession as AsyncLlamaSession
 from allama.sequential import SequentialContext
@@ -62,6 +63,99 @@ class Llama:
     def async_llama(self) -> AsyncLlama:
         """The async object behind this one (same engine)."""
         return self._llm
+
+    # --- llama-cpp-python's attributes ---
+
+    @property
+    def chat_format(self) -> str | None:
+        """The named chat format of chat completions (None: the model's template). Settable."""
+        return self._llm.chat_format
+
+    @chat_format.setter
+    def chat_format(self, value: str | None) -> None:
+        self._llm.chat_format = value
+
+    @property
+    def chat_handler(self) -> Any:
+        """The chat completion handler (None: the chat format). Settable."""
+        return self._llm.chat_handler
+
+    @chat_handler.setter
+    def chat_handler(self, value: Any) -> None:
+        self._llm.chat_handler = value
+
+    @property
+    def draft_model(self) -> Any:
+        """The LlamaDraftModel of speculative decoding, or None. Settable (see allama.Llama)."""
+        return self._llm.draft_model
+
+    @draft_model.setter
+    def draft_model(self, value: Any) -> None:
+        self._llm.draft_model = value
+
+    @property
+    def model(self) -> Any:
+        """The model handle, as allama.llama_cpp's functions take it (`llama_model_*`,
+        `llama_model_get_vocab`, ...). The model is read-only once loaded, so querying it from any
+        thread is safe; this Llama owns it: `llama_model_free` on it breaks this Llama."""
+        return self._llm._model
+
+    @property
+    def ctx(self) -> Any:
+        """The context handle of the single-sequence API (eval, sample, generate: llama-cpp-python's
+        `llm.ctx`, where `llama_get_logits(llm.ctx)` reads what eval computed); made on first use,
+        None for a vocab_only model. Like llama-cpp-python's, it is not safe to use from two threads
+        at once. The batching engine's own context belongs to its decode thread and is never handed out."""
+        if self._llm._scheduler is None:
+            return None
+        return self._seq().ctx
+
+    @property
+    def model_params(self) -> Any:
+        """The llama_model_params the model was loaded with (a copy: changing it changes nothing)."""
+        from allama.llama_cpp import llama_model_params
+
+        return _copy_params(self._llm._model_params, llama_model_params())
+
+    @property
+    def context_params(self) -> Any:
+        """The llama_context_params of the engine's context (a copy: changing it changes nothing;
+        n_ctx is the KV cache all sequences share, n_seq_max their number); None for vocab_only."""
+        params = self._llm._context_params
+        if params is None:
+            return None
+        from allama import _native
+
+        return _copy_params(params, _native.ContextParams())
+
+    @property
+    def n_batch(self) -> int:
+        """Tokens per decode step (n_batch, at most n_ctx, as llama-cpp-python clamps it)."""
+        return min(self.n_ctx(), self._params.get("n_batch", 512))
+
+    @property
+    def n_threads(self) -> int:
+        """Threads for generation (the n_threads argument, else half the CPUs)."""
+        return self._params.get("n_threads") or max((os.cpu_count() or 1) // 2, 1)
+
+    @property
+    def n_threads_batch(self) -> int:
+        """Threads for prompt processing (the n_threads_batch argument, else every CPU)."""
+        return self._params.get("n_threads_batch") or (os.cpu_count() or 1)
+
+    @property
+    def numa(self) -> bool | int:
+        """The numa argument: accepted for llama-cpp-python's signature, it has no effect (llama.cpp's
+        NUMA setup is process-wide and would bind the threads of every model in the process)."""
+        return self._params.get("numa", False)
+
+    @property
+    def _is_recurrent(self) -> bool:
+        return bool(self._llm._model.is_recurrent)
+
+    @property
+    def _is_hybrid(self) -> bool:
+        return bool(self._llm._model.is_hybrid)
 
     @property
     def tokenizer_(self) -> BaseLlamaTokenizer:
@@ -225,7 +319,7 @@ class Llama:
                             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                             presence_penalty=presence_penalty, mirostat_mode=mirostat_mode,
                             mirostat_eta=mirostat_eta, mirostat_tau=mirostat_tau, grammar=grammar)
-        return self._seq().sample(chain, logits_processor)
+        return self._seq().sample(chain, as_logits_processor(logits_processor))
 
     def generate(self, tokens: Sequence[int], top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
                  typical_p: float = 1.0, temp: float = 0.80, repeat_penalty: float = 1.0, reset: bool = True,
@@ -240,7 +334,8 @@ class Llama:
                             mirostat_eta=mirostat_eta, mirostat_tau=mirostat_tau, grammar=grammar)
         if reset:
             chain.reset()
-        return self._seq().generate(tokens, chain, reset, logits_processor, stopping_criteria)
+        return self._seq().generate(tokens, chain, reset, as_logits_processor(logits_processor),
+                                    as_stopping_criteria(stopping_criteria))
 
     def save_state(self) -> LlamaState:
         """The eval/generate history once that API is in use (as llama-cpp-python); otherwise the
@@ -290,6 +385,14 @@ class Llama:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _copy_params(source: Any, target: Any) -> Any:
+    """`target` with every field of the native params object `source`."""
+    for name in dir(type(source)):
+        if not name.startswith("_") and isinstance(getattr(type(source), name, None), property):
+            setattr(target, name, getattr(source, name))
+    return target
 
 
 class LlamaSession:

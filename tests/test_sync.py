@@ -149,3 +149,120 @@ def test_sessions_save_load_and_the_cache_work_blocking(llama_f32_path, tmp_path
         assert out["choices"][0]["text"] == streamed
         assert out["usage"]["prompt_tokens_details"]["cached_tokens"] == len(follow_up) - 1
         assert len(model.cache) == 1
+
+
+# --- llama-cpp-python's attributes (issue 15) ---
+
+
+def test_model_is_a_handle_the_low_level_api_takes(llm):
+    from allama import llama_cpp
+
+    assert llama_cpp.llama_model_n_embd(llm.model) == llm.n_embd()
+    assert llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(llm.model)) == llm.n_vocab()
+    assert llm._is_recurrent is False and llm._is_hybrid is False
+
+
+def test_ctx_is_the_eval_context_and_shows_its_logits(llm):
+    from allama import llama_cpp
+
+    tokens = llm.tokenize(b"The quick brown fox")
+    llm.reset()
+    llm.eval(tokens)
+    assert llama_cpp.llama_n_ctx(llm.ctx) == llm.n_ctx()
+    logits = llama_cpp.llama_get_logits(llm.ctx)
+    assert logits.shape == (llm.n_vocab(),)
+    assert (logits == llm.scores[0]).all()
+    assert llm.ctx is llm.ctx
+
+
+def test_params_report_the_construction_and_are_copies(llm):
+    params = llm.context_params
+    assert llm.n_batch == 256  # n_batch 512 clamped to n_ctx, as llama-cpp-python
+    assert params.n_batch == 512  # as the context was made (llama.cpp clamps it itself)
+    assert params.n_ctx >= llm.n_ctx()
+    assert params.n_threads == llm.n_threads
+    params.n_batch = 7
+    assert llm.context_params.n_batch == 512
+    assert llm.model_params.use_mmap is True and llm.model_params.vocab_only is False
+    assert llm.numa is False
+
+
+def test_vocab_only_has_no_context(llama_f32_path):
+    with Llama(str(llama_f32_path), vocab_only=True, numa=True) as vocab:
+        assert vocab.ctx is None and vocab.context_params is None
+        assert vocab.model_params.vocab_only is True
+        assert vocab.numa is True
+        assert vocab.tokenize(b"Hello")
+
+
+def test_setting_chat_format_changes_later_chats(llm):
+    messages = [{"role": "user", "content": "Hi"}]
+    before = llm.create_chat_completion(messages, max_tokens=1)["usage"]["prompt_tokens"]
+    llm.chat_format = "openbuddy"
+    try:
+        assert llm.async_llama.chat_format == "openbuddy"
+        after = llm.create_chat_completion(messages, max_tokens=1)["usage"]["prompt_tokens"]
+        openbuddy = len(llm.tokenize(llm.async_llama.chat_formatter()(messages=messages).prompt.encode()))
+    finally:
+        llm.chat_format = None
+    assert after == openbuddy > before + 50
+
+
+def test_setting_chat_handler_routes_later_chats(llm):
+    seen = []
+
+    async def handler(*, llama, messages, **request):
+        seen.append((llama, messages))
+        return {"id": "from-handler"}
+
+    llm.chat_handler = handler
+    try:
+        assert llm.create_chat_completion([{"role": "user", "content": "Hi"}])["id"] == "from-handler"
+    finally:
+        llm.chat_handler = None
+    assert seen[0][0] is llm.async_llama
+    assert llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1)["id"] != "from-handler"
+
+
+def test_setting_draft_model_turns_speculation_on_and_off(llm):
+    from allama import LlamaPromptLookupDecoding
+
+    prompt = "a b c a b c a b c a b c"
+    plain = llm.create_completion(prompt, max_tokens=24, temperature=0)["choices"][0]["text"]
+    before = llm.stats().draft_tokens
+    llm.draft_model = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=4)
+    try:
+        drafted = llm.create_completion(prompt, max_tokens=24, temperature=0)["choices"][0]["text"]
+        assert llm.stats().draft_tokens > before
+    finally:
+        llm.draft_model = None
+    assert drafted == plain
+    after = llm.stats().draft_tokens
+    llm.create_completion(prompt, max_tokens=24, temperature=0)
+    assert llm.stats().draft_tokens == after
+    with pytest.raises(TypeError, match="draft_model"):
+        llm.draft_model = "not a draft model"
+
+
+def test_sample_and_generate_take_plain_lists_of_processors_and_criteria(llm):
+    prompt = llm.tokenize(b"Lists", special=True)
+    banned: list[int] = []
+
+    def ban_first_choice(input_ids, scores):
+        scores = scores.copy()
+        scores[banned] = -float("inf")
+        return scores
+
+    def record(input_ids, scores):
+        if not banned:
+            banned.append(int(scores.argmax()))
+        return scores
+
+    llm.reset()
+    llm.eval(prompt)
+    token = llm.sample(temp=0.0, logits_processor=[record, ban_first_choice])
+    assert token != banned[0]  # both ran, in order
+    steps = []
+    out = list(llm.generate(prompt, temp=0.0, logits_processor=[ban_first_choice],
+                            stopping_criteria=[lambda ids, scores: steps.append(1) is not None or len(steps) >= 3]))
+    assert banned[0] not in out and 1 <= len(out) <= 3
