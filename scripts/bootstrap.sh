@@ -28,6 +28,6 @@ python -m pip install --quiet --no-build-isolation \
     -Cbuild-dir=build/dev \
     -Ceditable.rebuild="${ALLAMA_EDITABLE_REBUILD:-true}" \
     -Ceditable.verbose=false \
-    -e ".[test]"
+    -e ".[${ALLAMA_EXTRAS:-test}]"
 # The gguf package that matches the pinned llama.cpp (test models are built with it).
 python -m pip install --quiet ./vendor/llama.cpp/gguf-py
