@@ -1124,10 +1124,6 @@ def _check_constructor_arguments(args: dict[str, Any]) -> None:
     for name, low in (("n_threads", 0), ("n_threads_batch", 0), ("kv_size", 1), ("n_keep", 0)):
         if args[name] is not None:
             whole(name, args[name], low)  # n_threads 0 or None: the default
-    cells = args["kv_size"] if args["kv_size"] is not None else args["n_ctx"]
-    if cells > 2**32 - 1:
-        raise ValueError(f"the KV cache would hold {cells} cells (kv_size, by default n_ctx); "
-                         f"llama.cpp allows at most {2**32 - 1}")
     for name, low in (("rope_freq_base", 0.0), ("rope_freq_scale", 0.0), ("yarn_ext_factor", None),
                       ("yarn_attn_factor", None), ("yarn_beta_fast", None), ("yarn_beta_slow", None),
                       ("lora_scale", None)):

@@ -35,8 +35,26 @@ from allama.chat.registry import (
     register_chat_completion_handler,
     register_chat_format,
 )
+from allama.chat.templates import (
+    CHATML_BOS_TOKEN,
+    CHATML_CHAT_TEMPLATE,
+    CHATML_EOS_TOKEN,
+    LLAMA3_INSTRUCT_CHAT_TEMPLATE,
+    MISTRAL_INSTRUCT_BOS_TOKEN,
+    MISTRAL_INSTRUCT_CHAT_TEMPLATE,
+    MISTRAL_INSTRUCT_EOS_TOKEN,
+    MIXTRAL_INSTRUCT_CHAT_TEMPLATE,
+)
 
 __all__ = [
+    "CHATML_BOS_TOKEN",
+    "CHATML_CHAT_TEMPLATE",
+    "CHATML_EOS_TOKEN",
+    "LLAMA3_INSTRUCT_CHAT_TEMPLATE",
+    "MISTRAL_INSTRUCT_BOS_TOKEN",
+    "MISTRAL_INSTRUCT_CHAT_TEMPLATE",
+    "MISTRAL_INSTRUCT_EOS_TOKEN",
+    "MIXTRAL_INSTRUCT_CHAT_TEMPLATE",
     "ChatFormatter",
     "ChatFormatterHandler",
     "ChatFormatterResponse",

@@ -45,7 +45,7 @@ NAN, INF = math.nan, math.inf
     pytest.param({"seed": 1.5}, ("TypeError", "seed"), id="seed-float"),
     pytest.param({"kv_overrides": {"llama.context_length": [1, 2]}}, ("TypeError",), id="kv_overrides-list-value"),
     pytest.param({"kv_overrides": "llama.block_count=int:2"}, ("TypeError", "kv_overrides"), id="kv_overrides-str"),
-    pytest.param({"n_ctx": 1 << 20, "n_parallel": 1 << 13}, ("ValueError", "cells"), id="kv-cells-over-uint32"),
+    pytest.param({"kv_size": 1 << 32}, ("ValueError", "kv_size"), id="kv_size-over-int32"),
     pytest.param({"last_n_tokens_size": -2}, ("ValueError", "last_n_tokens_size"), id="last_n_tokens_size-minus-2"),
     pytest.param({"lora_scale": float("nan")}, ("ValueError", "lora_scale"), id="lora_scale-nan"),
     pytest.param({"lora_path": "/nonexistent/adapter.gguf"}, ("FileNotFoundError",), id="lora_path-missing"),

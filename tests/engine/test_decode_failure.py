@@ -33,9 +33,22 @@ async def texts(llm: Llama, prompts: list[str], max_tokens: int = 12) -> list[st
         except DecodeError as exc:
             out[i] = exc
 
-    async with anyio.create_task_group() as tg:
-        for i in range(len(prompts)):
-            tg.start_soon(one, i)
+    # All in one batch, as the tests assume: admission is held until every request is queued
+    # (else, on a busy machine, the first could be decoded alone before the others arrive).
+    scheduler = llm._scheduler
+    scheduler._admission_paused = True
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(len(prompts)):
+                tg.start_soon(one, i)
+            with anyio.fail_after(30):
+                while llm.stats().queued < len(prompts):
+                    await anyio.sleep(0.002)
+            with scheduler._lock:
+                scheduler._admission_paused = False
+                scheduler._lock.notify()
+    finally:
+        scheduler._admission_paused = False
     return out
 
 

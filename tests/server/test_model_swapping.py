@@ -30,7 +30,8 @@ def swapping(llama_f32_path, llama_f16_path):
         yield url, app.state.registry
 
 
-async def _stream(client: httpx.AsyncClient, base_url: str, model: str, tokens: int) -> dict:
+async def _stream(client: httpx.AsyncClient, base_url: str, model: str, tokens: int,
+                  started: anyio.Event | None = None) -> dict:
     body = {"model": model, "prompt": "Once", "max_tokens": tokens, "ignore_eos": True, "stream": True}
     arrivals, texts, done = [], [], False
     async with client.stream("POST", base_url + "/v1/completions", json=body) as response:
@@ -41,6 +42,8 @@ async def _stream(client: httpx.AsyncClient, base_url: str, model: str, tokens: 
             elif line.startswith("data: "):
                 texts.append(json.loads(line[6:]))
                 arrivals.append(time.monotonic())
+                if started is not None:
+                    started.set()
     return {"done": done, "chunks": texts, "first": arrivals[0], "last": arrivals[-1]}
 
 
@@ -64,12 +67,13 @@ async def test_a_running_stream_on_the_old_model_finishes_before_the_swap(swappi
     httpx.post(base_url + "/v1/completions", json={"model": "a", "prompt": "x", "max_tokens": 1}, timeout=60)
     assert set(registry.models) == {"a"}
     results: dict[str, dict] = {}
+    started = anyio.Event()
     async with httpx.AsyncClient(timeout=120) as client:
         async def old() -> None:
-            results["a"] = await _stream(client, base_url, "a", 200)
+            results["a"] = await _stream(client, base_url, "a", 500, started)
 
         async def new() -> None:
-            await anyio.sleep(0.3)  # a's stream is running
+            await started.wait()  # a's stream is running (500 tokens: it has a while to go)
             results["sent"] = {"at": time.monotonic()}
             response = await client.post(base_url + "/v1/completions",
                                          json={"model": "b", "prompt": "x", "max_tokens": 2})
