@@ -9,6 +9,7 @@ plain generators.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import partial
 from types import TracebackType
@@ -266,6 +267,28 @@ class Llama:
     @property
     def n_tokens(self) -> int:
         return self._sequential.n_tokens if self._sequential is not None else 0
+
+    @property
+    def eval_tokens(self) -> deque[int]:
+        """The tokens evaluated last (llama-cpp-python's eval_tokens): the eval/generate history
+        once that API is in use, else the last finished completion's prompt and output."""
+        if self._sequential is not None:
+            tokens = self._sequential.input_ids[: self._sequential.n_tokens].tolist()
+        elif self._llm._scheduler is not None:
+            tokens = self._llm._scheduler.last_completion_tokens
+        else:
+            tokens = []
+        return deque(tokens, maxlen=self._llm.n_ctx())
+
+    @property
+    def eval_logits(self) -> deque[list[float]]:
+        """The logits of the eval/generate history (llama-cpp-python's eval_logits): every row
+        with logits_all=True, else the last one; empty otherwise (completions keep none)."""
+        seq = self._sequential
+        if seq is None or seq.n_tokens == 0:
+            return deque(maxlen=1)
+        rows = seq.scores[: seq.n_tokens] if seq.logits_all else seq.scores[:1]
+        return deque(rows.tolist(), maxlen=self._llm.n_ctx() if seq.logits_all else 1)
 
     @property
     def input_ids(self) -> Any:

@@ -266,3 +266,17 @@ def test_sample_and_generate_take_plain_lists_of_processors_and_criteria(llm):
     out = list(llm.generate(prompt, temp=0.0, logits_processor=[ban_first_choice],
                             stopping_criteria=[lambda ids, scores: steps.append(1) is not None or len(steps) >= 3]))
     assert banned[0] not in out and 1 <= len(out) <= 3
+
+
+def test_eval_tokens_hold_the_last_completion_then_the_eval_history(llama_f32_path):
+    with Llama(str(llama_f32_path), n_ctx=128, n_threads=1) as fresh:
+        assert list(fresh.eval_tokens) == [] and len(fresh.eval_logits) == 0
+        prompt = fresh.tokenize(b"Counting tokens")
+        fresh.create_completion(prompt, max_tokens=4, temperature=0, ignore_eos=True)
+        # llama-cpp-python's eval_tokens after llm(prompt): the prompt and the evaluated output
+        assert list(fresh.eval_tokens)[:len(prompt)] == prompt and len(fresh.eval_tokens) == len(prompt) + 3
+        fresh.reset()
+        fresh.eval(prompt)
+        assert list(fresh.eval_tokens) == prompt and fresh.eval_tokens.maxlen == 128
+        (last,) = fresh.eval_logits
+        assert len(last) == fresh.n_vocab() and max(last) == max(fresh.scores[0])

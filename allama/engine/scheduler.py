@@ -341,6 +341,13 @@ class Scheduler:
         """Replaces the session's history with a saved state; ValueError if it does not fit."""
         await self.call(lambda: self._load_session(slot, state))
 
+    @property
+    def last_completion_tokens(self) -> list[int]:
+        """The tokens of the most recently finished completion (prompt and output, but the
+        last sampled token), whose KV its kept sequence holds; [] before any."""
+        last = self._last_finished  # one read: the decode thread replaces the tuple whole
+        return list(last[1]) if last is not None else []
+
     async def save_last_completion(self, seed: int) -> LlamaState | None:
         """The tokens and KV of the most recently finished completion, while its kept sequence
         still holds them (None if there was none since forget_last_completion(), or its KV
