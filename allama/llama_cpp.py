@@ -4,13 +4,14 @@ Code written against llama-cpp-python's low-level module runs with Python types 
 ctypes: handles are objects, token lists are Python lists, logits and embeddings are NumPy
 arrays, text goes in and comes out as bytes (str is accepted as input too).
 
-Handles. A model, context, vocabulary, batch or sampler is an opaque object. After
-`llama_model_free`, `llama_free`, `llama_batch_free` or `llama_sampler_free` using it raises
-ValueError (freeing twice too); None or a handle of the wrong kind raises TypeError. What C
+Handles. A model, context, vocabulary, batch, extended batch or sampler is an opaque object. After
+`llama_model_free`, `llama_free`, `llama_batch_free`, `llama_batch_ext_free` or `llama_sampler_free`
+using it raises ValueError (freeing twice too); None or a handle of the wrong kind raises TypeError. What C
 reports as a NULL result raises instead: `ModelLoadError`/`FileNotFoundError` for models and
 adapters, ValueError for contexts, `GrammarError` for grammars. Memory is released once no
 handle uses it: a vocabulary, or a context, keeps its model's weights alive after
-`llama_model_free`. `llama_get_memory(ctx)` returns the context itself: the `llama_memory_*`
+`llama_model_free`. A sampler chain attached with `llama_set_sampler` is kept alive by the context
+and cannot be freed until it is detached or the context freed. `llama_get_memory(ctx)` returns the context itself: the `llama_memory_*`
 functions take either.
 
 Out-buffers. Where C fills a caller's buffer (`llama_tokenize`, `llama_token_to_piece`,
@@ -434,6 +435,7 @@ llama_model_p = _native.Model
 llama_context_p = _native.Context
 llama_vocab_p = _native.Vocab
 llama_sampler_p = _native.Sampler
+llama_batch_ext_p = _native.BatchExt
 llama_adapter_lora_p = _native.LoraAdapter
 llama_context_params = _native.ContextParams
 llama_memory_t = _native.Context
@@ -1212,6 +1214,122 @@ def llama_encode(ctx: _native.Context, batch: llama_batch) -> int:
     return 0
 
 
+# --- extended batches (llama_batch_ext) ---
+
+
+def _batch_ext(batch: Any) -> _native.BatchExt:
+    return _handle(batch, _native.BatchExt, "extended batch", "llama_batch_ext_init")
+
+
+def _embd_rows(embd: Any) -> tuple[np.ndarray, int, int]:
+    """(flat float32 data, n_rows, n_embd) from a llama_embd struct, or from a NumPy array (rows x n_embd; 1-D is one row)."""
+    if isinstance(embd, ctypes._Pointer):
+        embd = embd.contents
+    if isinstance(embd, llama_embd):
+        n_rows, n_embd = int(embd.n_rows), int(embd.n_embd)
+        if not embd.data:
+            raise ValueError("embd.data is NULL")
+        return np.ctypeslib.as_array(embd.data, shape=(n_rows * n_embd,)), n_rows, n_embd
+    rows = np.asarray(embd, dtype=np.float32)
+    if rows.ndim == 1:
+        rows = rows.reshape(1, -1)
+    if rows.ndim != 2:
+        raise ValueError(f"embedding rows must be 1-D or 2-D, got {rows.ndim} dimensions")
+    return np.ascontiguousarray(rows).reshape(-1), rows.shape[0], rows.shape[1]
+
+
+def llama_batch_ext_init(ctx: _native.Context) -> _native.BatchExt:
+    """An empty extended batch for this context (room for its n_batch entries); only llama_process
+    on the same context takes it. Positions are not filled in: set each with llama_batch_ext_set_pos."""
+    return _native.BatchExt(_context(ctx))
+
+
+def llama_batch_ext_free(batch: _native.BatchExt) -> None:
+    """Free the batch; using it (or freeing it) again raises ValueError."""
+    _batch_ext(batch).free()
+
+
+def llama_batch_ext_clear(batch: _native.BatchExt) -> None:
+    _batch_ext(batch).clear()
+
+
+def llama_batch_ext_add(batch: _native.BatchExt, seq_id: int) -> int:
+    """Add an entry with neither token nor embedding (set one before processing): its batch index,
+    -1 when the batch is full, -3 for a sequence id outside [0, n_seq_max)."""
+    return _batch_ext(batch).add(_int(seq_id, "seq_id"))
+
+
+def llama_batch_ext_add_token(batch: _native.BatchExt, seq_id: int, id: int) -> int:  # noqa: A002
+    """Add a token of a sequence: its batch index, -1 (full), -2 (token id outside the vocabulary:
+    the entry stays, empty, as in C) or -3 (bad sequence id)."""
+    return _batch_ext(batch).add_token(_int(seq_id, "seq_id"), _int(id, "id"))
+
+
+def llama_batch_ext_add_embd(batch: _native.BatchExt, seq_id: int, embd: Any) -> int:
+    """Add an input embedding (a llama_embd, or float32 rows): its batch index, -1 (full), -2 (its size
+    is not the model's input width: the entry stays, empty, as in C) or -3 (bad sequence id)."""
+    data, n_rows, n_embd = _embd_rows(embd)
+    return _batch_ext(batch).add_embd(_int(seq_id, "seq_id"), data, n_rows, n_embd)
+
+
+def llama_batch_ext_add_seq(batch: _native.BatchExt, idx: int, seq_id: int) -> bool:
+    """Put entry idx in another sequence too (same position); False for a bad index or sequence id."""
+    return _batch_ext(batch).add_seq(_int(idx, "idx"), _int(seq_id, "seq_id"))
+
+
+def llama_batch_ext_set_embd_token(batch: _native.BatchExt, idx: int, embd: Any) -> bool:
+    """Give entry idx an input embedding (a llama_embd, or float32 rows); False when the index is bad,
+    the entry has one already or the size does not fit."""
+    data, n_rows, n_embd = _embd_rows(embd)
+    return _batch_ext(batch).set_embd_token(_int(idx, "idx"), data, n_rows, n_embd)
+
+
+def llama_batch_ext_set_embd_state(batch: _native.BatchExt, idx: int, embd: Any) -> bool:
+    """Carried-over hidden state for entry idx: not implemented by this llama.cpp, always False."""
+    data, n_rows, n_embd = _embd_rows(embd)
+    return _batch_ext(batch).set_embd_state(_int(idx, "idx"), data, n_rows, n_embd)
+
+
+def llama_batch_ext_set_output_embd(batch: _native.BatchExt, idx: int, value: bool) -> bool:
+    """Request entry idx's output (for now the same flag as llama_batch_ext_set_output_logits); False for a bad index."""
+    return _batch_ext(batch).set_output(_int(idx, "idx"), bool(value))
+
+
+def llama_batch_ext_set_output_logits(batch: _native.BatchExt, idx: int, value: bool) -> bool:
+    """Request entry idx's logits; False for a bad index."""
+    return _batch_ext(batch).set_output(_int(idx, "idx"), bool(value))
+
+
+def llama_batch_ext_set_pos(batch: _native.BatchExt, idx: int, pos: Any) -> bool:
+    """Set entry idx's position: an int, a sequence, or a ctypes llama_pos array/pointer/byref. A token
+    entry takes one; an embedding entry of an M-RoPE model takes 4. False for a bad index; a negative
+    position or too few raise ValueError."""
+    b = _batch_ext(batch)
+    if pos is None:
+        return False
+    i = _int(idx, "idx")
+    if isinstance(pos, (int, np.integer, ctypes.c_int32)):
+        values = [_int(pos, "pos")]
+    elif isinstance(pos, ctypes._Pointer):  # C reads as many as the entry takes
+        values = [int(pos[k]) for k in range(b.positions_needed(i))] if pos else []
+    elif hasattr(pos, "_obj") and isinstance(pos._obj, (ctypes.Array, ctypes.c_int32)):  # ctypes.byref(...)
+        obj = pos._obj
+        values = [int(v) for v in obj] if isinstance(obj, ctypes.Array) else [int(obj.value)]
+    else:
+        values = [_int(v, "pos") for v in pos]
+    if not values:
+        return False
+    return b.set_pos(i, values)
+
+
+def llama_process(ctx: _native.Context, type: int, batch: _native.BatchExt) -> int:  # noqa: A002
+    """Encode (LLAMA_PROCESS_TYPE_ENCODE) or decode (LLAMA_PROCESS_TYPE_DECODE) an extended batch made for
+    this context: 0, 1 when the KV cache has no room, 2 when aborted, as llama_decode. An invalid batch
+    (an entry without content or position, mixed content, a batch llama.cpp rejects) raises ValueError,
+    other failures DecodeError. Outputs are read as after llama_decode (llama_get_logits_ith, ...)."""
+    return _context(ctx).process(_int(type, "type"), _batch_ext(batch))
+
+
 # --- outputs ---
 
 
@@ -1228,7 +1346,9 @@ def llama_get_logits(ctx: _native.Context) -> np.ndarray:
 
 
 def llama_get_logits_ith(ctx: _native.Context, i: int) -> np.ndarray:
-    """One output's logits (n_vocab float32): i is a batch index, or negative from the last output."""
+    """One output's logits (n_vocab float32): i is a batch index, or negative from the last output.
+    With a backend sampler attached (llama_set_sampler), as in C, the logits its samplers left: one per
+    candidate of llama_get_sampled_candidates_ith, which may be fewer than n_vocab."""
     return _context(ctx).logits(_int(i, "i"))
 
 
@@ -1247,6 +1367,58 @@ def llama_get_embeddings_ith(ctx: _native.Context, i: int) -> np.ndarray:
 def llama_get_embeddings_seq(ctx: _native.Context, seq_id: int) -> np.ndarray:
     """A sequence's pooled embedding (rank pooling: its scores)."""
     return _context(ctx).embeddings_seq(_int(seq_id, "seq_id"))
+
+
+# --- backend sampling (samplers run in the graph) [EXPERIMENTAL in llama.cpp] ---
+
+
+def llama_set_sampler(ctx: _native.Context, seq_id: int, smpl: _native.Sampler | None) -> bool:
+    """Run a sampler chain inside the graph for sequence seq_id (None detaches it); False when llama.cpp
+    cannot offload it (an empty chain, tensor split mode). Every decode then samples that sequence's
+    outputs: read them with llama_get_sampled_token_ith (and _probs/_logits/_candidates); llama_sampler_sample
+    returns the sampled token. The context does not take ownership in C; here it keeps the chain alive
+    while attached, and freeing the chain (llama_sampler_free) or changing its members raises ValueError
+    until it is detached or the context is freed. A chain is attached to one context and sequence at a
+    time, and once only (llama.cpp sets it up for the backend once): attach a llama_sampler_clone again."""
+    return _context(ctx).set_sampler(_int(seq_id, "seq_id"), None if smpl is None else _sampler(smpl))
+
+
+def llama_get_sampled_token_ith(ctx: _native.Context, i: int) -> int:
+    """The token the graph's sampler chose for output i, LLAMA_TOKEN_NULL (-1) when none was sampled
+    there (no sampler attached to its sequence). An index without output raises IndexError."""
+    return _context(ctx).sampled_token(_int(i, "i"))
+
+
+def llama_get_sampled_probs_ith(ctx: _native.Context, i: int) -> np.ndarray | None:
+    """A copy of the probabilities the graph's samplers left for output i (float32, one per candidate),
+    None when they produced none. An index without output raises IndexError."""
+    return _context(ctx).sampled_floats(_int(i, "i"), True)
+
+
+def llama_get_sampled_probs_count_ith(ctx: _native.Context, i: int) -> int:
+    return _context(ctx).sampled_count(_int(i, "i"), 0)
+
+
+def llama_get_sampled_logits_ith(ctx: _native.Context, i: int) -> np.ndarray | None:
+    """A copy of the logits the graph's samplers left for output i (float32, one per candidate),
+    None when they produced none."""
+    return _context(ctx).sampled_floats(_int(i, "i"), False)
+
+
+def llama_get_sampled_logits_count_ith(ctx: _native.Context, i: int) -> int:
+    """As C: n_vocab when no backend sampler produced logits in the last decode."""
+    return _context(ctx).sampled_count(_int(i, "i"), 1)
+
+
+def llama_get_sampled_candidates_ith(ctx: _native.Context, i: int) -> np.ndarray | None:
+    """A copy of the candidate token ids that the sampled probs/logits of output i belong to (int32);
+    every token id, in order, when the graph kept all candidates."""
+    return _context(ctx).sampled_candidates(_int(i, "i"))
+
+
+def llama_get_sampled_candidates_count_ith(ctx: _native.Context, i: int) -> int:
+    """As C: 0 when the graph produced no candidate list (all token ids are the candidates)."""
+    return _context(ctx).sampled_count(_int(i, "i"), 2)
 
 
 # --- memory (the memory handle is the context) ---

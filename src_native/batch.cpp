@@ -1,5 +1,7 @@
 #include "batch.h"
 
+#include "context.h"
+
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/vector.h>
@@ -161,6 +163,177 @@ void Batch::set_output(int32_t i, bool output) {
     batch_.logits[i] = output ? 1 : 0;
 }
 
+
+// --- BatchExt ---
+
+BatchExt::BatchExt(Context & ctx, nb::object ctx_ref) : ctx_(&ctx), ctx_ref_(std::move(ctx_ref)) {
+    auto lk = ctx.lock_open();
+    llama_context * raw = ctx.get();
+    const llama_model * model = llama_get_model(raw);
+    capacity_ = static_cast<int32_t>(llama_n_batch(raw));
+    n_seq_max_ = static_cast<int32_t>(llama_n_seq_max(raw));
+    const int rope = llama_model_rope_type(model);
+    n_pos_per_embd_ = (rope == LLAMA_ROPE_TYPE_MROPE || rope == LLAMA_ROPE_TYPE_IMROPE) ? 4 : 1;
+    batch_ = llama_batch_ext_init(raw);
+    if (batch_ == nullptr) {
+        throw nb::value_error("llama.cpp could not create the batch");
+    }
+}
+
+BatchExt::~BatchExt() {
+    if (batch_ != nullptr) {
+        llama_batch_ext_free(batch_);
+    }
+}
+
+llama_batch_ext * BatchExt::get() const {
+    if (batch_ == nullptr) {
+        throw nb::value_error("the batch was freed (llama_batch_ext_free)");
+    }
+    return batch_;
+}
+
+llama_batch_ext * BatchExt::live() const {
+    llama_batch_ext * b = get();
+    if (busy_.load()) {
+        throw std::runtime_error("the batch is being processed by llama_process in another thread");
+    }
+    return b;
+}
+
+void BatchExt::free() {
+    live();
+    llama_batch_ext_free(batch_);
+    batch_ = nullptr;
+    entries_.clear();
+}
+
+void BatchExt::clear() {
+    llama_batch_ext_clear(live());
+    entries_.clear();
+}
+
+int32_t BatchExt::add(llama_seq_id seq_id) {
+    const int32_t idx = llama_batch_ext_add(live(), seq_id);
+    if (idx >= 0) {
+        entries_.emplace_back();
+    }
+    return idx;
+}
+
+int32_t BatchExt::add_token(llama_seq_id seq_id, llama_token id) {
+    const int32_t idx = llama_batch_ext_add_token(live(), seq_id, id);
+    if (idx >= 0 || idx == -2) {
+        // -2: llama.cpp keeps the entry it added, without a token id
+        entries_.emplace_back();
+        entries_.back().has_token = idx >= 0;
+    }
+    return idx;
+}
+
+int32_t BatchExt::add_embd(llama_seq_id seq_id, const float * data, size_t n_rows, size_t n_embd) {
+    const int32_t idx = llama_batch_ext_add_embd(live(), seq_id, llama_embd{data, n_rows, n_embd});
+    if (idx >= 0 || idx == -2) {
+        entries_.emplace_back();  // -2: as in add_token, the entry stays, without an embedding
+        entries_.back().has_embd = idx >= 0;
+    }
+    return idx;
+}
+
+bool BatchExt::add_seq(int32_t idx, llama_seq_id seq_id) {
+    return llama_batch_ext_add_seq(live(), idx, seq_id);
+}
+
+bool BatchExt::set_embd_token(int32_t idx, const float * data, size_t n_rows, size_t n_embd) {
+    const bool ok = llama_batch_ext_set_embd_token(live(), idx, llama_embd{data, n_rows, n_embd});
+    if (ok) {
+        entries_[static_cast<size_t>(idx)].has_embd = true;
+    }
+    return ok;
+}
+
+bool BatchExt::set_embd_state(int32_t idx, const float * data, size_t n_rows, size_t n_embd) {
+    return llama_batch_ext_set_embd_state(live(), idx, llama_embd{data, n_rows, n_embd});
+}
+
+bool BatchExt::set_output(int32_t idx, bool value) {
+    // llama_batch_ext_set_output_embd and _logits set the same flag
+    const bool ok = llama_batch_ext_set_output_logits(live(), idx, value);
+    if (ok) {
+        entries_[static_cast<size_t>(idx)].output = value;
+    }
+    return ok;
+}
+
+size_t BatchExt::positions_needed(int32_t idx) const {
+    get();
+    if (!valid_idx(idx)) {
+        return 0;
+    }
+    // llama.cpp reads one position for a token entry, n_pos_per_embd for any other
+    return entries_[static_cast<size_t>(idx)].has_token ? 1 : static_cast<size_t>(n_pos_per_embd_);
+}
+
+bool BatchExt::set_pos(int32_t idx, const std::vector<llama_pos> & pos) {
+    llama_batch_ext * b = live();
+    if (!valid_idx(idx)) {
+        return false;
+    }
+    Entry & e = entries_[static_cast<size_t>(idx)];
+    const size_t need = positions_needed(idx);
+    if (pos.size() < need) {
+        throw nb::value_error(("batch index " + std::to_string(idx) + " needs " + std::to_string(need) +
+                               " position(s), got " + std::to_string(pos.size())).c_str());
+    }
+    for (size_t k = 0; k < need; ++k) {
+        if (pos[k] < 0) {
+            throw nb::value_error(("position " + std::to_string(pos[k]) + " is negative").c_str());
+        }
+    }
+    const bool ok = llama_batch_ext_set_pos(b, idx, pos.data());
+    if (ok) {
+        e.pos_set = true;
+    }
+    return ok;
+}
+
+void BatchExt::check_ready(const Context & ctx, llama_context * raw, int32_t type) const {
+    get();
+    if (ctx_ != &ctx) {
+        throw nb::value_error("the batch was made for another context (llama_batch_ext_init(ctx) ties it to one)");
+    }
+    if (type != LLAMA_PROCESS_TYPE_ENCODE && type != LLAMA_PROCESS_TYPE_DECODE) {
+        throw nb::value_error(("type must be LLAMA_PROCESS_TYPE_ENCODE (0) or LLAMA_PROCESS_TYPE_DECODE (1), got " +
+                               std::to_string(type)).c_str());
+    }
+    if (entries_.empty()) {
+        throw nb::value_error("the batch is empty");
+    }
+    const Entry & first = entries_.front();
+    for (size_t i = 0; i < entries_.size(); ++i) {
+        const Entry & e = entries_[i];
+        const std::string at = "batch index " + std::to_string(i);
+        if (!e.has_token && !e.has_embd) {
+            throw nb::value_error((at + " has neither a token id nor an embedding").c_str());
+        }
+        if (e.has_token != first.has_token || e.has_embd != first.has_embd) {
+            throw nb::value_error((at + " holds other content (token id / embedding) than batch index 0: "
+                                   "every entry of a batch must hold the same").c_str());
+        }
+        if (!e.pos_set) {
+            throw nb::value_error((at + " has no position: set it with llama_batch_ext_set_pos").c_str());
+        }
+    }
+    const size_t n = entries_.size();
+    const bool one_ubatch = type == LLAMA_PROCESS_TYPE_ENCODE || llama_get_memory(raw) == nullptr ||
+                            !llama_get_causal_attn(raw);
+    if (one_ubatch && n > llama_n_ubatch(raw)) {
+        throw nb::value_error(("the batch has " + std::to_string(n) + " entries, more than n_ubatch (" +
+                               std::to_string(llama_n_ubatch(raw)) +
+                               "): encoding and non-causal attention take the whole batch in one ubatch").c_str());
+    }
+}
+
 void init_batch(nb::module_ & m) {
     using Rows = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
     using I32 = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
@@ -225,6 +398,41 @@ void init_batch(nb::module_ & m) {
             }
             return out;
         }, "Batch indices whose logits/embeddings are requested.");
+
+    // Embedding rows: a flat float32 array holding at least n_rows * n_embd values.
+    auto rows_of = [](const F32 & data, size_t n_rows, size_t n_embd) {
+        if (n_embd != 0 && n_rows > data.shape(0) / n_embd) {
+            throw nb::value_error(("the embedding holds " + std::to_string(data.shape(0)) + " floats, fewer than n_rows * n_embd = " +
+                                   std::to_string(n_rows) + " * " + std::to_string(n_embd)).c_str());
+        }
+        return data.data();
+    };
+    nb::class_<BatchExt>(m, "BatchExt",
+        "llama.cpp's extended batch (llama_batch_ext) for one context; results are the C functions'.")
+        .def("__init__", [](BatchExt * self, nb::object ctx) {
+            new (self) BatchExt(nb::cast<Context &>(ctx), ctx);
+        }, nb::arg("ctx"), "llama_batch_ext_init: room for the context's n_batch entries.")
+        .def("free", &BatchExt::free)
+        .def_prop_ro("freed", &BatchExt::freed)
+        .def("clear", &BatchExt::clear)
+        .def("add", &BatchExt::add, nb::arg("seq_id"))
+        .def("add_token", &BatchExt::add_token, nb::arg("seq_id"), nb::arg("id"))
+        .def("add_embd", [rows_of](BatchExt & b, llama_seq_id seq_id, F32 data, size_t n_rows, size_t n_embd) {
+            return b.add_embd(seq_id, rows_of(data, n_rows, n_embd), n_rows, n_embd);
+        }, nb::arg("seq_id"), nb::arg("data"), nb::arg("n_rows"), nb::arg("n_embd"))
+        .def("add_seq", &BatchExt::add_seq, nb::arg("idx"), nb::arg("seq_id"))
+        .def("set_embd_token", [rows_of](BatchExt & b, int32_t idx, F32 data, size_t n_rows, size_t n_embd) {
+            return b.set_embd_token(idx, rows_of(data, n_rows, n_embd), n_rows, n_embd);
+        }, nb::arg("idx"), nb::arg("data"), nb::arg("n_rows"), nb::arg("n_embd"))
+        .def("set_embd_state", [rows_of](BatchExt & b, int32_t idx, F32 data, size_t n_rows, size_t n_embd) {
+            return b.set_embd_state(idx, rows_of(data, n_rows, n_embd), n_rows, n_embd);
+        }, nb::arg("idx"), nb::arg("data"), nb::arg("n_rows"), nb::arg("n_embd"))
+        .def("set_output", &BatchExt::set_output, nb::arg("idx"), nb::arg("value"))
+        .def("set_pos", &BatchExt::set_pos, nb::arg("idx"), nb::arg("pos"))
+        .def("positions_needed", &BatchExt::positions_needed, nb::arg("idx"))
+        .def("__len__", [](const BatchExt & b) { b.get(); return b.entries().size(); })
+        .def_prop_ro("capacity", &BatchExt::capacity)
+        .def_prop_ro("n_seq_max", &BatchExt::n_seq_max);
 }
 
 }  // namespace allama

@@ -5,9 +5,12 @@
 
 #include "llama.h"
 
+#include <atomic>
 #include <vector>
 
 namespace allama {
+
+class Context;
 
 class Batch {
 public:
@@ -43,6 +46,64 @@ private:
     int32_t capacity_;
     int32_t n_seq_max_;
     int32_t embd_;
+};
+
+// BatchExt: llama.cpp's extended batch (llama_batch_ext) for one Context. It mirrors what
+// llama.cpp keeps per entry (content kind, position set, output flag) so that llama_process
+// can be refused before llama.cpp would abort or misread an entry.
+class BatchExt {
+public:
+    BatchExt(Context & ctx, nanobind::object ctx_ref);
+    ~BatchExt();
+    BatchExt(const BatchExt &) = delete;
+    BatchExt & operator=(const BatchExt &) = delete;
+
+    struct Entry {
+        bool has_token = false;
+        bool has_embd = false;
+        bool pos_set = false;
+        bool output = false;
+    };
+
+    // llama_batch_ext_free; later use raises ValueError.
+    void free();
+    bool freed() const { return batch_ == nullptr; }
+    void clear();
+    // The C functions' results: a batch index, or -1 (full), -2 (bad token or embedding), -3 (bad seq id).
+    int32_t add(llama_seq_id seq_id);
+    int32_t add_token(llama_seq_id seq_id, llama_token id);
+    int32_t add_embd(llama_seq_id seq_id, const float * data, size_t n_rows, size_t n_embd);
+    bool add_seq(int32_t idx, llama_seq_id seq_id);
+    bool set_embd_token(int32_t idx, const float * data, size_t n_rows, size_t n_embd);
+    bool set_embd_state(int32_t idx, const float * data, size_t n_rows, size_t n_embd);
+    bool set_output(int32_t idx, bool value);
+    // Raises ValueError for a negative position or too few of them (M-RoPE embedding entries take 4).
+    bool set_pos(int32_t idx, const std::vector<llama_pos> & pos);
+    // How many positions set_pos reads for entry idx (1, or 4 for an M-RoPE embedding entry); 0: no such entry.
+    size_t positions_needed(int32_t idx) const;
+
+    // Raises ValueError unless the batch can be handed to llama_process(type) on `ctx` (lock held).
+    void check_ready(const Context & ctx, llama_context * raw, int32_t type) const;
+    llama_batch_ext * get() const;
+    const Context * context() const { return ctx_; }
+    const std::vector<Entry> & entries() const { return entries_; }
+    int32_t capacity() const { return capacity_; }
+    int32_t n_seq_max() const { return n_seq_max_; }
+    // Guards against changes from another thread while llama_process reads the batch.
+    void set_busy(bool busy) { busy_.store(busy); }
+
+private:
+    llama_batch_ext * live() const;  // raises if freed or busy
+    bool valid_idx(int32_t idx) const { return idx >= 0 && static_cast<size_t>(idx) < entries_.size(); }
+
+    llama_batch_ext * batch_ = nullptr;
+    Context * ctx_;
+    nanobind::object ctx_ref_;  // keeps the Context (which the batch's memory pointer belongs to) alive
+    std::vector<Entry> entries_;
+    int32_t capacity_ = 0;
+    int32_t n_seq_max_ = 0;
+    int32_t n_pos_per_embd_ = 1;
+    std::atomic<bool> busy_{false};
 };
 
 void init_batch(nanobind::module_ & m);

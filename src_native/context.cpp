@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "logging.h"
+#include "low_level_sampler.h"
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -203,6 +204,15 @@ Context::~Context() {
     if (ctx_ != nullptr) {
         llama_free(ctx_);
     }
+    detach_samplers();
+}
+
+void Context::detach_samplers() {
+    // after llama_free: the samplers may be freed (or attached elsewhere) from now on
+    for (auto & entry : samplers_) {
+        entry.second->attached = false;
+    }
+    samplers_.clear();
 }
 
 bool Context::abort_callback(void * data) {
@@ -290,6 +300,7 @@ void Context::close() {
         ctx_ = nullptr;
     }
     adapters_.clear();
+    detach_samplers();
     has_abort_cb_.store(false);
     abort_cb_ = nb::object();
     abort_cb_data_ = nb::object();
@@ -428,6 +439,127 @@ void Context::inject_decode_failures(llama_seq_id seq_id, int32_t count) {
     failures_left_ = count;
 }
 
+int32_t Context::process(int32_t type, BatchExt & batch) {
+    auto lk = lock();
+    llama_context * ctx = get();
+    batch.check_ready(*this, ctx, type);
+    const char * what = type == LLAMA_PROCESS_TYPE_ENCODE ? "llama_process (encode)" : "llama_process (decode)";
+    int32_t status = 0;
+    LogCapture capture;
+    {
+        struct Busy {
+            BatchExt & b;
+            explicit Busy(BatchExt & batch) : b(batch) { b.set_busy(true); }
+            ~Busy() { b.set_busy(false); }
+        } busy(batch);
+        nb::gil_scoped_release release;
+        status = llama_process(ctx, static_cast<llama_process_type>(type), batch.get());
+    }
+    if (status != 0) {
+        last_outputs_.clear();
+        n_outputs_ = 0;
+        if (status == 2) {
+            abort_requested_.store(false);
+        }
+        if (status == 1 || status == 2) {
+            return status;
+        }
+        if (status == -1) {
+            throw nb::value_error((std::string(what) + ": llama.cpp rejected the batch: " +
+                                   capture.message("invalid input batch")).c_str());
+        }
+        raise_for_status(status, what, capture.message());
+    }
+    const auto & entries = batch.entries();
+    last_outputs_.resize(entries.size());
+    n_outputs_ = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+        // encoding outputs every entry
+        last_outputs_[i] = (type == LLAMA_PROCESS_TYPE_ENCODE || entries[i].output) ? 1 : 0;
+        n_outputs_ += last_outputs_[i];
+    }
+    return 0;
+}
+
+bool Context::set_sampler(llama_seq_id seq_id, const Sampler * smpl) {
+    auto lk = lock_open();
+    check_seq_id(seq_id);
+    std::shared_ptr<SamplerState> st;
+    if (smpl != nullptr) {
+        smpl->get();
+        st = smpl->state();
+        auto current = samplers_.find(seq_id);
+        if (current != samplers_.end() && current->second == st) {
+            return true;  // already attached here: llama.cpp would initialise it a second time
+        }
+        if (!st->is_chain) {
+            throw nb::value_error("llama_set_sampler needs a sampler chain (llama_sampler_chain_init), not a single sampler");
+        }
+        if (st->in_chain) {
+            throw nb::value_error("this chain belongs to another chain: attach a chain of its own");
+        }
+        if (st->attached) {
+            throw nb::value_error("this chain is attached to a context already (one context and sequence at a time): "
+                                  "attach a llama_sampler_clone of it");
+        }
+        std::vector<const SamplerState *> todo{st.get()};
+        while (!todo.empty()) {
+            const SamplerState * cur = todo.back();
+            todo.pop_back();
+            if (cur->backend_initialized) {
+                throw nb::value_error("this chain (or a sampler in it) was attached to a context before, and llama.cpp "
+                                      "sets a sampler up for the backend only once: attach a llama_sampler_clone of it");
+            }
+            for (const auto & child : cur->children) {
+                todo.push_back(child.get());
+            }
+        }
+        const int32_t n_vocab = n_vocab_;
+        if (st->n_vocab > 0 && st->n_vocab != n_vocab) {
+            throw nb::value_error(("the sampler is for a vocabulary of " + std::to_string(st->n_vocab) +
+                                   " tokens, the context's model has " + std::to_string(n_vocab)).c_str());
+        }
+    }
+    bool ok = false;
+    if (st) {
+        st->attached = true;  // already now: no other thread may free or change it while llama.cpp sets it up
+    }
+    try {
+        nb::gil_scoped_release release;  // backend_init probes the sampler's graph
+        ok = llama_set_sampler(ctx_, seq_id, st ? st->ptr : nullptr);
+    } catch (...) {
+        if (st) {
+            st->attached = false;
+        }
+        throw;
+    }
+    if (st) {
+        st->attached = false;
+    }
+    // Whatever the result, llama.cpp no longer holds the sequence's previous sampler; it ran
+    // backend_init (once per sampler, ever) exactly when it attached the new one.
+    const bool attached = ok && st != nullptr;
+    auto previous = samplers_.find(seq_id);
+    if (previous != samplers_.end()) {
+        previous->second->attached = false;
+        samplers_.erase(previous);
+    }
+    if (attached) {
+        std::vector<SamplerState *> todo{st.get()};
+        while (!todo.empty()) {
+            SamplerState * cur = todo.back();
+            todo.pop_back();
+            cur->backend_initialized = true;
+            for (const auto & child : cur->children) {
+                todo.push_back(child.get());
+            }
+        }
+        st->attached = true;
+        samplers_[seq_id] = st;
+    }
+    return ok;
+}
+
 void Context::decode(const Batch & batch) {
     evaluate(batch, "llama_decode", [](llama_context * ctx, const llama_batch & b) { return llama_decode(ctx, b); });
 }
@@ -541,8 +673,15 @@ void init_context(nb::module_ & m) {
             if (row == nullptr) {
                 throw nb::index_error("no logits for this row (was the context made for embeddings only?)");
             }
-            return to_numpy(row, 1, c.n_vocab(), false);
-        }, nb::arg("i") = -1, "A copy of one output row's logits (float32, n_vocab).")
+            // With a backend sampler (llama_set_sampler) llama.cpp returns the logits its samplers
+            // left: one per candidate of llama_get_sampled_candidates_ith, maybe fewer than n_vocab.
+            size_t n = static_cast<size_t>(c.n_vocab());
+            if (llama_get_sampled_logits_ith(c.get(), i) == row) {
+                n = std::min<size_t>(n, llama_get_sampled_logits_count_ith(c.get(), i));
+            }
+            return to_numpy(row, 1, n, false);
+        }, nb::arg("i") = -1, "A copy of one output row's logits (float32, n_vocab; with a backend sampler attached, "
+                              "the logits of its candidates).")
         .def("logits_rows", [](Context & c, const std::vector<int32_t> & rows) {
             auto lk = c.lock_open();
             const size_t n_vocab = c.n_vocab();
@@ -553,10 +692,66 @@ void init_context(nb::module_ & m) {
                 if (row == nullptr) {
                     throw nb::index_error("no logits for this row");
                 }
+                if (llama_get_sampled_logits_ith(c.get(), rows[k]) == row &&
+                    llama_get_sampled_logits_count_ith(c.get(), rows[k]) < n_vocab) {
+                    throw nb::value_error(("output row " + std::to_string(rows[k]) + " holds only a backend sampler's "
+                                           "candidates: read it with llama_get_logits_ith").c_str());
+                }
                 std::memcpy(out.data() + k * n_vocab, row, sizeof(float) * n_vocab);
             }
             return to_numpy(out.data(), rows.size(), n_vocab, true);
         }, nb::arg("rows"), "Copies of several output rows' logits (float32, len(rows) x n_vocab).")
+        .def("process", &Context::process, nb::arg("type"), nb::arg("batch"),
+             "llama_process: run an extended batch made for this context (GIL released); 0, 1 (no KV slot) "
+             "or 2 (aborted). An invalid batch raises ValueError, other failures DecodeError.")
+        .def("set_sampler", [](Context & c, llama_seq_id seq_id, const Sampler * smpl) { return c.set_sampler(seq_id, smpl); },
+             nb::arg("seq_id"), nb::arg("smpl").none(),
+             "llama_set_sampler: run a sampler chain in the graph for seq_id (None detaches); False when llama.cpp "
+             "cannot offload it. The context keeps the chain while attached; the chain cannot be freed or changed meanwhile.")
+        .def("sampled_token", [](Context & c, int32_t i) {
+            auto lk = c.lock_open();
+            c.check_output_row(i);
+            return llama_get_sampled_token_ith(c.get(), i);
+        }, nb::arg("i"), "llama_get_sampled_token_ith: the backend-sampled token, LLAMA_TOKEN_NULL (-1) when none was sampled.")
+        .def("sampled_floats", [](Context & c, int32_t i, bool probs) -> std::optional<FloatArray> {
+            auto lk = c.lock_open();
+            c.check_output_row(i);
+            llama_context * raw = c.get();
+            const float * data = probs ? llama_get_sampled_probs_ith(raw, i) : llama_get_sampled_logits_ith(raw, i);
+            if (data == nullptr) {
+                return std::nullopt;
+            }
+            const uint32_t n = probs ? llama_get_sampled_probs_count_ith(raw, i) : llama_get_sampled_logits_count_ith(raw, i);
+            return to_numpy(data, 1, std::min<size_t>(n, static_cast<size_t>(c.n_vocab())), false);
+        }, nb::arg("i"), nb::arg("probs"),
+           "A copy of the backend-sampled probabilities (probs=True) or logits of output i; None when none were produced.")
+        .def("sampled_count", [](Context & c, int32_t i, int32_t which) {
+            auto lk = c.lock_open();
+            c.check_output_row(i);
+            llama_context * raw = c.get();
+            switch (which) {
+                case 0: return llama_get_sampled_probs_count_ith(raw, i);
+                case 1: return llama_get_sampled_logits_count_ith(raw, i);
+                default: return llama_get_sampled_candidates_count_ith(raw, i);
+            }
+        }, nb::arg("i"), nb::arg("which"), "llama_get_sampled_{probs,logits,candidates}_count_ith (which = 0, 1, 2).")
+        .def("sampled_candidates", [](Context & c, int32_t i) -> std::optional<nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>> {
+            auto lk = c.lock_open();
+            c.check_output_row(i);
+            llama_context * raw = c.get();
+            const llama_token * ids = llama_get_sampled_candidates_ith(raw, i);
+            if (ids == nullptr) {
+                return std::nullopt;
+            }
+            // Without backend candidates llama.cpp points at its list of every token id (count 0).
+            const uint32_t count = llama_get_sampled_candidates_count_ith(raw, i);
+            const size_t n = std::min<size_t>(count > 0 ? count : static_cast<size_t>(c.n_vocab()), static_cast<size_t>(c.n_vocab()));
+            auto * copy = new llama_token[n > 0 ? n : 1];
+            std::copy(ids, ids + n, copy);
+            nb::capsule owner(copy, [](void * p) noexcept { delete[] static_cast<llama_token *>(p); });
+            return nb::ndarray<nb::numpy, llama_token, nb::ndim<1>>(copy, {n}, owner);
+        }, nb::arg("i"), "A copy of the backend-sampled candidate token ids of output i (every token id when the "
+                         "backend kept all candidates); None when llama.cpp has none.")
         .def("embeddings", [](Context & c, int32_t i) {
             auto lk = c.lock_open();
             c.check_output_row(i);

@@ -7,11 +7,16 @@
 #include "model.h"
 
 #include <atomic>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace allama {
+
+class Sampler;
+struct SamplerState;
 
 // The llama_context_params llama-cpp-python exposes. Defaults are llama.cpp's,
 // except the thread counts, which default to this machine's cores.
@@ -61,6 +66,13 @@ public:
 
     void decode(const Batch & batch);
     void encode(const Batch & batch);
+    // llama_process on an extended batch made for this context: returns 0, 1 (no KV slot)
+    // or 2 (aborted) as C; an invalid batch raises ValueError, other failures DecodeError.
+    int32_t process(int32_t type, BatchExt & batch);
+    // llama_set_sampler: attaches a sampler chain to run in the graph for `seq_id` (null
+    // detaches). The context keeps the chain alive while attached, and the chain refuses to be
+    // freed or changed meanwhile; llama.cpp initialises a chain for the backend only once.
+    bool set_sampler(llama_seq_id seq_id, const Sampler * smpl);
     // Test hook: the next `count` decodes of a batch holding `seq_id` (-1: any batch) fail
     // with a fatal status before llama.cpp runs, as a failing backend would.
     void inject_decode_failures(llama_seq_id seq_id, int32_t count);
@@ -85,6 +97,7 @@ public:
 
 private:
     void check_batch(const Batch & batch) const;
+    void detach_samplers();
     // decode() and encode(): validate, run `run` with the GIL released, record or raise.
     template <typename Run>
     void evaluate(const Batch & batch, const char * what, Run run);
@@ -109,6 +122,7 @@ private:
     uint32_t n_seq_max_ = 0;
     bool mean_pooling_unbatchable_ = false;  // see check_mean_pooling in context.cpp
     std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
+    std::map<llama_seq_id, std::shared_ptr<SamplerState>> samplers_;  // llama_set_sampler's, kept alive
     llama_seq_id failing_seq_ = -1;     // inject_decode_failures: which batches fail
     int32_t failures_left_ = 0;
 

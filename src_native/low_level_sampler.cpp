@@ -116,12 +116,27 @@ void Sampler::check_chain(const char * what) const {
     }
 }
 
+namespace {
+
+// A context runs an attached chain in its graph: it must not change under it.
+void check_not_attached(const std::shared_ptr<SamplerState> & st, const char * what) {
+    for (auto p = st; p; p = p->parent.lock()) {
+        if (p->attached) {
+            throw nb::value_error((std::string(what) + ": the chain is attached to a context (llama_set_sampler); "
+                                   "detach it first with llama_set_sampler(ctx, seq_id, None), or free the context").c_str());
+        }
+    }
+}
+
+}  // namespace
+
 void Sampler::free() {
     get();
     if (state_->in_chain) {
         throw nb::value_error("this sampler belongs to a chain (llama_sampler_chain_add took ownership): "
                               "free the chain, or take it out with llama_sampler_chain_remove first");
     }
+    check_not_attached(state_, "llama_sampler_free");
     state_->release();
 }
 
@@ -129,6 +144,8 @@ void Sampler::chain_add(Sampler & child) {
     check_chain("llama_sampler_chain_add");
     child.get();
     const auto & c = child.state_;
+    check_not_attached(state_, "llama_sampler_chain_add");
+    check_not_attached(c, "llama_sampler_chain_add");
     if (c == state_) {
         throw nb::value_error("a sampler chain cannot be added to itself");
     }
@@ -172,6 +189,7 @@ Sampler Sampler::chain_get(int32_t i) const {
 
 Sampler Sampler::chain_remove(int32_t i) {
     check_chain("llama_sampler_chain_remove");
+    check_not_attached(state_, "llama_sampler_chain_remove");
     if (i < 0 || static_cast<size_t>(i) >= state_->children.size()) {
         throw nb::index_error(("sampler index " + std::to_string(i) + " is out of range for a chain of " +
                                std::to_string(state_->children.size())).c_str());
@@ -234,13 +252,41 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
         throw nb::value_error(("the sampler is for a vocabulary of " + std::to_string(state_->n_vocab) +
                                " tokens, the context's model has " + std::to_string(n_vocab)).c_str());
     }
-    const float * row = llama_get_logits_ith(ctx.get(), idx);
-    if (row == nullptr) {
-        throw nb::value_error("the context has no logits for this output (is it an embeddings-only context?)");
+    llama_context * raw = ctx.get();
+    // As llama_sampler_sample: a token sampled in the graph (llama_set_sampler) is taken as
+    // it is; probabilities or logits the graph's samplers left are the candidates.
+    const llama_token sampled = llama_get_sampled_token_ith(raw, idx);
+    if (sampled != LLAMA_TOKEN_NULL) {
+        accept(sampled);
+        return sampled;
     }
-    std::vector<llama_token_data> candidates(static_cast<size_t>(n_vocab));
-    for (llama_token t = 0; t < n_vocab; ++t) {
-        candidates[static_cast<size_t>(t)] = llama_token_data{t, row[t], 0.0f};
+    std::vector<llama_token_data> candidates;
+    const float * probs = llama_get_sampled_probs_ith(raw, idx);
+    const float * logits = llama_get_sampled_logits_ith(raw, idx);
+    if (probs != nullptr || logits != nullptr) {
+        const size_t n = probs != nullptr ? llama_get_sampled_probs_count_ith(raw, idx) : llama_get_sampled_logits_count_ith(raw, idx);
+        const uint32_t n_ids = llama_get_sampled_candidates_count_ith(raw, idx);
+        const llama_token * ids = llama_get_sampled_candidates_ith(raw, idx);
+        // without backend candidates llama.cpp's id list is every token id
+        if (ids == nullptr || n > (n_ids > 0 ? static_cast<size_t>(n_ids) : static_cast<size_t>(n_vocab))) {
+            throw nb::value_error("the backend samplers left candidates without their token ids");
+        }
+        candidates.resize(n);
+        for (size_t k = 0; k < n; ++k) {
+            candidates[k] = llama_token_data{ids[k], logits != nullptr ? logits[k] : 0.0f, probs != nullptr ? probs[k] : 0.0f};
+        }
+    } else {
+        const float * row = llama_get_logits_ith(raw, idx);
+        if (row == nullptr) {
+            throw nb::value_error("the context has no logits for this output (is it an embeddings-only context?)");
+        }
+        candidates.resize(static_cast<size_t>(n_vocab));
+        for (llama_token t = 0; t < n_vocab; ++t) {
+            candidates[static_cast<size_t>(t)] = llama_token_data{t, row[t], 0.0f};
+        }
+    }
+    if (candidates.empty()) {
+        throw nb::value_error("the backend samplers left no candidates");
     }
     llama_token_data_array cur{candidates.data(), candidates.size(), -1, false};
     const bool grammar = has_grammar();

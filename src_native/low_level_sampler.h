@@ -23,6 +23,8 @@ struct SamplerState {
     bool is_chain = false;
     bool is_grammar = false;
     bool no_perf = true;            // chains only
+    bool attached = false;          // attached to a context by llama_set_sampler (chains only)
+    bool backend_initialized = false;  // llama.cpp ran its backend_init: it asserts on a second one
     int32_t n_vocab = 0;            // 0 when the sampler does not know its vocabulary
     ModelPtr model;                 // keeps the vocabulary of grammar/dry/infill samplers alive
     std::weak_ptr<SamplerState> parent;

@@ -754,3 +754,292 @@ def test_log_get_returns_what_log_set_installed():
     finally:
         L.llama_log_set(None, None)
     assert L.llama_log_get() == (None, None)
+
+
+# --- extended batches (llama_batch_ext) -------------------------------------------
+
+
+def ext_batch(ctx, tokens: list[int], pos0: int = 0, seq_id: int = 0, outputs: tuple[int, ...] = (-1,)):
+    batch = L.llama_batch_ext_init(ctx)
+    for i, token in enumerate(tokens):
+        assert L.llama_batch_ext_add_token(batch, seq_id, token) == i
+        assert L.llama_batch_ext_set_pos(batch, i, pos0 + i)
+    for i in outputs:
+        assert L.llama_batch_ext_set_output_logits(batch, i % len(tokens), True)
+    return batch
+
+
+def test_process_gives_the_logits_of_batch_and_decode(model, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    n = len(prompt)
+    classic = new_context(model)
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, prompt, 0)
+    batch.logits[n - 2] = 1
+    assert L.llama_decode(classic, batch) == 0
+    ext_ctx = new_context(model)
+    ext = ext_batch(ext_ctx, prompt, outputs=(n - 2, n - 1))
+    assert L.llama_process(ext_ctx, L.LLAMA_PROCESS_TYPE_DECODE, ext) == 0
+    for i in (n - 2, n - 1, -1):
+        np.testing.assert_array_equal(L.llama_get_logits_ith(ext_ctx, i), L.llama_get_logits_ith(classic, i))
+    with pytest.raises(IndexError):
+        L.llama_get_logits_ith(ext_ctx, 0)  # not an output
+    # the next token continues the sequence, as with llama_decode
+    token = int(np.argmax(L.llama_get_logits_ith(classic, -1)))
+    fill(batch, [token], n)
+    assert L.llama_decode(classic, batch) == 0
+    L.llama_batch_ext_clear(ext)
+    assert L.llama_batch_ext_add_token(ext, 0, token) == 0
+    assert L.llama_batch_ext_set_pos(ext, 0, (ctypes.c_int32 * 1)(n))
+    assert L.llama_batch_ext_set_output_embd(ext, 0, True)
+    assert L.llama_process(ext_ctx, L.LLAMA_PROCESS_TYPE_DECODE, ext) == 0
+    np.testing.assert_array_equal(L.llama_get_logits_ith(ext_ctx, 0), L.llama_get_logits_ith(classic, 0))
+    L.llama_batch_ext_free(ext)
+    L.llama_batch_free(batch)
+    L.llama_free(classic)
+    L.llama_free(ext_ctx)
+
+
+def test_batch_ext_returns_c_error_codes(ctx, model):
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+    batch = L.llama_batch_ext_init(ctx)
+    assert L.llama_batch_ext_add_token(batch, 1, 5) == -3  # the context has one sequence
+    assert L.llama_batch_ext_add(batch, -1) == -3
+    assert L.llama_batch_ext_add_token(batch, 0, n_vocab) == -2  # the entry stays, empty, as in C
+    assert L.llama_batch_ext_add_embd(batch, 0, np.zeros((1, 3), np.float32)) == -2  # not the input width
+    assert L.llama_batch_ext_add_seq(batch, 0, 7) is False
+    assert L.llama_batch_ext_add_seq(batch, 9, 0) is False
+    assert L.llama_batch_ext_set_output_logits(batch, 9, True) is False
+    assert L.llama_batch_ext_set_pos(batch, 9, 0) is False
+    assert L.llama_batch_ext_set_pos(batch, 0, None) is False
+    assert L.llama_batch_ext_set_embd_state(batch, 0, np.zeros(L.llama_model_n_embd(model), np.float32)) is False
+    L.llama_batch_ext_clear(batch)
+    for i in range(L.llama_n_batch(ctx)):
+        assert L.llama_batch_ext_add_token(batch, 0, 1) == i
+    assert L.llama_batch_ext_add_token(batch, 0, 1) == -1  # full
+    L.llama_batch_ext_free(batch)
+
+
+def test_invalid_extended_batches_raise_instead_of_aborting(model, vocab):
+    ctx = new_context(model)
+    other = new_context(model)
+    prompt = tokenize(vocab, PROMPT)
+    batch = L.llama_batch_ext_init(ctx)
+    with pytest.raises(ValueError, match="empty"):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    assert L.llama_batch_ext_add_token(batch, 0, prompt[0]) == 0
+    with pytest.raises(ValueError, match="no position"):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    with pytest.raises(ValueError, match="negative"):
+        L.llama_batch_ext_set_pos(batch, 0, -1)
+    assert L.llama_batch_ext_set_pos(batch, 0, 0)
+    assert L.llama_batch_ext_add(batch, 0) == 1  # neither token nor embedding
+    assert L.llama_batch_ext_set_pos(batch, 1, [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="neither"):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    assert L.llama_batch_ext_set_embd_token(batch, 1, np.zeros(L.llama_model_n_embd(model), np.float32))
+    with pytest.raises(ValueError, match="other content"):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    L.llama_batch_ext_clear(batch)
+    assert L.llama_batch_ext_add_token(batch, 0, prompt[0]) == 0
+    assert L.llama_batch_ext_set_pos(batch, 0, 0)
+    with pytest.raises(ValueError, match="another context"):
+        L.llama_process(other, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    with pytest.raises(ValueError, match="type"):
+        L.llama_process(ctx, 7, batch)
+    assert L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch) == 0
+    with pytest.raises(ValueError, match="rejected"):  # position 0 again: llama.cpp's own check
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    with pytest.raises(TypeError):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, None)
+    L.llama_free(ctx)
+    with pytest.raises(ValueError):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch)
+    L.llama_batch_ext_free(batch)
+    for call in (lambda: L.llama_batch_ext_add_token(batch, 0, 1), lambda: L.llama_batch_ext_clear(batch),
+                 lambda: L.llama_batch_ext_set_pos(batch, 0, 0), lambda: L.llama_batch_ext_free(batch)):
+        with pytest.raises(ValueError, match="freed"):
+            call()
+    L.llama_free(other)
+
+
+def test_embedding_entries_take_llama_embd_structs(model, vocab):
+    """An input embedding row (here the token's own embedding, read back from a first decode) via llama_embd."""
+    ctx = new_context(model)
+    n_embd = L.llama_model_n_embd(model)
+    rows = np.random.default_rng(0).standard_normal((2, n_embd)).astype(np.float32)
+    batch = L.llama_batch_ext_init(ctx)
+    for i in range(2):
+        embd = L.llama_embd(rows[i].ctypes.data_as(ctypes.POINTER(ctypes.c_float)), 1, n_embd)
+        assert L.llama_batch_ext_add_embd(batch, 0, embd) == i
+        assert L.llama_batch_ext_set_pos(batch, i, i)
+    assert L.llama_batch_ext_set_output_logits(batch, 1, True)
+    assert L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, batch) == 0
+    via_ext = L.llama_get_logits_ith(ctx, -1)
+    classic = new_context(model)
+    b = L.llama_batch_init(2, n_embd, 1)
+    b.embd[:] = rows.reshape(-1)
+    for i in range(2):
+        b.pos[i], b.n_seq_id[i], b.seq_id[i][0], b.logits[i] = i, 1, 0, i == 1
+    b.n_tokens = 2
+    assert L.llama_decode(classic, b) == 0
+    np.testing.assert_array_equal(via_ext, L.llama_get_logits_ith(classic, -1))
+    L.llama_batch_ext_free(batch)
+    L.llama_batch_free(b)
+    L.llama_free(ctx)
+    L.llama_free(classic)
+
+
+# --- backend sampling (llama_set_sampler) ------------------------------------------
+
+
+def greedy_chain():
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+    return chain
+
+
+def test_backend_greedy_chain_samples_the_argmax(model, vocab):
+    """The CPU backend runs samplers in the graph too: the sampled token is the argmax of the logits."""
+    ctx = new_context(model)
+    chain = greedy_chain()
+    assert L.llama_set_sampler(ctx, 0, chain) is True
+    prompt = tokenize(vocab, PROMPT)
+    batch = L.llama_batch_init(64, 0, 1)
+    fill(batch, prompt, 0)
+    assert L.llama_decode(ctx, batch) == 0
+    logits = L.llama_get_logits_ith(ctx, -1)
+    token = L.llama_get_sampled_token_ith(ctx, -1)
+    assert token == int(np.argmax(logits)) == L.llama_get_sampled_token_ith(ctx, len(prompt) - 1)
+    # greedy leaves the full logits row and no candidate list (C: count 0, the ids are all tokens)
+    np.testing.assert_array_equal(L.llama_get_sampled_logits_ith(ctx, -1), logits)
+    assert L.llama_get_sampled_logits_count_ith(ctx, -1) == logits.size
+    assert L.llama_get_sampled_probs_ith(ctx, -1) is None and L.llama_get_sampled_probs_count_ith(ctx, -1) == 0
+    assert L.llama_get_sampled_candidates_count_ith(ctx, -1) == 0
+    np.testing.assert_array_equal(L.llama_get_sampled_candidates_ith(ctx, -1), np.arange(logits.size))
+    assert L.llama_sampler_sample(chain, ctx, -1) == token  # takes the backend's token, as in C
+    with pytest.raises(IndexError):
+        L.llama_get_sampled_token_ith(ctx, 0)  # no output there
+    with pytest.raises(IndexError):
+        L.llama_get_sampled_logits_ith(ctx, 5 * len(prompt))
+    # llama.cpp samples one output per sequence: two are an invalid batch
+    ext = ext_batch(ctx, [token, token], pos0=len(prompt), outputs=(0, 1))
+    with pytest.raises(ValueError, match="at most 1 outputs per sequence"):
+        L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, ext)
+    L.llama_batch_ext_free(ext)
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_sampler_free(chain)  # llama_free detached it
+
+
+def test_backend_top_k_leaves_candidates_for_the_cpu(model, vocab):
+    ctx = new_context(model)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(5))
+    assert L.llama_set_sampler(ctx, 0, chain)
+    prompt = tokenize(vocab, PROMPT)
+    ext = ext_batch(ctx, prompt)
+    assert L.llama_process(ctx, L.LLAMA_PROCESS_TYPE_DECODE, ext) == 0
+    assert L.llama_get_sampled_token_ith(ctx, -1) == L.LLAMA_TOKEN_NULL
+    ids = L.llama_get_sampled_candidates_ith(ctx, -1)
+    logits = L.llama_get_sampled_logits_ith(ctx, -1)
+    assert L.llama_get_sampled_candidates_count_ith(ctx, -1) == L.llama_get_sampled_logits_count_ith(ctx, -1) == 5
+    assert ids.dtype == np.int32 and logits.dtype == np.float32 and len(ids) == len(logits) == 5
+    # as in C, llama_get_logits_ith gives the sampled logits; the full row was never copied out
+    np.testing.assert_array_equal(L.llama_get_logits_ith(ctx, -1), logits)
+    with pytest.raises(ValueError, match="candidates"):
+        L.llama_get_logits(ctx)
+    reference = new_context(model)
+    assert L.llama_decode(reference, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    full = L.llama_get_logits_ith(reference, -1)
+    assert sorted(ids.tolist()) == sorted(np.argsort(-full)[:5].tolist())
+    np.testing.assert_allclose(logits, full[ids], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="selected no token"):  # top-k ran in the graph; nothing picks one
+        L.llama_sampler_sample(chain, ctx, -1)
+    L.llama_free(reference)
+    assert L.llama_set_sampler(ctx, 0, None)
+    L.llama_batch_ext_free(ext)
+    L.llama_free(ctx)
+    L.llama_sampler_free(chain)
+
+
+def test_context_without_backend_sampler_reports_nothing_sampled(ctx, vocab):
+    batch = L.llama_batch_get_one(tokenize(vocab, PROMPT), len(tokenize(vocab, PROMPT)))
+    assert L.llama_decode(ctx, batch) == 0
+    assert L.llama_get_sampled_token_ith(ctx, -1) == L.LLAMA_TOKEN_NULL
+    assert L.llama_get_sampled_probs_ith(ctx, -1) is None and L.llama_get_sampled_logits_ith(ctx, -1) is None
+    assert L.llama_get_sampled_candidates_count_ith(ctx, -1) == 0
+
+
+def test_attached_sampler_is_kept_alive_and_guarded(model, vocab):
+    import gc
+
+    ctx, other = new_context(model, n_seq_max=2), new_context(model)
+    chain = greedy_chain()
+    with pytest.raises(ValueError, match="sequence id"):
+        L.llama_set_sampler(ctx, 2, chain)
+    with pytest.raises(ValueError, match="chain"):
+        L.llama_set_sampler(ctx, 0, L.llama_sampler_init_greedy())
+    with pytest.raises(TypeError):
+        L.llama_set_sampler(ctx, 0, "greedy")
+    outer = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    inner = greedy_chain()
+    L.llama_sampler_chain_add(outer, inner)
+    with pytest.raises(ValueError, match="belongs to another chain"):
+        L.llama_set_sampler(ctx, 0, inner)
+    assert L.llama_set_sampler(ctx, 0, chain)
+    assert L.llama_set_sampler(ctx, 0, chain)  # already there: nothing to do
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_set_sampler(ctx, 1, chain)
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_set_sampler(other, 0, chain)
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_sampler_free(chain)
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_sampler_chain_remove(chain, 0)
+    with pytest.raises(ValueError, match="attached"):
+        L.llama_sampler_chain_add(outer, chain)
+    del chain
+    gc.collect()  # the context holds the chain
+    prompt = tokenize(vocab, PROMPT)
+    batch = L.llama_batch_get_one(prompt, len(prompt))
+    assert L.llama_decode(ctx, batch) == 0
+    assert L.llama_get_sampled_token_ith(ctx, -1) == int(np.argmax(L.llama_get_logits_ith(ctx, -1)))
+    # detached: free to go, but llama.cpp sets a chain up for the backend once only
+    again = greedy_chain()
+    assert L.llama_set_sampler(other, 0, again)
+    assert L.llama_set_sampler(other, 0, None)
+    with pytest.raises(ValueError, match="clone"):
+        L.llama_set_sampler(other, 0, again)
+    clone = L.llama_sampler_clone(again)
+    assert L.llama_set_sampler(other, 0, clone)
+    taken = L.llama_sampler_chain_remove(again, 0)  # its greedy was set up too
+    fresh = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(fresh, taken)
+    with pytest.raises(ValueError, match="clone"):
+        L.llama_set_sampler(ctx, 1, fresh)
+    L.llama_sampler_free(again)
+    L.llama_sampler_free(fresh)
+    L.llama_free(other)
+    L.llama_sampler_free(clone)
+    L.llama_sampler_free(outer)
+    L.llama_free(ctx)
+
+
+def test_cpu_samplers_after_backend_ones_pick_from_its_candidates(model, vocab):
+    """llama_sampler_sample continues on the CPU (mirostat has no backend part) from the graph's top-k."""
+    ctx = new_context(model)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(3))
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_mirostat_v2(7, 5.0, 0.1))
+    assert L.llama_set_sampler(ctx, 0, chain)
+    prompt = tokenize(vocab, PROMPT)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    assert L.llama_get_sampled_token_ith(ctx, -1) == L.LLAMA_TOKEN_NULL
+    candidates = L.llama_get_sampled_candidates_ith(ctx, -1).tolist()
+    assert len(candidates) == 3
+    assert L.llama_sampler_sample(chain, ctx, -1) in candidates
+    L.llama_free(ctx)
+    L.llama_sampler_free(chain)

@@ -20,9 +20,6 @@ REFERENCE_CANDIDATES = (
 )
 
 _CTYPES_ONLY = "a ctypes argtypes type for declaring prototypes against libllama, which allama does not expose"
-_BATCH_EXT = "llama.cpp's experimental extended batch API (llama_batch_ext): not bound yet"
-_BACKEND_SAMPLING = ("llama.cpp's experimental backend sampling (samplers run in the graph, set through "
-                     "llama_context_params.samplers): not bound yet")
 _OPT = "llama.cpp's training API (ggml_opt datasets and callbacks from ggml-opt.h): out of scope for allama"
 
 # name -> why allama.llama_cpp does not offer it.
@@ -44,28 +41,6 @@ EXCLUDED: dict[str, str] = {
     "llama_adapter_lora_init_from_file_ptr": "takes a C FILE *: load by path (llama_adapter_lora_init) instead",
     "llama_sampler_init": ("a sampler from a llama_sampler_i table of C function pointers: not bound yet "
                            "(the llama_sampler_i struct and its callback types are provided)"),
-    "llama_batch_ext_p": _BATCH_EXT,
-    "llama_batch_ext_init": _BATCH_EXT,
-    "llama_batch_ext_free": _BATCH_EXT,
-    "llama_batch_ext_clear": _BATCH_EXT,
-    "llama_batch_ext_add": _BATCH_EXT,
-    "llama_batch_ext_add_token": _BATCH_EXT,
-    "llama_batch_ext_add_embd": _BATCH_EXT,
-    "llama_batch_ext_add_seq": _BATCH_EXT,
-    "llama_batch_ext_set_embd_token": _BATCH_EXT,
-    "llama_batch_ext_set_embd_state": _BATCH_EXT,
-    "llama_batch_ext_set_output_embd": _BATCH_EXT,
-    "llama_batch_ext_set_output_logits": _BATCH_EXT,
-    "llama_batch_ext_set_pos": _BATCH_EXT,
-    "llama_process": _BATCH_EXT,
-    "llama_set_sampler": _BACKEND_SAMPLING,
-    "llama_get_sampled_token_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_probs_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_probs_count_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_logits_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_logits_count_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_candidates_ith": _BACKEND_SAMPLING,
-    "llama_get_sampled_candidates_count_ith": _BACKEND_SAMPLING,
     "llama_opt_param_filter_all": _OPT,
     "llama_opt_init": _OPT,
     "llama_opt_epoch": _OPT,
