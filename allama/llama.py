@@ -194,7 +194,7 @@ class Llama:
         cp.yarn_beta_fast = yarn_beta_fast
         cp.yarn_beta_slow = yarn_beta_slow
         cp.yarn_orig_ctx = yarn_orig_ctx
-        # Embeddings run on a context of their own (design.md section 1): the generation
+        # Embeddings run on a context of their own (docs/embeddings.md): the generation
         # context never pools. `embedding` is taken for llama-cpp-python's signature.
         cp.embeddings = False
         cp.offload_kqv = offload_kqv
@@ -224,7 +224,7 @@ class Llama:
         # Dropped without close(): the engine's thread stops and the memory is freed.
         weakref.finalize(self, self._scheduler.close)
         # LoRA adapters by name; requests pick theirs (create_completion(lora=...)), the
-        # engine decodes requests with different sets in turns (docs/lora.md).
+        # engine decodes requests with different sets in turns (docs/engine.md, "LoRA adapters per request").
         default: dict[str, float] = {}
         named = dict(lora_adapters or {})
         if lora_path is not None:
