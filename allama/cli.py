@@ -2,15 +2,16 @@
 
 Subcommands:
     allama demo [--model PATH] [--prompt TEXT] [-n N]
-        Generates text with the native layer. Without --model it builds a tiny
-        random-weight llama (needs the gguf package) so it runs on a fresh machine;
-        the output is then gibberish, but every layer of the stack is exercised.
+        Generates text with the native layer. Without --model it uses the demo model
+        (Gemma 3 270M, the `demo` extra; else a tiny random-weight llama, whose output is
+        gibberish, said on stderr).
     allama info [MODEL] [--json]
         What a bug report needs: the model's architecture, size, quantization, context,
         special tokens and chat template, the CPU's features, and the buffer types
         llama.cpp put the weights in on this machine.
-    allama serve --model PATH [--alias NAME] [--n_parallel N] [--config FILE] [--host H] [--port P]
-        The OpenAI-compatible server (needs `pip install allama[server]`); see
+    allama serve [--model PATH] [--alias NAME] [--n_parallel N] [--config FILE] [--host H] [--port P]
+        The OpenAI-compatible server (needs `pip install allama[server]`), on the demo model
+        without --model or --config; see
         `allama serve --help` for every setting.
 """
 
@@ -19,25 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 
-def _demo_model(workdir: Path) -> Path:
-    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
-
-    path = workdir / "allama-demo-tiny.gguf"
-    if not path.exists():
-        print(f"no --model given: building a tiny random-weight llama at {path}", file=sys.stderr)
-        build_llama(path, LLAMA_PRESETS["tiny"])
-    return path
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from allama import _native
+    from allama.default_model import default_model
 
-    model_path = Path(args.model) if args.model else _demo_model(Path(tempfile.gettempdir()))
+    model_path = Path(args.model) if args.model else default_model().path
     model = _native.Model.load(str(model_path))
     vocab = _native.Vocab(model)
     params = _native.ContextParams()

@@ -2,6 +2,7 @@
 
     allama serve --model model.gguf [--alias NAME] [--n_parallel 8] [--host 0.0.0.0] [--port 8000]
     allama serve --config models.yaml          # several models, chosen by `model` in requests
+    allama serve                               # the demo model (allama.default_model)
 
 Every `ServerSettings` and `ModelSettings` field is a flag (`--n_ctx 4096` or `--n-ctx 4096`;
 booleans as `--flash_attn` or `--flash_attn false` (true/false, t/f, yes/no, y/n, on/off, 1/0,
@@ -82,7 +83,10 @@ def settings_from_args(argv: list[str] | None = None) -> Settings | ConfigFileSe
         return file_settings.model_copy(update=ServerSettings.model_validate(
             {**file_settings.model_dump(exclude={"models"}), **server_flags}).model_dump())
     if "model" not in args and "MODEL" not in os.environ:
-        raise SystemExit("allama serve: give --model PATH (or MODEL=PATH), or --config FILE")
+        from allama.default_model import default_model
+
+        demo = default_model()  # Gemma 3 270M from PyPI (the demo extra), else a tiny random llama
+        args = {"model": str(demo.path), "model_alias": demo.alias, "chat_format": demo.chat_format} | args
     return Settings(**args)
 
 
