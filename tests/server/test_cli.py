@@ -47,11 +47,6 @@ def test_a_config_file_with_two_models_and_a_server_flag(tmp_path):
     assert settings_from_args(["--config", str(json_path)]).models[0].model == "c.gguf"
 
 
-def test_a_missing_model_is_a_clear_exit():
-    with pytest.raises(SystemExit, match="--model"):
-        settings_from_args([])
-
-
 def test_sigterm_lets_a_running_stream_finish(llama_f32_path):
     port = free_port()
     server = subprocess.Popen(
