@@ -12,7 +12,8 @@ adapters, ValueError for contexts, `GrammarError` for grammars. Memory is releas
 handle uses it: a vocabulary, or a context, keeps its model's weights alive after
 `llama_model_free`. A sampler chain attached with `llama_set_sampler` is kept alive by the context
 and cannot be freed until it is detached or the context freed. `llama_get_memory(ctx)` returns the context itself: the `llama_memory_*`
-functions take either.
+functions take either. `llama_sampler_init` makes a sampler from a ctypes `llama_sampler_i` of Python
+callbacks, kept alive by its handle (see there for clone, copy and callbacks that raise).
 
 Out-buffers. Where C fills a caller's buffer (`llama_tokenize`, `llama_token_to_piece`,
 `llama_detokenize`, `llama_chat_apply_template`, `llama_model_desc`, `llama_state_get_data`,
@@ -1960,6 +1961,87 @@ def llama_sampler_init_logit_bias(n_vocab: int, n_logit_bias: int,
     if not 0 <= n <= len(pairs):
         raise ValueError(f"n_logit_bias = {n} is outside the {len(pairs)} biases given")
     return _native.Sampler.logit_bias(_int(n_vocab, "n_vocab"), pairs[:n])
+
+
+# (field name, argument count) of llama.h's struct llama_sampler_i, in order.
+_SAMPLER_I_FIELDS = (("name", 1), ("accept", 2), ("apply", 2), ("reset", 1), ("clone", 1), ("free", 1),
+                     ("backend_init", 3), ("backend_accept", 4), ("backend_apply", 4), ("backend_set_input", 1),
+                     ("backend_reset", 1), ("copy_state", 2))
+
+
+def _sampler_iface(iface: Any) -> ctypes.Structure:
+    if isinstance(iface, ctypes._Pointer):
+        if not iface:
+            raise ValueError("iface is NULL")
+        target = iface.contents
+    else:
+        target = getattr(iface, "_obj", iface)  # ctypes.byref(struct)
+    if not isinstance(target, ctypes.Structure):
+        raise TypeError(f"iface must be a llama_sampler_i struct, a pointer to one or byref() of one, "
+                        f"got {type(iface).__name__}")
+    fields = list(getattr(type(target), "_fields_", ()))
+    names = [f[0] for f in fields]
+    if names != [n for n, _ in _SAMPLER_I_FIELDS]:
+        raise ValueError(f"iface's fields {names} are not those of llama.h's struct llama_sampler_i "
+                         f"{[n for n, _ in _SAMPLER_I_FIELDS]}")
+    if ctypes.sizeof(target) != _native.Sampler.sizeof_iface():
+        raise ValueError(f"iface has {ctypes.sizeof(target)} bytes, llama.h's struct llama_sampler_i "
+                         f"{_native.Sampler.sizeof_iface()}")
+    for i, ((name, ftype), (_, n_args)) in enumerate(zip(fields, _SAMPLER_I_FIELDS)):
+        if getattr(type(target), name).offset != i * ctypes.sizeof(ctypes.c_void_p):
+            raise ValueError(f"iface.{name} is not where llama.h's struct llama_sampler_i has it")
+        if ftype is ctypes.c_void_p:
+            continue  # a raw C function address
+        if not issubclass(ftype, ctypes._CFuncPtr):
+            raise TypeError(f"iface.{name} must be a ctypes function pointer type (CFUNCTYPE), not {ftype.__name__}")
+        if len(ftype._argtypes_ or ()) != n_args:
+            raise ValueError(f"iface.{name}'s CFUNCTYPE takes {len(ftype._argtypes_ or ())} arguments, "
+                             f"llama.h's {n_args}")
+        if name == "name" and ftype._restype_ not in (ctypes.c_char_p, ctypes.c_void_p):
+            raise ValueError("iface.name's CFUNCTYPE must return c_char_p (or c_void_p)")
+        if name == "clone" and ftype._restype_ is not ctypes.c_void_p:
+            raise ValueError("iface.clone's CFUNCTYPE must return c_void_p (a struct llama_sampler *)")
+    return target
+
+
+def llama_sampler_init(iface: Any, ctx: Any) -> _native.Sampler:
+    """A sampler whose callbacks are Python functions: iface is a `llama_sampler_i` (or pointer to, or
+    byref() of one) whose fields are CFUNCTYPE callbacks (llama_sampler_i_apply(...), ...) or NULL
+    (the type called with 0); ctx is a c_void_p, an int address or None, handed back as `smpl->ctx`
+    (cast the callbacks' first argument to POINTER(llama_sampler) to read it). The handle works
+    wherever other samplers do and keeps iface, its callbacks and ctx alive while the sampler (alone,
+    in a chain or attached to a context) exists; llama.cpp reads the struct on every call, so
+    changing a field takes effect at once.
+
+    As llama.h says: apply is required; name, accept, reset may be NULL (llama_sampler_name then
+    gives b"(null)"); clone and free may be NULL only when ctx is None. A sampler with ctx but no
+    clone cannot be cloned (ValueError where llama.cpp would abort); without ctx, llama.cpp clones it
+    as another sampler on the same iface. A clone callback returns a new sampler's address,
+    `llama_sampler_init(...).address`: the clone takes that sampler over (anything else raises).
+    llama_sampler_copy needs copy_state, unless the sampler has neither ctx nor clone. backend_*
+    callbacks are not supported (must be NULL). free is called once, when the sampler (or its chain)
+    is freed or its last handle goes.
+
+    Callbacks run in the calling thread with the GIL, outside the context's lock (they may use the
+    context); freeing or changing the sampler (or its chain) while one runs raises ValueError. A
+    callback that raises is reported by sys.unraisablehook and llama.cpp carries on: a void callback
+    simply ends, but name and clone return an undefined value (clone: ValueError when that is not a
+    sampler to adopt; name: undefined, so do not let it raise). A name callback with restype
+    c_char_p should return an int address of a buffer that outlives the sampler
+    (`ctypes.addressof(buf)`): returned bytes make ctypes leak them with a RuntimeWarning."""
+    target = _sampler_iface(iface)
+    if ctx is None:
+        address = 0
+    elif isinstance(ctx, int) and not isinstance(ctx, bool):
+        address = ctx
+    elif isinstance(ctx, (ctypes.c_void_p, ctypes._Pointer)):
+        address = ctypes.cast(ctx, ctypes.c_void_p).value or 0
+    else:
+        raise TypeError(f"ctx must be a ctypes.c_void_p, a ctypes pointer, an int address or None, "
+                        f"got {type(ctx).__name__}")
+    if not 0 <= address < 1 << (8 * ctypes.sizeof(ctypes.c_void_p)):
+        raise ValueError("ctx is not a valid address")
+    return _native.Sampler.custom(ctypes.addressof(target), ctypes.sizeof(target), address, (iface, target, ctx))
 
 
 def llama_sampler_name(smpl: _native.Sampler) -> bytes:

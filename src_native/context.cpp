@@ -498,6 +498,7 @@ bool Context::set_sampler(llama_seq_id seq_id, const Sampler * smpl) {
         if (st->in_chain) {
             throw nb::value_error("this chain belongs to another chain: attach a chain of its own");
         }
+        check_sampler_idle(st, "llama_set_sampler");
         if (st->attached) {
             throw nb::value_error("this chain is attached to a context already (one context and sequence at a time): "
                                   "attach a llama_sampler_clone of it");
@@ -506,6 +507,12 @@ bool Context::set_sampler(llama_seq_id seq_id, const Sampler * smpl) {
         while (!todo.empty()) {
             const SamplerState * cur = todo.back();
             todo.pop_back();
+            if (cur->is_custom && cur->ptr != nullptr &&
+                (cur->ptr->iface->backend_init != nullptr || cur->ptr->iface->backend_accept != nullptr ||
+                 cur->ptr->iface->backend_apply != nullptr || cur->ptr->iface->backend_set_input != nullptr ||
+                 cur->ptr->iface->backend_reset != nullptr)) {
+                throw nb::value_error("a custom sampler in this chain has backend_* callbacks: not supported");
+            }
             if (cur->backend_initialized) {
                 throw nb::value_error("this chain (or a sampler in it) was attached to a context before, and llama.cpp "
                                       "sets a sampler up for the backend only once: attach a llama_sampler_clone of it");

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace nb = nanobind;
 
@@ -33,6 +35,43 @@ void require_finite(float v, const char * name) {
     require(std::isfinite(v), std::string(name) + " must be finite");
 }
 
+// Custom samplers by raw pointer, so that what a Python clone callback returns can be matched
+// to its handle. Used with the GIL held.
+std::unordered_map<const llama_sampler *, std::weak_ptr<SamplerState>> & custom_registry() {
+    static auto * reg = new std::unordered_map<const llama_sampler *, std::weak_ptr<SamplerState>>();
+    return *reg;
+}
+
+// While a clone is in flight (clone callbacks run Python code), every sampler made is held here
+// too: a callback returns a raw pointer and drops its handle, and the clone adopts the sampler.
+int g_clone_depth = 0;
+std::vector<std::shared_ptr<SamplerState>> & clone_pending() {
+    static auto * pending = new std::vector<std::shared_ptr<SamplerState>>();
+    return *pending;
+}
+
+void hold_while_cloning(const std::shared_ptr<SamplerState> & st) {
+    if (g_clone_depth > 0) {
+        clone_pending().push_back(st);
+    }
+}
+
+std::shared_ptr<SamplerState> root_of(std::shared_ptr<SamplerState> st) {
+    for (auto p = st->parent.lock(); p; p = p->parent.lock()) {
+        st = p;
+    }
+    return st;
+}
+
+// Marks the tree of a sampler busy while a native call on it may run Python callbacks.
+struct BusyGuard {
+    std::shared_ptr<SamplerState> root;
+    explicit BusyGuard(const std::shared_ptr<SamplerState> & st) : root(root_of(st)) { ++root->busy; }
+    ~BusyGuard() { --root->busy; }
+    BusyGuard(const BusyGuard &) = delete;
+    BusyGuard & operator=(const BusyGuard &) = delete;
+};
+
 bool any_grammar(const SamplerState & st) {
     if (st.is_grammar) {
         return true;
@@ -45,8 +84,72 @@ bool any_grammar(const SamplerState & st) {
     return false;
 }
 
-// A fresh state tree for `raw`, a clone of the sampler that `src` describes.
+bool clone_by_callback(const SamplerState & st) { return st.is_custom && st.ptr->iface->clone != nullptr; }
+
+// llama_sampler_clone aborts on a custom sampler with a context but no clone callback.
+void check_clonable(const SamplerState & st) {
+    if (st.is_custom && st.ptr->iface->clone == nullptr && st.ptr->ctx != nullptr) {
+        throw nb::value_error("a custom sampler (llama_sampler_init) with a ctx but no clone callback cannot be cloned "
+                              "(llama.cpp would abort): give its llama_sampler_i a clone callback, or use ctx=None");
+    }
+    for (const auto & child : st.children) {
+        check_clonable(*child);
+    }
+}
+
+// The sampler a clone callback returned, if it may be adopted: a live custom sampler that no
+// chain or context owns and that this clone has not adopted already.
+std::shared_ptr<SamplerState> adoptable(const llama_sampler * raw, const std::unordered_set<const SamplerState *> & taken) {
+    if (raw == nullptr) {
+        return nullptr;
+    }
+    auto it = custom_registry().find(raw);
+    if (it == custom_registry().end()) {
+        return nullptr;
+    }
+    auto st = it->second.lock();
+    if (!st || st->ptr != raw || st->in_chain || st->attached || st->busy > 0 || taken.count(st.get()) > 0) {
+        return nullptr;
+    }
+    return st;
+}
+
+// Whether every sampler a clone callback returned into `raw` (the clone of `src`) can be adopted.
+bool check_clone(const SamplerState & src, llama_sampler * raw, std::unordered_set<const SamplerState *> & taken) {
+    if (clone_by_callback(src)) {
+        auto st = adoptable(raw, taken);
+        if (!st) {
+            return false;
+        }
+        taken.insert(st.get());
+        return true;
+    }
+    for (size_t i = 0; i < src.children.size(); ++i) {
+        if (!check_clone(*src.children[i], llama_sampler_chain_get(raw, static_cast<int32_t>(i)), taken)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Takes what clone callbacks returned out of the cloned chains (their owners keep them), so that
+// freeing the rest frees nothing twice.
+void detach_callback_clones(const SamplerState & src, llama_sampler * raw) {
+    for (size_t i = src.children.size(); i-- > 0;) {
+        const SamplerState & child = *src.children[i];
+        if (clone_by_callback(child)) {
+            llama_sampler_chain_remove(raw, static_cast<int32_t>(i));
+        } else if (!child.children.empty()) {
+            detach_callback_clones(child, llama_sampler_chain_get(raw, static_cast<int32_t>(i)));
+        }
+    }
+}
+
+// A state tree for `raw`, a clone of the sampler that `src` describes (check_clone passed).
 std::shared_ptr<SamplerState> mirror(const SamplerState & src, llama_sampler * raw) {
+    if (clone_by_callback(src)) {
+        return adoptable(raw, {});
+    }
     auto st = std::make_shared<SamplerState>();
     st->ptr = raw;
     st->is_chain = src.is_chain;
@@ -54,6 +157,11 @@ std::shared_ptr<SamplerState> mirror(const SamplerState & src, llama_sampler * r
     st->no_perf = src.no_perf;
     st->n_vocab = src.n_vocab;
     st->model = src.model;
+    if (src.is_custom) {  // llama.cpp's copy of a custom sampler without clone callback: same iface, ctx NULL
+        st->is_custom = true;
+        st->keepalive = src.keepalive;
+        custom_registry()[raw] = st;
+    }
     for (size_t i = 0; i < src.children.size(); ++i) {
         auto child = mirror(*src.children[i], llama_sampler_chain_get(raw, static_cast<int32_t>(i)));
         child->in_chain = true;
@@ -65,17 +173,61 @@ std::shared_ptr<SamplerState> mirror(const SamplerState & src, llama_sampler * r
 
 }  // namespace
 
+bool sampler_has_custom(const SamplerState & st) {
+    if (st.is_custom) {
+        return true;
+    }
+    for (const auto & child : st.children) {
+        if (sampler_has_custom(*child)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void check_sampler_idle(const std::shared_ptr<SamplerState> & st, const char * what) {
+    if (root_of(st)->busy > 0) {
+        throw nb::value_error((std::string(what) + ": the sampler is in use by a call that runs Python callbacks "
+                               "(a custom sampler's, from llama_sampler_init): not while that call runs").c_str());
+    }
+}
+
 SamplerState::~SamplerState() {
     if (ptr != nullptr && !in_chain) {
-        llama_sampler_free(ptr);
+        // After the interpreter is gone a custom sampler's callbacks cannot run: leak it instead.
+        if (nb::is_alive() || !sampler_has_custom(*this)) {
+            llama_sampler_free(ptr);
+        }
     }
+    drop_custom();
     ptr = nullptr;
     for (auto & child : children) {
         child->mark_freed();
     }
 }
 
+void SamplerState::drop_custom() {
+    if (!is_custom) {
+        return;
+    }
+    if (ptr != nullptr) {
+        auto it = custom_registry().find(ptr);
+        if (it != custom_registry().end() && (it->second.expired() || it->second.lock().get() == this)) {
+            custom_registry().erase(it);
+        }
+    }
+    if (keepalive.is_valid()) {
+        if (nb::is_alive()) {
+            nb::gil_scoped_acquire gil;
+            keepalive.reset();
+        } else {
+            (void) keepalive.release();
+        }
+    }
+}
+
 void SamplerState::mark_freed() {
+    drop_custom();
     ptr = nullptr;
     for (auto & child : children) {
         child->mark_freed();
@@ -99,7 +251,32 @@ Sampler Sampler::make(llama_sampler * raw, int32_t n_vocab, ModelPtr model, bool
     st->n_vocab = n_vocab;
     st->model = std::move(model);
     st->is_grammar = is_grammar;
+    hold_while_cloning(st);
     return Sampler(std::move(st));
+}
+
+Sampler Sampler::make_custom(uintptr_t iface_addr, size_t iface_size, uintptr_t ctx, nb::object keepalive) {
+    if (iface_size != sizeof(llama_sampler_i)) {
+        throw nb::value_error(("the llama_sampler_i struct has " + std::to_string(iface_size) + " bytes, llama.h's has " +
+                               std::to_string(sizeof(llama_sampler_i))).c_str());
+    }
+    if (iface_addr == 0) {
+        throw nb::value_error("iface is NULL");
+    }
+    auto * iface = reinterpret_cast<llama_sampler_i *>(iface_addr);
+    if (iface->apply == nullptr) {
+        throw nb::value_error("the llama_sampler_i has no apply callback (llama.h: required)");
+    }
+    if (iface->backend_init != nullptr || iface->backend_accept != nullptr || iface->backend_apply != nullptr ||
+        iface->backend_set_input != nullptr || iface->backend_reset != nullptr) {
+        throw nb::value_error("backend_* callbacks of a custom sampler are not supported (they build ggml graphs "
+                              "inside llama_decode): leave them NULL");
+    }
+    Sampler s = make(llama_sampler_init(iface, reinterpret_cast<llama_sampler_context_t>(ctx)));
+    s.state_->is_custom = true;
+    s.state_->keepalive = std::move(keepalive);
+    custom_registry()[s.state_->ptr] = s.state_;
+    return s;
 }
 
 llama_sampler * Sampler::get() const {
@@ -137,6 +314,8 @@ void Sampler::free() {
                               "free the chain, or take it out with llama_sampler_chain_remove first");
     }
     check_not_attached(state_, "llama_sampler_free");
+    check_sampler_idle(state_, "llama_sampler_free");
+    BusyGuard busy(state_);  // free callbacks run: they must not free it again
     state_->release();
 }
 
@@ -146,6 +325,8 @@ void Sampler::chain_add(Sampler & child) {
     const auto & c = child.state_;
     check_not_attached(state_, "llama_sampler_chain_add");
     check_not_attached(c, "llama_sampler_chain_add");
+    check_sampler_idle(state_, "llama_sampler_chain_add");
+    check_sampler_idle(c, "llama_sampler_chain_add");
     if (c == state_) {
         throw nb::value_error("a sampler chain cannot be added to itself");
     }
@@ -190,6 +371,7 @@ Sampler Sampler::chain_get(int32_t i) const {
 Sampler Sampler::chain_remove(int32_t i) {
     check_chain("llama_sampler_chain_remove");
     check_not_attached(state_, "llama_sampler_chain_remove");
+    check_sampler_idle(state_, "llama_sampler_chain_remove");
     if (i < 0 || static_cast<size_t>(i) >= state_->children.size()) {
         throw nb::index_error(("sampler index " + std::to_string(i) + " is out of range for a chain of " +
                                std::to_string(state_->children.size())).c_str());
@@ -234,6 +416,7 @@ void Sampler::accept(llama_token token) {
     if (has_grammar()) {
         probe_grammars(token);
     }
+    BusyGuard busy(state_);
     try {
         llama_sampler_accept(s, token);
     } catch (const std::exception & e) {
@@ -257,6 +440,9 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
     // it is; probabilities or logits the graph's samplers left are the candidates.
     const llama_token sampled = llama_get_sampled_token_ith(raw, idx);
     if (sampled != LLAMA_TOKEN_NULL) {
+        if (sampler_has_custom(*state_)) {
+            lk.unlock();
+        }
         accept(sampled);
         return sampled;
     }
@@ -288,6 +474,13 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
     if (candidates.empty()) {
         throw nb::value_error("the backend samplers left no candidates");
     }
+    // The candidates are a copy: a custom sampler's Python callbacks run without the context's
+    // lock, so that they may use the context themselves.
+    BusyGuard busy(state_);
+    if (sampler_has_custom(*state_)) {
+        check_custom_apply();
+        lk.unlock();
+    }
     llama_token_data_array cur{candidates.data(), candidates.size(), -1, false};
     const bool grammar = has_grammar();
     try {
@@ -312,11 +505,49 @@ llama_token Sampler::sample(Context & ctx, int32_t idx) {
 
 Sampler Sampler::clone() const {
     llama_sampler * s = get();
+    check_clonable(*state_);
+    BusyGuard busy(state_);
+    struct CloneScope {
+        CloneScope() { ++g_clone_depth; }
+        ~CloneScope() {
+            if (--g_clone_depth == 0) {
+                auto pending = std::move(clone_pending());  // handles dropped by the callbacks go now
+                clone_pending().clear();
+            }
+        }
+    } scope;
     llama_sampler * raw = llama_sampler_clone(s);
+    std::unordered_set<const SamplerState *> taken;
+    if (!check_clone(*state_, raw, taken)) {
+        if (!clone_by_callback(*state_) && raw != nullptr) {
+            detach_callback_clones(*state_, raw);
+            llama_sampler_free(raw);
+        }
+        throw nb::value_error("a clone callback of a custom sampler returned NULL (or raised), or not the address of a "
+                              "new sampler from llama_sampler_init (llama_sampler_init(...).address) that nothing owns");
+    }
     if (raw == nullptr) {
         throw nb::value_error("llama.cpp could not clone the sampler");
     }
-    return Sampler(mirror(*state_, raw));
+    auto st = mirror(*state_, raw);
+    hold_while_cloning(st);
+    return Sampler(std::move(st));
+}
+
+void Sampler::check_custom_apply() const {
+    if (state_->is_custom && state_->ptr->iface->apply == nullptr) {
+        throw nb::value_error("the custom sampler's llama_sampler_i has no apply callback (llama.cpp would abort)");
+    }
+}
+
+std::string Sampler::name() const {
+    llama_sampler * s = get();
+    if (state_->is_custom && s->iface->name == nullptr) {
+        return "(null)";  // llama.cpp would call NULL
+    }
+    BusyGuard busy(state_);
+    const char * n = llama_sampler_name(s);
+    return n != nullptr ? std::string(n) : std::string("(null)");
 }
 
 namespace {
@@ -330,6 +561,20 @@ Sampler make_grammar(const Vocab & vocab, const std::string & grammar, const std
     }
     llama_sampler * raw = init_grammar_sampler(vocab.get(), grammar, root, lazy, patterns, trigger_tokens);
     return Sampler::make(raw, vocab.n_tokens(), vocab_model(vocab), true);
+}
+
+// llama_sampler_copy of a custom sampler without copy_state clones src (llama.cpp aborts without
+// clone callback if it has a ctx) and moves the clone's ctx into dst, deleting the clone: a
+// sampler a Python clone callback returned would be deleted under its handle.
+void check_copyable(const SamplerState & src) {
+    if (src.is_custom && src.ptr->iface->copy_state == nullptr &&
+        (src.ptr->iface->clone != nullptr || src.ptr->ctx != nullptr)) {
+        throw nb::value_error("llama_sampler_copy of a custom sampler needs a copy_state callback in its llama_sampler_i "
+                              "(unless it has neither ctx nor clone callback)");
+    }
+    for (const auto & child : src.children) {
+        check_copyable(*child);
+    }
 }
 
 // llama_sampler_copy asserts that both samplers (and a chain's members, pairwise) are of one type.
@@ -370,6 +615,11 @@ void init_low_level_sampler(nb::module_ & m) {
             return s;
         }, nb::arg("no_perf") = true)
         .def_static("greedy", []() { return Sampler::make(llama_sampler_init_greedy()); })
+        .def_static("custom", &Sampler::make_custom, nb::arg("iface"), nb::arg("iface_size"), nb::arg("ctx"),
+                    nb::arg("keepalive"),
+                    "llama_sampler_init: iface is the address of a ctypes llama_sampler_i of iface_size bytes; "
+                    "keepalive is kept alive with the sampler.")
+        .def_static("sizeof_iface", []() { return sizeof(llama_sampler_i); }, "sizeof(struct llama_sampler_i)")
         .def_static("dist", [](uint32_t seed) { return Sampler::make(llama_sampler_init_dist(seed)); }, nb::arg("seed"))
         .def_static("top_k", [](int32_t k) { return Sampler::make(llama_sampler_init_top_k(k)); }, nb::arg("k"))
         .def_static("top_p", [](float p, int64_t min_keep) {
@@ -472,6 +722,7 @@ void init_low_level_sampler(nb::module_ & m) {
                          nb::ndarray<const float, nb::ndim<1>, nb::device::cpu> logits,
                          nb::ndarray<const float, nb::ndim<1>, nb::device::cpu> probs, int64_t selected, bool sorted) {
             llama_sampler * raw = s.get();
+            s.check_custom_apply();
             const size_t n = ids.shape(0);
             require(n > 0, "the token data array is empty");
             require(logits.shape(0) == n && probs.shape(0) == n, "ids, logits and p must have one length");
@@ -486,6 +737,7 @@ void init_low_level_sampler(nb::module_ & m) {
                 data[i] = llama_token_data{id, logits(i), probs(i)};
             }
             llama_token_data_array cur{data.data(), n, selected, sorted};
+            BusyGuard busy(s.state());
             try {
                 llama_sampler_apply(raw, &cur);
             } catch (const std::exception & e) {
@@ -508,13 +760,20 @@ void init_low_level_sampler(nb::module_ & m) {
             if (!same_kind(*src.state(), *dst.state())) {
                 throw nb::value_error("llama_sampler_copy needs two samplers of the same type (chains: the same members)");
             }
+            check_copyable(*src.state());
+            check_sampler_idle(dst.state(), "llama_sampler_copy");
+            BusyGuard busy_src(src.state());
+            BusyGuard busy_dst(dst.state());
             llama_sampler_copy(src.get(), dst.get());
         }, nb::arg("src"), "llama_sampler_copy(src, self): take src's state.")
         .def("add", &Sampler::chain_add, nb::arg("smpl"), "llama_sampler_chain_add: the chain takes ownership of smpl.")
         .def("get", &Sampler::chain_get, nb::arg("i"), "A handle to the chain's i-th sampler (still owned by the chain); -1: the chain.")
         .def("remove", &Sampler::chain_remove, nb::arg("i"), "Take the i-th sampler out of the chain; the caller owns it again.")
         .def_prop_ro("n", &Sampler::chain_n, "Samplers in the chain.")
-        .def_prop_ro("name", [](const Sampler & s) { return std::string(llama_sampler_name(s.get())); })
+        .def_prop_ro("name", &Sampler::name, "llama_sampler_name; \"(null)\" for a custom sampler without name.")
+        .def_prop_ro("address", [](const Sampler & s) { return reinterpret_cast<uintptr_t>(s.get()); },
+                     "The raw struct llama_sampler * (what a custom sampler's clone callback returns).")
+        .def_prop_ro("is_custom", [](const Sampler & s) { return s.state()->is_custom; })
         .def_prop_ro("is_chain", [](const Sampler & s) { return s.state()->is_chain; })
         .def_prop_ro("freed", [](const Sampler & s) { return s.state()->ptr == nullptr; })
         .def_prop_ro("in_chain", [](const Sampler & s) { return s.state()->in_chain; }, "Owned by a chain.")
@@ -522,7 +781,11 @@ void init_low_level_sampler(nb::module_ & m) {
         .def_prop_ro("seed", [](const Sampler & s) { return llama_sampler_get_seed(s.get()); })
         .def("accept", &Sampler::accept, nb::arg("token"),
              "Feed a token (GrammarError if a grammar in the sampler does not allow it).")
-        .def("reset", [](Sampler & s) { llama_sampler_reset(s.get()); })
+        .def("reset", [](Sampler & s) {
+            llama_sampler * raw = s.get();
+            BusyGuard busy(s.state());
+            llama_sampler_reset(raw);
+        })
         .def("clone", &Sampler::clone, "An independent copy with the same state.")
         .def("free", &Sampler::free, "llama_sampler_free; a sampler owned by a chain cannot be freed on its own.")
         .def("sample", &Sampler::sample, nb::arg("ctx"), nb::arg("idx"),

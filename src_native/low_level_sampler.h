@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace allama {
@@ -25,6 +26,9 @@ struct SamplerState {
     bool no_perf = true;            // chains only
     bool attached = false;          // attached to a context by llama_set_sampler (chains only)
     bool backend_initialized = false;  // llama.cpp ran its backend_init: it asserts on a second one
+    bool is_custom = false;         // from llama_sampler_init: its iface is a Python (ctypes) llama_sampler_i
+    int busy = 0;                   // roots only: native calls in flight that may run Python callbacks
+    nanobind::object keepalive;     // custom samplers: the ctypes iface struct (and ctx) llama.cpp points into
     int32_t n_vocab = 0;            // 0 when the sampler does not know its vocabulary
     ModelPtr model;                 // keeps the vocabulary of grammar/dry/infill samplers alive
     std::weak_ptr<SamplerState> parent;
@@ -33,7 +37,15 @@ struct SamplerState {
     // Frees the llama_sampler (and a chain's members) and marks the whole tree freed.
     void release();
     void mark_freed();
+    // Custom samplers: forget the raw pointer and let go of the Python iface (GIL taken).
+    void drop_custom();
 };
+
+// Raises ValueError while a native call on the tree of `st` may be running Python callbacks
+// (a custom sampler's): the tree must not be freed or restructured under it.
+void check_sampler_idle(const std::shared_ptr<SamplerState> & st, const char * what);
+// True when `st` or a sampler in it is a custom (llama_sampler_init) one.
+bool sampler_has_custom(const SamplerState & st);
 
 class Sampler {
 public:
@@ -41,6 +53,9 @@ public:
 
     // Wraps a fresh llama_sampler; throws if llama.cpp returned null.
     static Sampler make(llama_sampler * raw, int32_t n_vocab = 0, ModelPtr model = nullptr, bool is_grammar = false);
+    // llama_sampler_init(iface, ctx) for a ctypes llama_sampler_i at `iface` (of `iface_size` bytes);
+    // `keepalive` holds the Python objects llama.cpp will point into for the sampler's lifetime.
+    static Sampler make_custom(uintptr_t iface, size_t iface_size, uintptr_t ctx, nanobind::object keepalive);
 
     // The live llama_sampler; raises ValueError once freed.
     llama_sampler * get() const;
@@ -58,6 +73,10 @@ public:
     // that selects no token all raise instead of aborting.
     llama_token sample(Context & ctx, int32_t idx);
     Sampler clone() const;
+    // llama_sampler_name; "(null)" where a custom sampler has no name callback or it returns NULL.
+    std::string name() const;
+    // A custom sampler without apply callback: ValueError (llama.cpp asserts).
+    void check_custom_apply() const;
 
 private:
     void check_chain(const char * what) const;

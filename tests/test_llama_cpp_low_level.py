@@ -1043,3 +1043,235 @@ def test_cpu_samplers_after_backend_ones_pick_from_its_candidates(model, vocab):
     assert L.llama_sampler_sample(chain, ctx, -1) in candidates
     L.llama_free(ctx)
     L.llama_sampler_free(chain)
+
+
+# --- custom samplers (llama_sampler_init with a ctypes llama_sampler_i) ---
+
+_PY_SAMPLER_NAME = ctypes.create_string_buffer(b"py-sampler")
+
+
+def _py_sampler(apply, calls: dict, *, ctx=None, name=True, clone=None, copy_state=None):
+    """A llama_sampler_i of ctypes callbacks that count their calls in `calls`."""
+    def count(key):
+        calls[key] = calls.get(key, 0) + 1
+
+    def on_name(smpl):
+        count("name")
+        return ctypes.addressof(_PY_SAMPLER_NAME)
+
+    def on_apply(smpl, cur_p):
+        count("apply")
+        apply(cur_p.contents)
+
+    iface = L.llama_sampler_i()
+    iface.name = L.llama_sampler_i_name(on_name) if name else L.llama_sampler_i_name(0)
+    iface.accept = L.llama_sampler_i_accept(lambda smpl, token: (count("accept"), calls.setdefault("tokens", []).append(token)))
+    iface.apply = L.llama_sampler_i_apply(on_apply)
+    iface.reset = L.llama_sampler_i_reset(lambda smpl: count("reset"))
+    iface.clone = L.llama_sampler_i_clone(clone) if clone else L.llama_sampler_i_clone(0)
+    iface.free = L.llama_sampler_i_free(lambda smpl: count("free"))
+    if copy_state:
+        iface.copy_state = L.llama_sampler_i_copy_state(copy_state)
+    return L.llama_sampler_init(iface, ctx)
+
+
+def _argmax(arr) -> None:
+    arr.selected = max(range(arr.size), key=lambda k: arr.data[k].logit)
+
+
+def test_custom_sampler_apply_sets_selected_and_counts_callbacks():
+    calls: dict = {}
+    smpl = _py_sampler(_argmax, calls)
+    assert L.llama_sampler_name(smpl) == b"py-sampler" and calls["name"] == 1
+    data, arr = _candidates([0.5, 3.0, 1.0, 2.0])
+    L.llama_sampler_apply(smpl, ctypes.byref(arr))
+    assert arr.selected == 1 and calls["apply"] == 1
+    L.llama_sampler_accept(smpl, 3)
+    L.llama_sampler_reset(smpl)
+    assert calls["accept"] == 1 and calls["tokens"] == [3] and calls["reset"] == 1
+    assert "free" not in calls
+    L.llama_sampler_free(smpl)
+    assert calls["free"] == 1
+    with pytest.raises(ValueError, match="freed"):
+        L.llama_sampler_apply(smpl, arr)
+    with pytest.raises(ValueError, match="freed"):
+        L.llama_sampler_free(smpl)
+    assert calls["free"] == 1
+
+
+def test_custom_sampler_in_a_chain_on_a_real_decode(model, ctx, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    logits = np.array(L.llama_get_logits_ith(ctx, -1)[: L.llama_vocab_n_tokens(vocab)], copy=True)
+    best = int(np.argmax(logits))
+
+    # a Python argmax picks the token greedy would
+    calls: dict = {}
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, _py_sampler(_argmax, calls))
+    assert L.llama_sampler_sample(chain, ctx, -1) == best
+    assert calls["apply"] == 1 and calls["tokens"] == [best]  # the chain accepts what it picked
+
+    # a Python sampler that bans the best token, before greedy: greedy picks the runner-up
+    banned: dict = {}
+
+    def ban(arr):
+        for k in range(arr.size):
+            if arr.data[k].id == best:
+                arr.data[k].logit = float("-inf")
+
+    chain2 = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain2, _py_sampler(ban, banned))
+    L.llama_sampler_chain_add(chain2, L.llama_sampler_init_greedy())
+    runner_up = int(np.argsort(logits)[-2])
+    assert L.llama_sampler_sample(chain2, ctx, -1) == runner_up
+    assert banned["apply"] == 1 and banned["tokens"] == [runner_up]
+    assert L.llama_sampler_name(L.llama_sampler_chain_get(chain2, 0)) == b"py-sampler"
+    L.llama_sampler_reset(chain2)
+    assert banned["reset"] == 1
+
+    # the chain keeps the ctypes struct and its callbacks alive; freeing it calls free once
+    import gc
+    gc.collect()
+    assert L.llama_sampler_sample(chain2, ctx, -1) == runner_up
+    L.llama_sampler_free(chain2)
+    L.llama_sampler_free(chain)
+    assert banned["free"] == 1 and calls["free"] == 1
+
+
+def test_custom_sampler_callbacks_may_use_the_context(model, ctx, vocab):
+    prompt = tokenize(vocab, PROMPT)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(prompt, len(prompt))) == 0
+    seen = []
+
+    def apply(arr):
+        seen.append(L.llama_n_ctx(ctx))  # the context's lock is not held while callbacks run
+        _argmax(arr)
+
+    smpl = _py_sampler(apply, {})
+    L.llama_sampler_sample(smpl, ctx, -1)
+    assert seen == [L.llama_n_ctx(ctx)]
+
+
+def test_custom_sampler_cannot_be_freed_by_its_own_callback():
+    errors = []
+    holder = []
+
+    def apply(arr):
+        try:
+            L.llama_sampler_free(holder[0])
+        except ValueError as e:
+            errors.append(str(e))
+        _argmax(arr)
+
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    smpl = _py_sampler(apply, {})
+    L.llama_sampler_chain_add(chain, smpl)
+    holder.append(chain)
+    _, arr = _candidates([1.0, 2.0])
+    L.llama_sampler_apply(chain, arr)
+    assert arr.selected == 1 and errors and "in use" in errors[0]
+    L.llama_sampler_free(chain)
+
+
+def test_custom_sampler_clone():
+    # without ctx and clone callback, llama.cpp clones it as another sampler on the same iface
+    calls: dict = {}
+    smpl = _py_sampler(_argmax, calls)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, smpl)
+    copy = L.llama_sampler_clone(chain)
+    L.llama_sampler_free(chain)
+    assert calls["free"] == 1
+    _, arr = _candidates([1.0, 5.0, 2.0])
+    L.llama_sampler_apply(copy, arr)
+    assert arr.selected == 1 and calls["apply"] == 1
+    L.llama_sampler_free(copy)
+    assert calls["free"] == 2
+
+    # with ctx but no clone callback llama.cpp aborts: a ValueError here
+    keep = ctypes.c_int(7)
+    with_ctx = _py_sampler(_argmax, {}, ctx=ctypes.cast(ctypes.pointer(keep), ctypes.c_void_p))
+    with pytest.raises(ValueError, match="no clone callback"):
+        L.llama_sampler_clone(with_ctx)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, with_ctx)
+    with pytest.raises(ValueError, match="no clone callback"):
+        L.llama_sampler_clone(chain)
+    with pytest.raises(ValueError, match="copy_state"):
+        L.llama_sampler_copy(with_ctx, with_ctx)
+    L.llama_sampler_free(chain)
+
+    # a clone callback returns a new sampler's address; the clone takes it over
+    cloned: dict = {}
+
+    def clone(smpl_p):
+        ctx_value = ctypes.cast(smpl_p, ctypes.POINTER(L.llama_sampler)).contents.ctx
+        return _py_sampler(_argmax, cloned, ctx=ctx_value).address
+
+    orig = _py_sampler(_argmax, {}, ctx=ctypes.cast(ctypes.pointer(keep), ctypes.c_void_p), clone=clone)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, orig)
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+    copy = L.llama_sampler_clone(chain)
+    import gc
+    gc.collect()
+    assert L.llama_sampler_chain_n(copy) == 2 and "free" not in cloned
+    L.llama_sampler_apply(copy, arr)
+    assert cloned["apply"] == 1
+    L.llama_sampler_free(copy)
+    assert cloned["free"] == 1
+    single = L.llama_sampler_clone(orig)
+    assert single.is_custom and L.llama_sampler_name(single) == b"py-sampler"
+
+    # a clone callback returning NULL (or raising) is a ValueError, and nothing is freed twice
+    bad = _py_sampler(_argmax, {}, ctx=1, clone=lambda smpl_p: None)
+    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+    L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+    L.llama_sampler_chain_add(chain, bad)
+    with pytest.raises(ValueError, match="clone callback"):
+        L.llama_sampler_clone(chain)
+    with pytest.raises(ValueError, match="clone callback"):
+        L.llama_sampler_clone(bad)
+    L.llama_sampler_free(chain)  # llama.cpp never reads a custom sampler's ctx itself
+
+
+def test_custom_sampler_rejects_bad_input():
+    with pytest.raises(TypeError):
+        L.llama_sampler_init(object(), None)
+    with pytest.raises(ValueError, match="fields"):
+        L.llama_sampler_init(L.llama_token_data(), None)
+
+    class short_i(ctypes.Structure):
+        _fields_ = L.llama_sampler_i._fields_[:6]
+
+    with pytest.raises(ValueError, match="fields"):
+        L.llama_sampler_init(short_i(), None)
+
+    class swapped_i(ctypes.Structure):
+        _fields_ = [L.llama_sampler_i._fields_[1], L.llama_sampler_i._fields_[0], *L.llama_sampler_i._fields_[2:]]
+
+    with pytest.raises(ValueError, match="fields"):
+        L.llama_sampler_init(swapped_i(), None)
+
+    class int_i(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_int64) for name, _ in L.llama_sampler_i._fields_]
+
+    with pytest.raises(TypeError, match="function pointer"):
+        L.llama_sampler_init(int_i(), None)
+
+    iface = L.llama_sampler_i()
+    with pytest.raises(ValueError, match="apply"):
+        L.llama_sampler_init(iface, None)
+    iface.apply = L.llama_sampler_i_apply(lambda s, c: None)
+    iface.backend_reset = L.llama_sampler_i_backend_reset(lambda s: None)
+    with pytest.raises(ValueError, match="backend"):
+        L.llama_sampler_init(ctypes.pointer(iface), None)
+    iface.backend_reset = L.llama_sampler_i_backend_reset(0)
+    with pytest.raises(TypeError, match="ctx"):
+        L.llama_sampler_init(iface, "ctx")
+    smpl = L.llama_sampler_init(ctypes.byref(iface), None)
+    assert L.llama_sampler_name(smpl) == b"(null)"  # no name callback: llama.cpp would call NULL
+    L.llama_sampler_free(smpl)
+    with pytest.raises(ValueError, match="freed"):
+        L.llama_sampler_name(smpl)

@@ -39,8 +39,6 @@ EXCLUDED: dict[str, str] = {
                                    "tensors: needs raw ggml pointers in Python"),
     "llama_model_load_from_file_ptr": "takes a C FILE *: load by path (llama_model_load_from_file) instead",
     "llama_adapter_lora_init_from_file_ptr": "takes a C FILE *: load by path (llama_adapter_lora_init) instead",
-    "llama_sampler_init": ("a sampler from a llama_sampler_i table of C function pointers: not bound yet "
-                           "(the llama_sampler_i struct and its callback types are provided)"),
     "llama_opt_param_filter_all": _OPT,
     "llama_opt_init": _OPT,
     "llama_opt_epoch": _OPT,
