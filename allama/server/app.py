@@ -4,12 +4,17 @@ in a service of your own."""
 from __future__ import annotations
 
 import hmac
+import html
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from fastapi import FastAPI
+from pathlib import Path
+
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allama.server.errors import APIError, error_response, install_error_handlers
@@ -18,8 +23,12 @@ from allama.server.model_registry import ModelRegistry
 from allama.server.routes import router
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
 
-# Paths that answer without an API key (load balancers and probes call them).
+# Paths that answer without an API key (load balancers and probes call them), and with
+# the web chat page on, the page and its files (they hold no data; its requests carry the key).
 OPEN_PATHS = {"/health"}
+WEB_UI_PATHS = {"/"}
+WEB_UI_PREFIX = "/static/"
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | ConfigFileSettings | None = None, *,
@@ -61,10 +70,36 @@ def create_app(settings: Settings | ConfigFileSettings | None = None, *,
     app.state.started = int(time.time())
     install_error_handlers(app)
     app.include_router(router)
+    if server_settings.web_ui:
+        _add_web_ui(app)
     app.add_middleware(CORSMiddleware, allow_origins=server_settings.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(_Gate, settings=server_settings, registry=registry, http=app.state.http)
     return app
+
+
+def _add_web_ui(app: FastAPI) -> None:
+    """The chat page at / and its script and style under /static/ (docs/web-chat.md)."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page(request: Request) -> HTMLResponse:
+        # <base> makes the page's relative URLs (static/..., v1/...) right under a root path or a mount
+        base = html.escape(request.scope.get("root_path", "").rstrip("/") + "/", quote=True)
+        return HTMLResponse(page.replace('<base href="/">', f'<base href="{base}">', 1), headers={
+            "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                                       "base-uri 'self'; form-action 'self'; object-src 'none'"})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path within this app: without the root path a mount or a proxy prefix adds
+    (as Starlette's routing reads it)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path[len(root):] or "/"
+    return path
 
 
 class _Gate:
@@ -105,7 +140,7 @@ class _Gate:
 
     def _refusal(self, scope: Scope) -> APIError | None:
         key = self.settings.api_key
-        if key and scope.get("path") not in OPEN_PATHS and scope.get("method") != "OPTIONS":
+        if key and not self._open(scope) and scope.get("method") != "OPTIONS":
             headers = dict(scope.get("headers") or [])
             given = headers.get(b"authorization", b"").decode("latin-1")
             scheme, _, token = given.partition(" ")
@@ -113,6 +148,12 @@ class _Gate:
                 return APIError(401, "Incorrect API key provided.", code="invalid_api_key",
                                 headers={"WWW-Authenticate": "Bearer"})
         return None
+
+    def _open(self, scope: Scope) -> bool:
+        path = _route_path(scope)
+        if path in OPEN_PATHS:
+            return True
+        return self.settings.web_ui and (path in WEB_UI_PATHS or path.startswith(WEB_UI_PREFIX))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[Receive, APIError | None]:
         """Reads the whole body (refusing one over the limit), then replays it to the app;

@@ -231,6 +231,8 @@ class ServerSettings(BaseSettings):
     max_prompt_tokens: int | None = Field(default=None, ge=1, description="Longest prompt a request may send.")
     request_timeout: float | None = Field(default=None, gt=0, description="Seconds a request may take in all.")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0, description="On SIGTERM/SIGINT (--drain-timeout): seconds running requests get before the models close.")
+    web_ui: bool = Field(default=True, description="Serve the web chat page at / (its files under /static/; "
+                         "neither needs the API key: they hold no data).")
 
     max_loaded_models: int = Field(
         default=1, ge=0, description="Models resident at once when several are configured: as llama-cpp-python, "
