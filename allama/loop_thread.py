@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -61,8 +62,9 @@ class LoopThread:
             result = fn(*args)
             return await result if inspect.isawaitable(result) else result
 
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        future: concurrent.futures.Future[Any] | None = None
         try:
+            future = asyncio.run_coroutine_threadsafe(run(), self._loop)
             while True:
                 # Short waits: a signal that lands on another thread (the kernel picks any thread
                 # that does not block it) still reaches this one's handler within a tick.
@@ -71,7 +73,8 @@ class LoopThread:
                 except concurrent.futures.TimeoutError:
                     continue
         except KeyboardInterrupt:
-            future.cancel()  # cancels the task on the loop: the engine drops the request
+            if future is not None:
+                future.cancel()  # cancels the task on the loop: the engine drops the request
             raise
 
     def iterate(self, stream: AsyncIterator[T]) -> Any:
@@ -86,10 +89,23 @@ class LoopThread:
                 yield chunk
         finally:
             if not self.closed:
-                try:
-                    self.call(stream.aclose)  # type: ignore[attr-defined]
-                except EngineClosedError:
-                    pass
+                self._close_stream(stream)
+
+    def _close_stream(self, stream: AsyncIterator[Any]) -> None:
+        """stream.aclose() on the loop. After a Ctrl-C, the cancelled __anext__ may still be
+        unwinding there: aclose() then says the generator is running; it is retried until the
+        cancellation has landed (the KeyboardInterrupt, not that error, reaches the caller)."""
+        deadline = time.monotonic() + process_hooks.EXIT_TIMEOUT
+        while True:
+            try:
+                self.call(stream.aclose)  # type: ignore[attr-defined]
+                return
+            except EngineClosedError:
+                return
+            except RuntimeError as exc:
+                if "already running" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:

@@ -1,6 +1,8 @@
-"""The `allama` command."""
+"""The `allama` command: its help, `demo`, `info`, and `serve` without the server extra."""
 
 from __future__ import annotations
+
+import pytest
 
 from allama import cli
 
@@ -59,9 +61,36 @@ def test_info_json_without_a_model(capsys):
 
 
 def test_python_dash_m_allama_runs_the_command(tmp_path):
+    import os
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "allama", "info"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "allama", "info"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SKBUILD_EDITABLE_SKIP": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "cpu buffer types" in proc.stdout
+
+
+COMMANDS = ("chat", "complete", "embed", "tokenize", "bench", "serve", "info", "demo")
+
+
+def test_help_lists_every_command_with_examples():
+    from .running import allama
+
+    proc = allama("--help", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for command in COMMANDS:
+        assert f"    {command} " in proc.stdout
+    assert "examples:" in proc.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command, capsys):
+    try:
+        status = cli.main([command, "--help"])  # serve prints its server's help and returns
+    except SystemExit as exit:  # argparse's help exits
+        status = exit.code or 0
+    assert status == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: allama {command}")
+    assert "examples:" in out and f"allama {command}" in out.split("examples:")[1]
