@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allama.server.errors import APIError, error_response, install_error_handlers
 from allama.server.metrics import HttpCounters
-from allama.server.model_registry import ModelRegistry
+from allama.server.model_registry import LoadProgress, ModelRegistry
 from allama.server.routes import router
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
 
@@ -33,7 +33,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(settings: Settings | ConfigFileSettings | None = None, *,
                server_settings: ServerSettings | None = None,
-               model_settings: Sequence[ModelSettings] | None = None) -> FastAPI:
+               model_settings: Sequence[ModelSettings] | None = None,
+               load_progress: LoadProgress | None = None) -> FastAPI:
     """The app serving `settings`' model (a `Settings`) or models (a `ConfigFileSettings`);
     or give `server_settings` and `model_settings` separately. Models load in the
     background when the app starts (or at its first request when mounted in another app,
@@ -41,7 +42,8 @@ def create_app(settings: Settings | ConfigFileSettings | None = None, *,
 
     With no arguments (`uvicorn --factory allama.server.app:create_app`), as llama-cpp-python's:
     the config file named by the CONFIG_FILE environment variable, else `Settings()` from the
-    environment (MODEL=model.gguf, N_CTX=4096, ...)."""
+    environment (MODEL=model.gguf, N_CTX=4096, ...). `load_progress(alias)` gives a model's
+    loading progress callback (`allama serve` draws a bar on stderr)."""
     if settings is None and server_settings is None and model_settings is None:
         config_file = os.environ.get("CONFIG_FILE")
         settings = ConfigFileSettings.from_file(config_file) if config_file else Settings()
@@ -52,7 +54,8 @@ def create_app(settings: Settings | ConfigFileSettings | None = None, *,
         server_settings = server_settings or ServerSettings.model_validate(settings.model_dump())
         model_settings = model_settings or [ModelSettings.model_validate(settings.model_dump())]
     server_settings = server_settings or ServerSettings()
-    registry = ModelRegistry(list(model_settings or []), max_loaded_models=server_settings.max_loaded_models)
+    registry = ModelRegistry(list(model_settings or []), max_loaded_models=server_settings.max_loaded_models,
+                             load_progress=load_progress)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

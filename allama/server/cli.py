@@ -18,6 +18,7 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSettings, Settings
@@ -90,6 +91,23 @@ def settings_from_args(argv: list[str] | None = None) -> Settings | ConfigFileSe
     return Settings(**args)
 
 
+def loading_bar(alias: str) -> Callable[[float], bool]:
+    """llama.cpp's progress callback for loading model `alias`, drawn as a bar on stderr."""
+    from allama.cli.progress import Progress
+
+    bar = Progress(100, f"loading {alias}", "%", counts=False)
+
+    def advance(fraction: float) -> bool:
+        target = min(int(fraction * 100), 100)
+        if target > bar.done:
+            bar.update(target - bar.done)
+        if target >= 100:
+            bar.close()
+        return True
+
+    return advance
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serves until SIGINT or SIGTERM: the first stops accepting and drains (running requests
     get --drain-timeout seconds, then are cancelled) and exits 0; a second SIGINT exits at once (130)."""
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from allama.server.graceful_server import GracefulServer
 
     settings = settings_from_args(argv)
-    app = create_app(settings)
+    app = create_app(settings, load_progress=loading_bar)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, ssl_keyfile=settings.ssl_keyfile,
                             ssl_certfile=settings.ssl_certfile, log_level="info")
     server = GracefulServer(config, drain_timeout=settings.shutdown_grace_seconds)

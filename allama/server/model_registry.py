@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -22,11 +22,16 @@ from allama.server.settings import ModelSettings
 log = logging.getLogger("allama.server")
 
 
-async def load_model(settings: ModelSettings) -> Llama:
+LoadProgress = Callable[[str], Callable[[float], Any]]  # alias -> llama.cpp's progress callback
+
+
+async def load_model(settings: ModelSettings, progress: Callable[[float], Any] | None = None) -> Llama:
     """A `Llama` for `settings` as llama-cpp-python's server builds it: from the Hub when
     `hf_model_repo_id` is set, with the chat template of `hf_tokenizer_config_path`, and the
-    prompt cache of `cache` / `cache_type` / `cache_size`."""
+    prompt cache of `cache` / `cache_type` / `cache_size`; `progress` gets the loaded fraction."""
     kwargs = await anyio.to_thread.run_sync(settings.llama_kwargs)  # may read a HF tokenizer from disk
+    if progress is not None:
+        kwargs["progress_callback"] = progress
     template = _tokenizer_config(settings)
     if template is not None:
         from allama.chat import hf_tokenizer_config_to_chat_completion_handler
@@ -83,7 +88,8 @@ class ModelRegistry:
     `max_loaded_models` (0: no limit) caps the resident models; at start only the first
     model loads (all of them with no limit or enough room)."""
 
-    def __init__(self, models: Sequence[ModelSettings], max_loaded_models: int = 0) -> None:
+    def __init__(self, models: Sequence[ModelSettings], max_loaded_models: int = 0,
+                 load_progress: LoadProgress | None = None) -> None:
         if not models:
             raise ValueError("no model to serve: give --model PATH or a config file with `models`")
         aliases = [m.alias for m in models]
@@ -94,6 +100,7 @@ class ModelRegistry:
         self.max_loaded = max_loaded_models if 0 < max_loaded_models < len(models) else 0
         self.models: dict[str, Llama] = {}
         self.errors: dict[str, BaseException] = {}
+        self._load_progress = load_progress  # `allama serve` draws a bar; library use, none
         self._loading: asyncio.Task[None] | None = None
         self._leases: Counter[str] = Counter()
         self._idle: dict[str, asyncio.Event] = {}
@@ -113,7 +120,7 @@ class ModelRegistry:
         initial = [self.default] if self.max_loaded else list(self.settings)
         for alias in initial:
             try:
-                self.models[alias] = await load_model(self.settings[alias])
+                self.models[alias] = await self._load(alias)
                 self._last_used[alias] = time.monotonic()
                 log.info("loaded %s from %s", alias, self.settings[alias].model)
             except Exception as exc:  # noqa: BLE001 - reported by /health and to requests
@@ -191,13 +198,17 @@ class ModelRegistry:
                 await model.aclose()
                 log.info("unloaded %s to load %s", victim, alias)
             try:
-                self.models[alias] = await load_model(self.settings[alias])
+                self.models[alias] = await self._load(alias)
             except Exception as exc:  # noqa: BLE001 - this request gets it; the next one tries again
                 log.error("could not load %s: %s", alias, exc)
                 raise APIError(503, f"model {alias} failed to load: {exc}", code="model_load_failed") from exc
             self._last_used[alias] = time.monotonic()
             self.swaps += 1
             log.info("loaded %s from %s", alias, self.settings[alias].model)
+
+    async def _load(self, alias: str) -> Llama:
+        progress = self._load_progress(alias) if self._load_progress is not None else None
+        return await load_model(self.settings[alias], progress)
 
     async def aclose(self) -> None:
         for task in [self._loading, *self._swaps]:

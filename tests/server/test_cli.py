@@ -79,3 +79,32 @@ def test_sigterm_lets_a_running_stream_finish(llama_f32_path):
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+def test_allama_serve_shows_a_loading_bar_and_the_library_does_not(llama_f32_path, capfd):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "allama", "serve", "--model", str(llama_f32_path), "--alias", "tiny",
+         "--n_ctx", "256", "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SKBUILD_EDITABLE_SKIP": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("status") == "ok":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err[-2000:]
+    assert "loading tiny" in err and "100%" in err, err[-2000:]
+
+    from allama.server import create_app
+
+    from .live_server import serving
+
+    with serving(create_app(Settings(model=str(llama_f32_path), n_ctx=256, n_threads=1))):
+        pass
+    assert "loading" not in capfd.readouterr().err
