@@ -90,11 +90,6 @@ def test_download_failure_is_a_clear_error(fetch, monkeypatch, capsys):
     assert "No matching distribution" in err
 
 
-def test_the_build_refuses_to_run_without_the_tree():
-    text = (REPO_ROOT / "CMakeLists.txt").read_text()
-    assert "Run `python vendor/fetch_llama_cpp.py` first" in text
-
-
 def test_unpacks_the_python_package_and_its_tests_beside_the_tree(fetch, tmp_path):
     archive = tmp_path / "llama_cpp_python-9.9.9.tar.gz"
     sha = make_sdist(archive, "llama_cpp_python-9.9.9")
