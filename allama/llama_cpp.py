@@ -1468,9 +1468,8 @@ def llama_state_get_size(ctx: _native.Context) -> int:
     return _context(ctx).state_size()
 
 
-def llama_state_get_data(ctx: _native.Context, dst: Any, size: int) -> int | bytes:
-    """The context state; into dst (0 when it does not fit, as C) or as bytes when dst is None."""
-    data = _context(ctx).state_get()
+def _state_out(data: bytes, dst: Any, size: int) -> int | bytes:
+    """A state's bytes, or copied into dst: their length, or 0 when they do not fit (as C)."""
     if dst is None:
         return data
     view = _byte_view(dst, _int(size, "size"), "dst")
@@ -1478,6 +1477,12 @@ def llama_state_get_data(ctx: _native.Context, dst: Any, size: int) -> int | byt
         return 0
     view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
     return len(data)
+
+
+def llama_state_get_data(ctx: _native.Context, dst: Any, size: int) -> int | bytes:
+    """The context state; into dst (0 when it does not fit, as C) or as bytes when dst is None."""
+    data = _context(ctx).state_get()
+    return _state_out(data, dst, size)
 
 
 def llama_state_set_data(ctx: _native.Context, src: Any, size: int) -> int:
@@ -1495,13 +1500,7 @@ def llama_state_seq_get_size(ctx: _native.Context, seq_id: int) -> int:
 
 def llama_state_seq_get_data(ctx: _native.Context, dst: Any, size: int, seq_id: int) -> int | bytes:
     data = _context(ctx).seq_state_get(_int(seq_id, "seq_id"))
-    if dst is None:
-        return data
-    view = _byte_view(dst, _int(size, "size"), "dst")
-    if len(data) > view.size:
-        return 0
-    view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return len(data)
+    return _state_out(data, dst, size)
 
 
 def llama_state_seq_set_data(ctx: _native.Context, src: Any, size: int, dest_seq_id: int) -> int:
@@ -1523,13 +1522,7 @@ def llama_state_seq_get_size_ext(ctx: _native.Context, seq_id: int, flags: int) 
 def llama_state_seq_get_data_ext(ctx: _native.Context, dst: Any, size: int, seq_id: int, flags: int) -> int | bytes:
     """One sequence's state with LLAMA_STATE_SEQ_FLAGS_*; into dst (0 when it does not fit) or as bytes."""
     data = _context(ctx).seq_state_get_ext(_int(seq_id, "seq_id"), _check_flags(flags))
-    if dst is None:
-        return data
-    view = _byte_view(dst, _int(size, "size"), "dst")
-    if len(data) > view.size:
-        return 0
-    view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return len(data)
+    return _state_out(data, dst, size)
 
 
 def llama_state_seq_set_data_ext(ctx: _native.Context, src: Any, size: int, dest_seq_id: int, flags: int) -> int:
