@@ -189,6 +189,33 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
                                ") to be a multiple of n_seq_max (" + std::to_string(n_seq_max_) + ")").c_str());
     }
     llama_set_embeddings(ctx_, p.embeddings);
+    thread_pool_ = CpuThreadPool::attach(ctx_, p.n_threads, p.n_threads_batch);
+}
+
+void Context::free_context() {
+    if (ctx_ != nullptr) {
+        llama_free(ctx_);
+        ctx_ = nullptr;
+    }
+    thread_pool_.reset();
+    retired_thread_pools_.clear();
+}
+
+void Context::set_threads(int32_t n_threads, int32_t n_threads_batch) {
+    if (n_threads < 1 || n_threads_batch < 1) {
+        throw nb::value_error("thread counts must be at least 1");
+    }
+    auto lk = lock_open();
+    if (llama_n_threads(ctx_) != n_threads || llama_n_threads_batch(ctx_) != n_threads_batch) {
+        // ggml's CPU backend pauses the old pool when the next graph switches away from it, so
+        // it is freed only with the context
+        if (thread_pool_) {
+            llama_detach_threadpool(ctx_);
+            retired_thread_pools_.push_back(std::move(thread_pool_));
+        }
+        thread_pool_ = CpuThreadPool::attach(ctx_, n_threads, n_threads_batch);
+    }
+    llama_set_n_threads(ctx_, n_threads, n_threads_batch);
 }
 
 void Context::set_embeddings(bool on) {
@@ -201,9 +228,7 @@ void Context::set_embeddings(bool on) {
 }
 
 Context::~Context() {
-    if (ctx_ != nullptr) {
-        llama_free(ctx_);
-    }
+    free_context();
     detach_samplers();
 }
 
@@ -290,15 +315,15 @@ std::unique_lock<std::mutex> Context::lock() {
 std::unique_lock<std::mutex> Context::lock_open() {
     auto lk = lock();
     get();
+    if (thread_pool_) {
+        thread_pool_->check_fork(ctx_);
+    }
     return lk;
 }
 
 void Context::close() {
     auto lk = lock();
-    if (ctx_ != nullptr) {
-        llama_free(ctx_);
-        ctx_ = nullptr;
-    }
+    free_context();
     adapters_.clear();
     detach_samplers();
     has_abort_cb_.store(false);
@@ -390,7 +415,7 @@ void raise_for_status(int32_t status, const char * what, const std::string & log
 
 template <typename Run>
 void Context::evaluate(const Batch & batch, const char * what, Run run) {
-    auto lk = lock();
+    auto lk = lock_open();
     llama_context * ctx = get();
     check_batch(batch);
     int32_t status = 0;
@@ -440,7 +465,7 @@ void Context::inject_decode_failures(llama_seq_id seq_id, int32_t count) {
 }
 
 int32_t Context::process(int32_t type, BatchExt & batch) {
-    auto lk = lock();
+    auto lk = lock_open();
     llama_context * ctx = get();
     batch.check_ready(*this, ctx, type);
     const char * what = type == LLAMA_PROCESS_TYPE_ENCODE ? "llama_process (encode)" : "llama_process (decode)";
@@ -637,13 +662,7 @@ void init_context(nb::module_ & m) {
         .def_prop_ro("n_threads", [](Context & c) { return llama_n_threads(c.get()); })
         .def_prop_ro("n_threads_batch", [](Context & c) { return llama_n_threads_batch(c.get()); })
         .def_prop_ro("n_outputs", &Context::n_outputs, "Outputs produced by the last decode.")
-        .def("set_threads", [](Context & c, int32_t n, int32_t n_batch) {
-            if (n < 1 || n_batch < 1) {
-                throw nb::value_error("thread counts must be at least 1");
-            }
-            auto lk = c.lock_open();
-            llama_set_n_threads(c.get(), n, n_batch);
-        }, nb::arg("n_threads"), nb::arg("n_threads_batch"))
+        .def("set_threads", &Context::set_threads, nb::arg("n_threads"), nb::arg("n_threads_batch"))
         .def("set_embeddings", &Context::set_embeddings, nb::arg("on"))
         .def("set_causal_attn", [](Context & c, bool on) { auto lk = c.lock_open(); llama_set_causal_attn(c.get(), on); }, nb::arg("on"))
         .def_prop_ro("causal_attn", [](Context & c) { auto lk = c.lock_open(); return llama_get_causal_attn(c.get()); })

@@ -4,6 +4,7 @@
 #include <nanobind/nanobind.h>
 
 #include "batch.h"
+#include "cpu_thread_pool.h"
 #include "model.h"
 
 #include <atomic>
@@ -89,6 +90,8 @@ public:
     // llama_set_abort_callback: `callback(data)` is called (with the GIL) while llama.cpp
     // computes; a true result aborts the decode. None removes it. Costs nothing when unset.
     void set_abort_callback(nanobind::object callback, nanobind::object data);
+    // llama_set_n_threads; the context's worker pool is remade to the larger count.
+    void set_threads(int32_t n_threads, int32_t n_threads_batch);
     // Turns embedding output on or off; refuses a combination llama.cpp would abort on.
     void set_embeddings(bool on);
     // After a decode done outside decode() (through mtmd, holding lock_open()): the last
@@ -105,8 +108,13 @@ private:
     void record_outputs(const Batch & batch);
     static bool abort_callback(void * data);
 
+    // Frees the llama_context, then its worker pool.
+    void free_context();
+
     ModelPtr model_;
     llama_context * ctx_ = nullptr;
+    std::unique_ptr<CpuThreadPool> thread_pool_;  // outlives ctx_
+    std::vector<std::unique_ptr<CpuThreadPool>> retired_thread_pools_;  // replaced by set_threads, freed with ctx_
     // The Python abort callback; read and written only with the GIL held.
     nanobind::object abort_cb_;
     nanobind::object abort_cb_data_;

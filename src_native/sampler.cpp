@@ -1,4 +1,5 @@
 #include "sampler.h"
+#include "top_k.h"
 
 #include "errors.h"
 #include "grammar_check.h"
@@ -114,10 +115,16 @@ SamplerChain::SamplerChain(const Model & model, const SamplerParams & params) : 
     validate(params, n_vocab_);
     has_grammar_ = !params.grammar.empty();
     chain_ = build_chain(model_.get(), params, n_vocab_);
+    if (llama_sampler_chain_n(chain_) > 0 &&
+        std::string(llama_sampler_name(llama_sampler_chain_get(chain_, 0))) == "top-k") {
+        leading_top_k_ = params.top_k;
+    }
 }
 
-SamplerChain::SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar)
-    : model_(std::move(model)), chain_(chain), n_vocab_(n_vocab), has_grammar_(has_grammar) {}
+SamplerChain::SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar,
+                           int32_t leading_top_k)
+    : model_(std::move(model)), chain_(chain), n_vocab_(n_vocab), has_grammar_(has_grammar),
+      leading_top_k_(leading_top_k) {}
 
 SamplerChain::~SamplerChain() {
     if (chain_ != nullptr) {
@@ -126,11 +133,17 @@ SamplerChain::~SamplerChain() {
 }
 
 llama_token SamplerChain::sample_row(const float * logits) {
-    candidates_.resize(static_cast<size_t>(n_vocab_));
-    for (llama_token t = 0; t < n_vocab_; ++t) {
-        candidates_[t] = llama_token_data{t, logits[t], 0.0f};
+    bool sorted = false;
+    if (leading_top_k_ > 0 && leading_top_k_ < n_vocab_) {
+        select_top_k(logits, n_vocab_, leading_top_k_, candidates_);
+        sorted = true;
+    } else {
+        candidates_.resize(static_cast<size_t>(n_vocab_));
+        for (llama_token t = 0; t < n_vocab_; ++t) {
+            candidates_[t] = llama_token_data{t, logits[t], 0.0f};
+        }
     }
-    llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, false};
+    llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, sorted};
     llama_sampler_apply(chain_, &cur);
     if (cur.selected < 0 || static_cast<size_t>(cur.selected) >= cur.size) {
         throw std::runtime_error("the sampler chain selected no token");
@@ -169,7 +182,7 @@ void SamplerChain::accept(llama_token token) {
 void SamplerChain::reset() { llama_sampler_reset(chain_); }
 
 SamplerChain * SamplerChain::clone() const {
-    return new SamplerChain(model_, llama_sampler_clone(chain_), n_vocab_, has_grammar_);
+    return new SamplerChain(model_, llama_sampler_clone(chain_), n_vocab_, has_grammar_, leading_top_k_);
 }
 
 namespace {

@@ -50,7 +50,7 @@ struct SamplerParams {
 class SamplerChain {
 public:
     SamplerChain(const Model & model, const SamplerParams & params);
-    SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar);
+    SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar, int32_t leading_top_k);
     ~SamplerChain();
     SamplerChain(const SamplerChain &) = delete;
     SamplerChain & operator=(const SamplerChain &) = delete;
@@ -68,6 +68,9 @@ private:
     llama_sampler * chain_ = nullptr;
     int32_t n_vocab_ = 0;
     bool has_grammar_ = false;
+    // k of a top-k sampler that comes first in the chain (0: none): sample_row then hands the
+    // chain only the k best candidates (select_top_k), which top-k would have kept anyway.
+    int32_t leading_top_k_ = 0;
     std::vector<llama_token_data> candidates_;
 };
 

@@ -35,3 +35,14 @@ def test_kv_memory_benchmark_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| allama |" in run.stdout and "KV cache MiB" in run.stdout
+
+
+def test_overhead_benchmark_smoke(tmp_path):
+    plot = tmp_path / "overhead.png"
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "overhead.py"), "--smoke", "--plot", str(plot),
+                          "--json", str(tmp_path / "runs.json")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| 1 |" in run.stdout and "| 4 |" in run.stdout
+    assert "run 1 allama-server" in run.stderr  # the server was measured too
+    assert plot.stat().st_size > 0 and (tmp_path / "runs.json").stat().st_size > 0

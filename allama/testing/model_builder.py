@@ -96,6 +96,8 @@ LLAMA_PRESETS: dict[str, LlamaConfig] = {
     "tiny": LlamaConfig(),
     # The engine benchmark model: about 125M parameters.
     "bench": LlamaConfig(n_embd=768, n_ff=2048, n_layer=12, n_head=12, n_head_kv=4, dtype="f16"),
+    # The engine-overhead benchmark model: 4 layers of 128, so fast that the engine's own work shows.
+    "overhead": LlamaConfig(n_embd=128, n_ff=512, n_layer=4, n_head=4, n_head_kv=4, dtype="f16"),
 }
 
 

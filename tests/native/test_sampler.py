@@ -226,3 +226,49 @@ def test_accepting_a_token_the_grammar_forbids_raises_instead_of_aborting(llama_
             raise
     """)
     assert outcome.is_a("GrammarError"), outcome
+
+
+def _chain(llama_model, *, top_k: int, seed: int, through_llama_cpp: bool) -> _native.SamplerChain:
+    params = _native.SamplerParams()
+    params.temperature, params.top_k, params.seed = 0.8, top_k, seed
+    if through_llama_cpp:  # a sampler before top-k: llama.cpp's own top-k sees the whole vocabulary
+        params.logit_bias = {5: 0.0}
+    return _native.SamplerChain(llama_model, params)
+
+
+@pytest.mark.parametrize("kind", ["normal", "many -inf", "few finite", "ties"])
+def test_leading_top_k_shortcut_samples_what_llama_cpp_top_k_samples(llama_model, kind):
+    # A chain that starts with top-k gets only the k best candidates (select_top_k); it must
+    # pick exactly what the chain picks when llama.cpp's top-k sorts the whole vocabulary.
+    rng = np.random.default_rng(7)
+    n_vocab = _native.Vocab(llama_model).n_tokens
+    for trial in range(60):
+        logits = (rng.standard_normal(n_vocab) * 3).astype(np.float32)
+        if kind == "many -inf":
+            logits[rng.integers(0, n_vocab, n_vocab // 2)] = -np.inf
+        elif kind == "few finite":
+            logits[:] = -np.inf
+            logits[rng.integers(0, n_vocab, 5)] = rng.standard_normal(5).astype(np.float32)
+        elif kind == "ties":
+            logits = np.round(logits).astype(np.float32)  # many equal logits across the cut
+        top_k = int(rng.integers(1, 300))
+        fast = _chain(llama_model, top_k=top_k, seed=trial, through_llama_cpp=False)
+        full = _chain(llama_model, top_k=top_k, seed=trial, through_llama_cpp=True)
+        picks = [(fast.sample_logits(logits), full.sample_logits(logits)) for _ in range(4)]
+        if kind == "ties":
+            # llama.cpp orders equal logits arbitrarily: the same seed may then pick another of
+            # them, but never a token outside the tied top
+            cut = np.sort(logits)[::-1][top_k - 1]
+            assert all(logits[a] >= cut for a, _ in picks)
+        else:
+            assert [a for a, _ in picks] == [b for _, b in picks], (trial, top_k)
+
+
+def test_leading_top_k_shortcut_never_picks_a_nan_logit(llama_model):
+    rng = np.random.default_rng(3)
+    n_vocab = _native.Vocab(llama_model).n_tokens
+    logits = rng.standard_normal(n_vocab).astype(np.float32)
+    logits[rng.integers(0, n_vocab, n_vocab // 3)] = np.nan
+    chain = _chain(llama_model, top_k=40, seed=1, through_llama_cpp=False)
+    for _ in range(50):
+        assert not np.isnan(logits[chain.sample_logits(logits)])
