@@ -1,5 +1,5 @@
 #include "sampler.h"
-#include "top_k.h"
+#include "best_logits.h"
 
 #include "errors.h"
 #include "grammar_check.h"
@@ -115,16 +115,18 @@ SamplerChain::SamplerChain(const Model & model, const SamplerParams & params) : 
     validate(params, n_vocab_);
     has_grammar_ = !params.grammar.empty();
     chain_ = build_chain(model_.get(), params, n_vocab_);
-    if (llama_sampler_chain_n(chain_) > 0 &&
-        std::string(llama_sampler_name(llama_sampler_chain_get(chain_, 0))) == "top-k") {
+    const int32_t n_samplers = llama_sampler_chain_n(chain_);
+    const std::string first = n_samplers > 0 ? llama_sampler_name(llama_sampler_chain_get(chain_, 0)) : "";
+    if (first == "top-k") {
         leading_top_k_ = params.top_k;
     }
+    only_greedy_ = n_samplers == 1 && first == "greedy";
 }
 
 SamplerChain::SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar,
-                           int32_t leading_top_k)
+                           int32_t leading_top_k, bool only_greedy)
     : model_(std::move(model)), chain_(chain), n_vocab_(n_vocab), has_grammar_(has_grammar),
-      leading_top_k_(leading_top_k) {}
+      leading_top_k_(leading_top_k), only_greedy_(only_greedy) {}
 
 SamplerChain::~SamplerChain() {
     if (chain_ != nullptr) {
@@ -133,6 +135,11 @@ SamplerChain::~SamplerChain() {
 }
 
 llama_token SamplerChain::sample_row(const float * logits) {
+    if (only_greedy_) {
+        const llama_token best = first_argmax(logits, n_vocab_);
+        llama_sampler_accept(chain_, best);
+        return best;
+    }
     bool sorted = false;
     if (leading_top_k_ > 0 && leading_top_k_ < n_vocab_) {
         select_top_k(logits, n_vocab_, leading_top_k_, candidates_);
@@ -182,7 +189,7 @@ void SamplerChain::accept(llama_token token) {
 void SamplerChain::reset() { llama_sampler_reset(chain_); }
 
 SamplerChain * SamplerChain::clone() const {
-    return new SamplerChain(model_, llama_sampler_clone(chain_), n_vocab_, has_grammar_, leading_top_k_);
+    return new SamplerChain(model_, llama_sampler_clone(chain_), n_vocab_, has_grammar_, leading_top_k_, only_greedy_);
 }
 
 namespace {

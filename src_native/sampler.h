@@ -50,7 +50,8 @@ struct SamplerParams {
 class SamplerChain {
 public:
     SamplerChain(const Model & model, const SamplerParams & params);
-    SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar, int32_t leading_top_k);
+    SamplerChain(ModelPtr model, llama_sampler * chain, int32_t n_vocab, bool has_grammar, int32_t leading_top_k,
+                 bool only_greedy);
     ~SamplerChain();
     SamplerChain(const SamplerChain &) = delete;
     SamplerChain & operator=(const SamplerChain &) = delete;
@@ -71,6 +72,9 @@ private:
     // k of a top-k sampler that comes first in the chain (0: none): sample_row then hands the
     // chain only the k best candidates (select_top_k), which top-k would have kept anyway.
     int32_t leading_top_k_ = 0;
+    // The chain is only llama.cpp's greedy sampler: sample_row takes the first largest logit
+    // itself (what greedy picks) without building a candidate array of the whole vocabulary.
+    bool only_greedy_ = false;
     std::vector<llama_token_data> candidates_;
 };
 

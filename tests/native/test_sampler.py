@@ -272,3 +272,19 @@ def test_leading_top_k_shortcut_never_picks_a_nan_logit(llama_model):
     chain = _chain(llama_model, top_k=40, seed=1, through_llama_cpp=False)
     for _ in range(50):
         assert not np.isnan(logits[chain.sample_logits(logits)])
+
+
+def test_greedy_shortcut_picks_the_first_largest_logit_as_llama_cpp_greedy(llama_model):
+    rng = np.random.default_rng(11)
+    n_vocab = _native.Vocab(llama_model).n_tokens
+    params = _native.SamplerParams()
+    params.temperature = 0.0
+    greedy = _native.SamplerChain(llama_model, params)
+    for trial in range(40):
+        logits = np.round(rng.standard_normal(n_vocab) * 2).astype(np.float32)  # many ties at the top
+        assert greedy.sample_logits(logits) == int(np.argmax(logits))  # the first of equal maxima
+        with_nan = logits.copy()
+        with_nan[rng.integers(1, n_vocab, 100)] = np.nan
+        assert greedy.sample_logits(with_nan) == int(np.argmax(np.nan_to_num(with_nan, nan=-np.inf)))
+    logits[0] = np.nan  # llama.cpp's scan compares against index 0 first: nothing beats a NaN there
+    assert greedy.sample_logits(logits) == 0

@@ -1,4 +1,4 @@
-#include "top_k.h"
+#include "best_logits.h"
 
 #include <algorithm>
 #include <cmath>
@@ -78,6 +78,29 @@ void select_top_k(const float * logits, int32_t n, int32_t k, std::vector<llama_
     const size_t keep = std::min(out.size(), static_cast<size_t>(k));
     std::partial_sort(out.begin(), out.begin() + keep, out.end(), stronger);
     out.resize(keep);
+}
+
+llama_token first_argmax(const float * logits, int32_t n) {
+    llama_token best = 0;
+    float best_logit = logits[0];
+    auto scan = [&](int32_t from, int32_t to) {
+        for (int32_t t = from; t < to; ++t) {
+            if (logits[t] > best_logit) {
+                best = t;
+                best_logit = logits[t];
+            }
+        }
+    };
+    const int32_t n_blocks = n / kBlock;
+    for (int32_t b = 0; b < n_blocks; ++b) {
+        // a block whose maximum is not above the best so far cannot change it (equal: an earlier
+        // index wins; NaN: never above)
+        if (block_max(logits + static_cast<size_t>(b) * kBlock) > best_logit) {
+            scan(b * kBlock, (b + 1) * kBlock);
+        }
+    }
+    scan(n_blocks * kBlock, n);
+    return best;
 }
 
 }  // namespace allama
