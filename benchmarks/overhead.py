@@ -39,10 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_serving import RunningServer, ServerSpec, Unavailable  # noqa: E402 - beside this script
+from concurrency import prompts_for  # noqa: E402 - beside this script
+from http_serving import RunningServer, ServerSpec, Unavailable  # noqa: E402
 from throughput_plot import Series, plot_throughput  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +59,21 @@ def overhead_model() -> Path:
     return path
 
 
-def prompts_for(n: int, length: int, n_vocab: int, seed: int) -> list[list[int]]:
-    """`n` distinct prompts of random tokens (BOS 1 first), the same for every system."""
-    rng = np.random.default_rng(seed)
-    return [[1] + rng.integers(100, n_vocab - 100, size=length - 1).tolist() for _ in range(n)]
+def vocab_size(model: Path) -> int:
+    from allama import _native
+
+    params = _native.ModelParams()
+    params.vocab_only = True
+    loaded = _native.Model.load(str(model), params)
+    try:
+        return _native.Vocab(loaded).n_tokens
+    finally:
+        loaded.close()
+
+
+def prompts(n: int, args: argparse.Namespace) -> list[list[int]]:
+    """`n` distinct prompts (BOS 1, then random tokens), the same for every system."""
+    return prompts_for(n, args.prompt_tokens, args.n_vocab, n, 1)
 
 
 def rates(stamps: list[list[float]], t0: float, t1: float) -> dict[str, float]:
@@ -95,12 +105,12 @@ def run_allama(args: argparse.Namespace) -> dict:
             stamps.append(time.perf_counter())
 
     async def level(n: int) -> dict:
-        prompts = prompts_for(n, args.prompt_tokens, llm.n_vocab(), n)
-        stamps: list[list[float]] = [[] for _ in prompts]
+        batch = prompts(n, args)
+        stamps: list[list[float]] = [[] for _ in batch]
         before = llm.stats()
         cpu0 = time.thread_time()
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(p, s) for p, s in zip(prompts, stamps)))
+        await asyncio.gather(*(one(p, s) for p, s in zip(batch, stamps)))
         t1 = time.perf_counter()
         loop_cpu = time.thread_time() - cpu0
         after = llm.stats()
@@ -165,9 +175,10 @@ async def _stream_completion(host: str, port: int, body: bytes) -> tuple[int, li
 async def _server_levels(host: str, port: int, levels: list[int], args: argparse.Namespace) -> dict:
     out: dict = {}
     for n in levels:
-        prompts = prompts_for(n, args.prompt_tokens, 32000, n)
         bodies = [json.dumps({"prompt": p, "max_tokens": args.max_tokens, "temperature": args.temperature,
-                              "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True, "seed": i}).encode() for i, p in enumerate(prompts)]
+                              "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
+                              "seed": i}).encode()
+                  for i, p in enumerate(prompts(n, args))]
         t0 = time.perf_counter()
         replies = await asyncio.gather(*(_stream_completion(host, port, b) for b in bodies))
         t1 = time.perf_counter()
@@ -238,7 +249,7 @@ def run_batched(args: argparse.Namespace) -> dict:
 def one_run(system: str, args: argparse.Namespace) -> dict:
     """One run of a system in a fresh process (this script, --child)."""
     if system == "batched-bench":
-        return run_batched(args)
+        return json.loads(json.dumps(run_batched(args)))  # level keys as strings, as a child's come
     cmd = [sys.executable, __file__, "--child", system, "--model", str(args.model), "--levels", args.levels,
            "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.max_tokens),
            "--threads", str(args.threads), "--temperature", str(args.temperature), "--kv", args.kv]
@@ -250,8 +261,7 @@ def one_run(system: str, args: argparse.Namespace) -> dict:
 
 def summarize(results: dict[str, list[dict]], levels: list[int], args: argparse.Namespace) -> str:
     def per_run(system: str, n: int, key: str) -> list[float]:
-        return [run["levels"][str(n)][key] if str(n) in run["levels"] else run["levels"][n][key]
-                for run in results.get(system, [])]
+        return [run["levels"][str(n)][key] for run in results.get(system, [])]
 
     lines = [f"KV: {args.kv}; each figure is the median of {args.runs} runs in fresh processes, [min-max]; "
              "ratios are per run (run i of one system against run i of its peer), min / median.", ""]
@@ -293,7 +303,7 @@ def plot(results: dict[str, list[dict]], levels: list[int], path: Path) -> None:
     for system, (key, style) in styles.items():
         runs = results.get(system)
         if runs:
-            ys = [statistics.median(r["levels"][str(n) if str(n) in r["levels"] else n][key] for r in runs)
+            ys = [statistics.median(r["levels"][str(n)][key] for r in runs)
                   for n in levels]
             series[f"{system} ({'generation phase' if key == 'gen' else 'end to end'})"] = (levels, ys, style)
     plot_throughput(series, path, "concurrent streams", "generated tokens/s (aggregate)")
@@ -320,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         args.levels, args.prompt_tokens, args.max_tokens, args.runs = "1,4", 8, 8, 1
         args.systems = "allama,allama-server"
     args.model = args.model or overhead_model()
+    args.n_vocab = vocab_size(args.model)
     if args.child:
         result = run_allama(args) if args.child == "allama" else run_server(args.child, args)
         print(json.dumps(result))

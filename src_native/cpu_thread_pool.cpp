@@ -3,13 +3,27 @@
 #include "ggml-backend.h"
 #include "ggml.h"
 
-#include <unistd.h>
+#include <atomic>
+#include <pthread.h>
 
 namespace allama {
 
 namespace {
 
 using NewFn = ggml_threadpool * (*)(ggml_threadpool_params *);
+
+// How many fork()s this process descends through; read on every compute, so an atomic load
+// rather than a getpid() system call.
+std::atomic<unsigned> fork_generation{0};
+
+unsigned current_fork_generation() {
+    static const bool registered = [] {
+        pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+        return true;
+    }();
+    (void) registered;
+    return fork_generation.load(std::memory_order_relaxed);
+}
 
 // The CPU backend's pool functions, looked up through its registry (so that this works
 // whether ggml's backends are linked in or loaded as modules).
@@ -60,10 +74,10 @@ std::unique_ptr<CpuThreadPool> CpuThreadPool::attach(llama_context * ctx, int n_
 }
 
 CpuThreadPool::CpuThreadPool(ggml_threadpool * pool, ggml_threadpool * pool_batch, FreeFn free_fn)
-    : pool_(pool), pool_batch_(pool_batch), free_fn_(free_fn), owner_pid_(getpid()) {}
+    : pool_(pool), pool_batch_(pool_batch), free_fn_(free_fn), fork_generation_(current_fork_generation()) {}
 
 CpuThreadPool::~CpuThreadPool() {
-    if (pool_ != nullptr && getpid() == owner_pid_) {  // joins the workers; in a forked child they do not exist
+    if (pool_ != nullptr && current_fork_generation() == fork_generation_) {  // joins the workers; in a forked child they do not exist
         free_fn_(pool_);
         if (pool_batch_ != nullptr) {
             free_fn_(pool_batch_);
@@ -72,7 +86,7 @@ CpuThreadPool::~CpuThreadPool() {
 }
 
 void CpuThreadPool::check_fork(llama_context * ctx) {
-    if (pool_ != nullptr && getpid() != owner_pid_) {
+    if (pool_ != nullptr && current_fork_generation() != fork_generation_) {
         llama_detach_threadpool(ctx);
         pool_ = nullptr;
         pool_batch_ = nullptr;

@@ -3,7 +3,6 @@
 #include "llama.h"
 
 #include <memory>
-#include <sys/types.h>
 
 namespace allama {
 
@@ -39,7 +38,7 @@ private:
     ggml_threadpool * pool_;
     ggml_threadpool * pool_batch_;  // nullptr: pool_ serves batches too
     FreeFn free_fn_;
-    pid_t owner_pid_;
+    unsigned fork_generation_;  // the process's fork count when the workers were made
 };
 
 }  // namespace allama
