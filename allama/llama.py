@@ -61,7 +61,9 @@ class Llama:
     KV cache holds `kv_size` cells (default `n_ctx`: the memory llama-cpp-python takes for
     the same arguments), shared by up to `n_parallel` concurrent sequences. When they fill
     up, the newest request is preempted and recomputed later; a larger `kv_size` (up to
-    `n_ctx * n_parallel`) trades memory for fewer preemptions under load.
+    `n_ctx * n_parallel`) trades memory for fewer preemptions under load. `kv_unified=False`
+    gives every sequence id a KV stream of `n_ctx` cells of its own instead (memory for
+    `n_parallel + n_keep` windows; much faster decoding of many streams at once).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Llama:
         n_parallel: int = 4,
         max_queue: int = 1024,
         kv_size: int | None = None,
+        kv_unified: bool = True,
         n_keep: int | None = None,
         progress_callback: Callable[[float], bool | None] | None = None,
         **kwargs: Any,
@@ -177,6 +180,9 @@ class Llama:
 
         if n_parallel < 1:
             raise ValueError("n_parallel must be at least 1")
+        if not kv_unified and kv_size is not None:
+            raise ValueError("kv_size sizes the unified KV cache; with kv_unified=False every sequence has a "
+                             "stream of n_ctx cells")
         cpu = os.cpu_count() or 1
         cp = _native.ContextParams()
         cp.n_ctx = kv_size if kv_size is not None else self._n_ctx
@@ -216,6 +222,7 @@ class Llama:
             max_queue=max_queue,
             pooling_type=pooling_type,
             embed_max_tokens=max(n_batch, 1),
+            kv_unified=kv_unified,
         )
         if draft_model is not None and not callable(draft_model):
             raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")

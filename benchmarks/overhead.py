@@ -93,8 +93,8 @@ def run_allama(args: argparse.Namespace) -> dict:
 
     levels = [int(x) for x in args.levels.split(",")]
     slot_ctx = args.prompt_tokens + args.max_tokens + 8
-    kv = {} if args.kv == "unified" else {"kv_unified": False}
-    llm = Llama(str(args.model), n_ctx=slot_ctx, kv_size=slot_ctx * max(levels), n_parallel=max(levels),
+    kv = {"kv_size": slot_ctx * max(levels)} if args.kv == "unified" else {"kv_unified": False}
+    llm = Llama(str(args.model), n_ctx=slot_ctx, n_parallel=max(levels),
                 n_threads=args.threads, n_threads_batch=args.threads, flash_attn=False, n_keep=0, verbose=False, **kv)
     out: dict = {"levels": {}}
 
@@ -198,7 +198,7 @@ def server_spec(system: str, args: argparse.Namespace) -> ServerSpec:
         return ServerSpec("allama-server", lambda port: [
             sys.executable, "-m", "allama.server", "--model", str(args.model), "--n_ctx", str(slot_ctx),
             "--n_parallel", str(n), "--n_threads", threads, "--n_threads_batch", threads, "--flash_attn", "false",
-            "--kv_size", str(slot_ctx * n), *([] if args.kv == "unified" else ["--kv_unified", "false"]), "--host", "127.0.0.1", "--port", str(port)],
+            *(["--kv_size", str(slot_ctx * n)] if args.kv == "unified" else ["--kv_unified", "false"]), "--host", "127.0.0.1", "--port", str(port)],
             "/health")
     exe = PEERS_BIN / "llama-server"
     spec = ServerSpec("llama-server", lambda port: [

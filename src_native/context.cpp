@@ -177,6 +177,7 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
     }
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_seq_max_ = llama_n_seq_max(ctx_);
+    kv_unified_ = p.kv_unified;
     // llama.cpp aborts the process (GGML_ASSERT in the mean-pooling matmul) when it decodes
     // with mean pooling and n_ubatch is not a multiple of n_seq_max: refuse that up front.
     mean_pooling_unbatchable_ = llama_pooling_type(ctx_) == LLAMA_POOLING_TYPE_MEAN &&
@@ -653,6 +654,9 @@ void init_context(nb::module_ & m) {
              "with DecodeError before llama.cpp runs; count=0 clears it.")
         .def("abort", &Context::request_abort, "Ask a running (or the next) decode to stop; safe from any thread.")
         .def_prop_ro("n_ctx", [](Context & c) { return llama_n_ctx(c.get()); })
+        .def_prop_ro("n_ctx_seq", [](Context & c) { return llama_n_ctx_seq(c.get()); },
+                     "KV cells one sequence may use (n_ctx, or n_ctx / n_seq_max with a stream per sequence).")
+        .def_prop_ro("kv_unified", &Context::kv_unified, "Whether all sequences share one KV stream.")
         .def_prop_ro("n_ctx_seq", [](Context & c) { return llama_n_ctx_seq(c.get()); })
         .def_prop_ro("n_batch", [](Context & c) { return llama_n_batch(c.get()); })
         .def_prop_ro("n_ubatch", [](Context & c) { return llama_n_ubatch(c.get()); })
@@ -815,6 +819,13 @@ void init_context(nb::module_ & m) {
             auto lk = c.lock_open();
             c.check_seq_id(src);
             c.check_seq_id(dst);
+            // With a KV stream per sequence, llama.cpp copies whole streams only and aborts the
+            // process (GGML_ASSERT) on a part of one.
+            const bool whole = p0 <= 0 && (p1 < 0 || p1 >= static_cast<llama_pos>(llama_n_ctx_seq(c.get())));
+            if (!c.kv_unified() && src != dst && !whole) {
+                throw nb::value_error("with a KV stream per sequence (kv_unified=False), seq_cp copies whole "
+                                      "sequences only: copy with p0=-1, p1=-1, then seq_rm the tail");
+            }
             llama_memory_seq_cp(llama_get_memory(c.get()), src, dst, p0, p1);
         }, nb::arg("src"), nb::arg("dst"), nb::arg("p0") = -1, nb::arg("p1") = -1, "Share positions [p0, p1) of src with dst.")
         .def("seq_keep", [](Context & c, llama_seq_id s) {

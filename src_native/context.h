@@ -85,6 +85,7 @@ public:
 
     const ModelPtr & model() const { return model_; }
     int32_t n_vocab() const { return n_vocab_; }
+    bool kv_unified() const { return kv_unified_; }
     int32_t n_outputs() const { return n_outputs_; }
     void request_abort() { abort_requested_.store(true); }
     // llama_set_abort_callback: `callback(data)` is called (with the GIL) while llama.cpp
@@ -128,6 +129,7 @@ private:
     int32_t n_outputs_ = 0;
     int32_t n_vocab_ = 0;
     uint32_t n_seq_max_ = 0;
+    bool kv_unified_ = true;  // false: one KV stream per sequence
     bool mean_pooling_unbatchable_ = false;  // see check_mean_pooling in context.cpp
     std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
     std::map<llama_seq_id, std::shared_ptr<SamplerState>> samplers_;  // llama_set_sampler's, kept alive

@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,7 @@ class EngineConfig:
     pooling_type: int = -1       # embeddings: -1 the model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank
     embed_max_tokens: int = 512  # tokens in one embedding batch (an input longer than this is truncated)
     embed_max_seqs: int = 4      # inputs in one embedding batch (fastest on CPU; docs/benchmarks.md)
+    kv_unified: bool = True      # False: a KV stream of n_ctx cells per sequence id (docs/engine.md)
 
 
 class _Choice:
@@ -136,7 +138,10 @@ class Scheduler:
         if n_ids > _native.max_parallel_sequences():
             raise ValueError(f"n_parallel + kept sequences must be at most {_native.max_parallel_sequences()}")
         context_params.n_seq_max = n_ids
-        context_params.kv_unified = True
+        context_params.kv_unified = config.kv_unified
+        if not config.kv_unified:
+            # each sequence id gets a stream of its own, big enough for one request's window
+            context_params.n_ctx = config.n_ctx * n_ids
         self.config = config
         self.model = model
         # A recurrent (or hybrid) memory holds one state per sequence, after its last token: it
@@ -170,7 +175,7 @@ class Scheduler:
         self._waiting: list[_Entry] = []     # heap by priority, then arrival
         self._entries: dict[int, _Entry] = {}
         self._active: list[_Choice] = []
-        self._free_ids = list(range(n_ids - 1, -1, -1))
+        self._free_ids = list(range(n_ids))  # a heap: the smallest free id is taken first
         self._kept: OrderedDict[int, list[int]] = OrderedDict()
         self._kept_lora: dict[int, tuple] = {}  # the LoRA adapters a kept sequence's KV was computed with
         self._lora_applied: tuple = ()           # the adapters the context decodes with now
@@ -383,7 +388,7 @@ class Scheduler:
         slot.closed = True  # its waiting turns fail at admission
         del self._sessions[slot.seq_id]
         self.ctx.seq_rm(slot.seq_id)
-        self._free_ids.append(slot.seq_id)
+        heapq.heappush(self._free_ids, slot.seq_id)
         slot.tokens = []
 
     def _idle_session(self, slot: SessionSlot) -> None:
@@ -482,7 +487,7 @@ class Scheduler:
             seq_id, _ = self._kept.popitem(last=False)  # least recently used
             self.ctx.seq_rm(seq_id)
             return seq_id
-        return self._free_ids.pop()
+        return heapq.heappop(self._free_ids)
 
     def _admit(self) -> None:
         deferred: list[_Entry] = []  # turns of a session whose previous turn still runs
@@ -502,7 +507,8 @@ class Scheduler:
             n = entry.request.n
             if len(self._active) + n > self.config.n_parallel:
                 break
-            if self._active and self._cells_in_use() + len(entry.request.prompt) >= self.ctx.n_ctx:
+            if (self.config.kv_unified and self._active
+                    and self._cells_in_use() + len(entry.request.prompt) >= self.ctx.n_ctx):
                 break  # its prompt would not fit beside the running sequences: wait for one to end
             if slot is None and len(self._free_ids) + len(self._kept) < n:
                 break  # every spare id is a session's: wait for a running request to finish
@@ -608,7 +614,7 @@ class Scheduler:
                 self._counters["prompt_tokens_restored"] += restore_len
             else:  # fall back to the next best offer (the session's own KV is gone now)
                 if slot is None:
-                    self._free_ids.append(target)
+                    heapq.heappush(self._free_ids, target)
                 offers["restore"] = offers["own"] = 0
                 if best_kept not in self._kept:  # taking an id may have evicted it
                     offers["kept"] = 0
@@ -628,9 +634,9 @@ class Scheduler:
             else:
                 seq_id = self._take_seq_id()
             if source == "share":
-                self.ctx.seq_cp(best_live, seq_id, 0, cut)
+                self._copy_prefix(best_live, seq_id, cut)
             elif source == "kept" and slot is not None:
-                self.ctx.seq_cp(best_kept, seq_id, 0, cut)
+                self._copy_prefix(best_kept, seq_id, cut)
                 self._kept.move_to_end(best_kept)
         choice = _Choice(request, 0, entry.sink, entry.loop, seq_id)
         choice.n_past = choice.reused = length
@@ -647,6 +653,18 @@ class Scheduler:
         if request.logprobs is not None:
             choice.logprobs = []
         return choice
+
+    def _copy_prefix(self, src: int, dst: int, end: int) -> None:
+        """Gives the empty sequence `dst` the KV of src's positions [0, end). In a unified cache
+        the cells are shared; with a stream per sequence llama.cpp copies whole streams only,
+        so the whole of src is copied and the tail beyond `end` dropped (a recurrent state is
+        only ever shared whole)."""
+        if self.ctx.kv_unified:
+            self.ctx.seq_cp(src, dst, 0, end)
+            return
+        self.ctx.seq_cp(src, dst, -1, -1)
+        if not self._recurrent:
+            self.ctx.seq_rm(dst, end, -1)
 
     def _restore(self, seq_id: int, state: LlamaState, length: int) -> bool:
         """Loads a cached state into the empty sequence and keeps its first `length` tokens;
@@ -677,7 +695,7 @@ class Scheduler:
                     raise
                 dropped, _ = self._kept.popitem(last=False)
                 self.ctx.seq_rm(dropped)
-                self._free_ids.append(dropped)
+                heapq.heappush(self._free_ids, dropped)
         n = state.n_tokens
         if self.ctx.seq_pos_max(seq_id) != n - 1 or (n > 0 and self.ctx.seq_pos_min(seq_id) != 0):
             self.ctx.seq_rm(seq_id)
@@ -725,7 +743,10 @@ class Scheduler:
         if self.draft_model is not None:
             n_generating = sum(1 for c in self._active if c.state == _GENERATE and c.request.lora == lora)
             draft_budget = min(self._n_batch // 2, self._n_batch - n_generating)  # leave room for prefill
-        for choice in self._active:
+        # With a KV stream per sequence llama.cpp puts only runs of consecutive sequence ids in
+        # one ubatch: the generating rows go in in id order (ids are handed out smallest first).
+        generating = self._active if self.config.kv_unified else sorted(self._active, key=attrgetter("seq_id"))
+        for choice in generating:
             if choice.request.lora != lora or (only is not None and choice is not only) or choice.parked:
                 continue
             if choice.state == _GENERATE:
@@ -901,7 +922,7 @@ class Scheduler:
                     continue
                 gained = follower.target - follower.n_past
                 self.ctx.seq_rm(follower.seq_id)  # its own shorter prefix, if any, is replaced
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, follower.target))
+                self._copy_prefix(leader.seq_id, follower.seq_id, position(follower.shifts, follower.target))
                 follower.n_past = follower.target
                 follower.leader = None
                 if follower.share_row:
@@ -923,7 +944,7 @@ class Scheduler:
             shared = self._reusable(min(leader.n_past, follower.target, len(follower.tokens) - 1), leader.n_past)
             if shared > follower.n_past and self._window_held(leader.seq_id, position(follower.shifts, shared)):
                 self.ctx.seq_rm(follower.seq_id)
-                self.ctx.seq_cp(leader.seq_id, follower.seq_id, 0, position(follower.shifts, shared))
+                self._copy_prefix(leader.seq_id, follower.seq_id, position(follower.shifts, shared))
                 gained = shared - follower.n_past
                 follower.reused += gained
                 self._counters["prompt_tokens_reused"] += gained
@@ -1052,7 +1073,7 @@ class Scheduler:
             self._kept.move_to_end(choice.seq_id)
         else:
             self.ctx.seq_rm(choice.seq_id)
-            self._free_ids.append(choice.seq_id)
+            heapq.heappush(self._free_ids, choice.seq_id)
         if error is None and choice.request.session is None:  # what save_state() gives (if kept)
             self._last_finished = (choice.seq_id, self._kept.get(choice.seq_id, []))
         if self._admission_paused:  # cells were freed: the parked sequences go first
@@ -1169,7 +1190,7 @@ class Scheduler:
         if self._kept:
             seq_id, _ = self._kept.popitem(last=False)
             self.ctx.seq_rm(seq_id)
-            self._free_ids.append(seq_id)
+            heapq.heappush(self._free_ids, seq_id)
             return
         candidates = [c for c in self._active if c.state != _FOLLOW and not c.parked]
         if len(candidates) <= 1:

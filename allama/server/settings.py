@@ -96,6 +96,9 @@ class ModelSettings(BaseSettings):
     kv_size: int | None = Field(default=None, ge=1, description=(
         "KV cache cells shared by all sequences; default n_ctx (llama-cpp-python's memory). Up to "
         "n_ctx x n_parallel: fewer waits and preemptions under load, for memory."))
+    kv_unified: bool = Field(default=True, description=(
+        "One KV cache shared by all sequences (kv_size cells). False: a stream of n_ctx cells per "
+        "sequence (n_parallel + n_keep of them), much faster with many concurrent streams."))
     n_keep: int | None = Field(default=None, ge=0, description=(
         "Finished sequences kept for prefix reuse and sessions; default n_parallel."))
     verbose: bool = Field(default=False)
