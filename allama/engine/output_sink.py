@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-import anyio
+from allama.engine.loop_handle import LoopEvent, running_loop_event
 
 
 class OutputSink:
@@ -21,7 +21,7 @@ class OutputSink:
 
     def __init__(self, eager: bool = True) -> None:
         self._items: deque[Any] = deque()
-        self._waiter: anyio.Event | None = None
+        self._waiter: LoopEvent | None = None
         self._eager = eager
         self.wakeups = 0
 
@@ -35,6 +35,6 @@ class OutputSink:
 
     async def get(self) -> Any:
         while not self._items:
-            self._waiter = anyio.Event()
+            self._waiter = running_loop_event()
             await self._waiter.wait()
         return self._items.popleft()
