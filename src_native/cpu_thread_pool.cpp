@@ -4,6 +4,7 @@
 #include "ggml.h"
 
 #include <atomic>
+#include <csignal>
 #include <pthread.h>
 
 namespace allama {
@@ -54,6 +55,19 @@ std::unique_ptr<CpuThreadPool> CpuThreadPool::attach(llama_context * ctx, int n_
         params.paused = paused;
         return new_fn(&params);
     };
+    // The workers inherit this thread's signal mask: block Ctrl-C and SIGTERM while they are
+    // made, so that the kernel never hands those to a worker (the main thread would then sleep
+    // through a Ctrl-C; the engine's decode thread blocks them for the same reason).
+    sigset_t blocked;
+    sigset_t previous;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+    struct RestoreMask {
+        sigset_t & mask;
+        ~RestoreMask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+    } restore{previous};
     ggml_threadpool * pool_batch = nullptr;
     if (n_threads_batch != n_threads) {
         pool_batch = make(n_threads_batch, false);

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 
+_NO_LOOP = "allama's async API needs a running asyncio or trio event loop"
+
+
 class LoopEvent(Protocol):
     def set(self) -> None: ...
     async def wait(self) -> Any: ...
@@ -28,7 +31,7 @@ def running_loop_event() -> LoopEvent:
     except RuntimeError:
         trio = sys.modules.get("trio")
         if trio is None:
-            raise RuntimeError("allama's async API needs a running asyncio or trio event loop") from None
+            raise RuntimeError(_NO_LOOP) from None
         return trio.Event()
     return asyncio.Event()
 
@@ -57,7 +60,7 @@ class LoopHandle:
                 pass
             else:
                 return cls(token, token.run_sync_soon)
-        raise RuntimeError("allama's async API needs a running asyncio or trio event loop")
+        raise RuntimeError(_NO_LOOP)
 
     def post(self, callback: Callable[..., Any], *args: Any) -> None:
         """Schedules callback(*args) on the loop; raises RuntimeError if the loop is closed."""

@@ -659,7 +659,7 @@ class Scheduler:
         the cells are shared; with a stream per sequence llama.cpp copies whole streams only,
         so the whole of src is copied and the tail beyond `end` dropped (a recurrent state is
         only ever shared whole)."""
-        if self.ctx.kv_unified:
+        if self.config.kv_unified:
             self.ctx.seq_cp(src, dst, 0, end)
             return
         self.ctx.seq_cp(src, dst, -1, -1)

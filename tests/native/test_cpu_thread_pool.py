@@ -4,6 +4,7 @@ after set_threads() and in a child made by fork()."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -100,3 +101,21 @@ def test_a_forked_child_decodes_without_the_parents_workers(llama_f32_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread signal masks from Linux's /proc")
+def test_workers_never_take_ctrl_c_from_the_main_thread(llama_model):
+    # A SIGINT the kernel hands to a worker would leave a main thread that sleeps or waits in
+    # readline unaware of Ctrl-C: the workers block it (and SIGTERM), whoever makes the context.
+    before = _threads()
+    ctx = make_context(llama_model, n_threads=3, n_threads_batch=2)
+    workers = _threads() - before
+    assert len(workers) == 3  # two for single tokens, one for batches
+    for tid in workers:
+        status = Path(f"/proc/self/task/{tid}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        assert blocked & (1 << (signal.SIGINT - 1)) and blocked & (1 << (signal.SIGTERM - 1)), hex(blocked)
+    main = Path(f"/proc/self/task/{threading.get_native_id()}/status").read_text()
+    main_blocked = int(next(line for line in main.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+    assert not main_blocked & (1 << (signal.SIGINT - 1))  # the caller's own mask is as it was
+    ctx.close()
