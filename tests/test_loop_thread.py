@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import signal
 import threading
 
 import pytest
@@ -43,6 +44,9 @@ class SlowStream:
 def test_ctrl_c_during_a_step_raises_keyboard_interrupt_and_closes_the_stream():
     loop = LoopThread("test-loop")
     stream = SlowStream()
+    # Ctrl-C raises KeyboardInterrupt, even where this runs in a background job, which inherits
+    # an ignored SIGINT (interrupt_main() then does nothing)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
@@ -52,4 +56,5 @@ def test_ctrl_c_during_a_step_raises_keyboard_interrupt_and_closes_the_stream():
         assert stream.closed
         assert loop.call(lambda: 42) == 42  # the loop serves on
     finally:
+        signal.signal(signal.SIGINT, previous)
         loop.close(2)

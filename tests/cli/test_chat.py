@@ -9,6 +9,7 @@ import json
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -90,6 +91,9 @@ class Terminal:
 
 def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # in the new session: the pty becomes the controlling terminal
+    # as a shell starts a foreground program: Ctrl-C not ignored, even when these tests run in a
+    # background job (whose shell ignores SIGINT, and the ignoring survives exec)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
