@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import numpy as np
 import pytest
@@ -321,7 +323,12 @@ async def test_a_whole_result_wakes_the_loop_once_not_per_token(llm, monkeypatch
     out = await llm.create_completion("Wake once", max_tokens=24, temperature=0, ignore_eos=True)
     assert out["usage"]["completion_tokens"] == 24
     assert sinks[-1].wakeups <= 1
-    stream = await llm.create_completion("Wake often", max_tokens=24, temperature=0, ignore_eos=True, stream=True)
+    def spaced(ids, logits):  # tokens 5 ms apart: the waiting reader wakes for each, however busy the machine
+        time.sleep(0.005)
+        return False
+
+    stream = await llm.create_completion("Wake often", max_tokens=24, temperature=0, ignore_eos=True, stream=True,
+                                         stopping_criteria=spaced)
     assert len([c async for c in stream]) == 24
     assert sinks[-1].wakeups >= 12  # a stream is woken as tokens arrive
 

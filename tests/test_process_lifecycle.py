@@ -128,11 +128,17 @@ def test_scripts_that_never_close_exit_promptly(llama_f32_path, case):
     assert after < 2.5, f"{case}: exited {after:.2f} s after its last line"
 
 
+def _ctrl_c_not_ignored() -> None:
+    """In the child, as a shell starts a foreground program: SIGINT not ignored, even when the
+    tests run in a background job (whose shell ignores SIGINT; the ignoring survives exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(script: str, wait_for: str, timeout: float = 30.0) -> tuple[int, str, str, float]:
     """Starts the script, sends SIGINT once it prints `wait_for`; (exit status, stdout, stderr,
     seconds from the signal to the exit)."""
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_ctrl_c_not_ignored)
     assert proc.stdout is not None
     lines = []
     deadline = time.monotonic() + timeout
