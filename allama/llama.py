@@ -24,7 +24,6 @@ from allama import _native, arguments
 from allama.completion import ChoiceText, chunk, completion_id, logprobs_block, now, usage
 from allama.engine import EngineConfig, EngineStats, Output, Request, Scheduler
 from allama.engine.request import MediaSpan
-from allama.engine.engine_call import EngineCall
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.cache import BaseLlamaCache
@@ -255,11 +254,8 @@ class Llama:
             raise TypeError("draft_model must be a LlamaDraftModel (called with the sequence's token ids)")
         self._draft_model = value
         scheduler = getattr(self, "_scheduler", None)
-        if scheduler is not None and not scheduler._recurrent:
-            try:  # the decode thread reads it during a step: set it there, between steps
-                scheduler._queue_call(EngineCall(partial(setattr, scheduler, "draft_model", value), None))
-            except EngineClosedError:
-                pass
+        if scheduler is not None:
+            scheduler.set_draft_model_soon(value)
 
     @property
     def lora_adapters(self) -> dict[str, float]:

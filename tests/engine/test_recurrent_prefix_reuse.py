@@ -86,8 +86,10 @@ async def test_concurrent_requests_sharing_a_prefix(recurrent_path):
                 tg.start_soon(run, i)
         for prompt, got in zip(prompts, results):
             assert got == reference_decode(llm._model, prompt, N)[0]
-        # only whole states were shared: the prefix's, after its last token
-        assert llm.stats().prompt_tokens_reused % len(prefix) == 0
+        # states were shared (a copied state that held more or less than its prefix would have
+        # changed the greedy outputs above); which ones depends on the steps at which the requests
+        # were admitted: the leader's after its whole prompt, or after a step where it stood
+        assert llm.stats().prompt_tokens_reused >= len(prefix) - 1
 
 
 async def test_n_choices_share_the_prompt_state(recurrent_path):
