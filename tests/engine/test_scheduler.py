@@ -352,3 +352,16 @@ async def test_a_request_larger_than_an_explicit_kv_size_fails_cleanly_and_other
             await llm.create_completion([1] + list(range(100, 400)), max_tokens=4, temperature=0)
         out = await llm.create_completion([1, 2, 3], max_tokens=4, temperature=0, ignore_eos=True)
         assert out["usage"]["completion_tokens"] == 4
+
+
+async def test_every_choice_of_a_request_gets_its_logprobs_and_prompt_logprobs(llm):
+    """The choices after the first copy the first one's prompt KV; their own tokens are still
+    scored, and with echo they show the prompt's scores too."""
+    out = await llm.create_completion("Once upon a time", max_tokens=5, n=3, logprobs=2, temperature=0.9, seed=4)
+    for choice in out["choices"]:
+        lp = choice["logprobs"]
+        assert len(lp["tokens"]) == len(lp["token_logprobs"]) == 5
+        assert all(v <= 0 for v in lp["token_logprobs"]) and all(len(t) >= 1 for t in lp["top_logprobs"])
+    echoed = await llm.create_completion("Once upon a time", max_tokens=2, n=2, logprobs=1, echo=True, **GREEDY)
+    prompt_scores = [c["logprobs"]["token_logprobs"][:4] for c in echoed["choices"]]
+    assert prompt_scores[0] == prompt_scores[1] and all(v is not None for v in prompt_scores[0][1:])
