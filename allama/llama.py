@@ -62,7 +62,8 @@ class Llama:
     up, the newest request is preempted and recomputed later; a larger `kv_size` (up to
     `n_ctx * n_parallel`) trades memory for fewer preemptions under load. `kv_unified=False`
     gives every sequence id a KV stream of `n_ctx` cells of its own instead (memory for
-    `n_parallel + n_keep` windows; much faster decoding of many streams at once).
+    `n_parallel + n_keep` windows, `n_keep` then defaulting to `n_parallel // 4`; much faster
+    decoding of many streams at once).
     """
 
     def __init__(
@@ -217,7 +218,7 @@ class Llama:
             n_ctx=self._n_ctx,
             n_parallel=n_parallel,
             n_batch=n_batch,
-            n_keep=n_parallel if n_keep is None else n_keep,
+            n_keep=EngineConfig.default_n_keep(n_parallel, kv_unified) if n_keep is None else n_keep,
             max_queue=max_queue,
             pooling_type=pooling_type,
             embed_max_tokens=max(n_batch, 1),

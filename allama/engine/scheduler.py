@@ -74,6 +74,13 @@ class EngineConfig:
     embed_max_seqs: int = 4      # inputs in one embedding batch (fastest on CPU; docs/benchmarks.md)
     kv_unified: bool = True      # False: a KV stream of n_ctx cells per sequence id (docs/engine.md)
 
+    @staticmethod
+    def default_n_keep(n_parallel: int, kv_unified: bool) -> int:
+        """Kept sequences when the caller does not say: one per running sequence in a unified
+        cache, where they hold only cells nobody else needs; with a stream per sequence each
+        one costs a whole window of memory, so a quarter as many (at least one)."""
+        return n_parallel if kv_unified else max(1, n_parallel // 4)
+
 
 class StepBatch:
     """What one step put in the batch, and which rows it samples."""

@@ -7,6 +7,7 @@ import anyio
 import pytest
 
 from allama import Llama, _native
+from allama.errors import AllamaError
 from allama.server.settings import ModelSettings
 
 from ..native.isolated import run_isolated
@@ -100,6 +101,24 @@ async def test_a_request_copies_an_idle_sessions_prefix(llm, unified):
 def test_kv_size_is_refused_with_a_stream_per_sequence(llama_f32_path):
     with pytest.raises(ValueError, match="kv_unified=False"):
         Llama(str(llama_f32_path), n_ctx=256, kv_size=512, kv_unified=False)
+
+
+@pytest.mark.parametrize(("kv_unified", "n_parallel", "kept"), [(True, 8, 8), (False, 8, 2), (False, 2, 1)])
+async def test_kept_sequences_default_to_a_quarter_of_the_streams_when_each_costs_a_window(
+        llama_f32_path, kv_unified, n_parallel, kept):
+    model = Llama(str(llama_f32_path), n_ctx=64, n_parallel=n_parallel, n_threads=1, kv_unified=kv_unified)
+    try:
+        ctx = model._scheduler.ctx
+        assert ctx.n_ctx == ctx.n_ctx_seq * (1 if kv_unified else n_parallel + kept)
+        sessions = [model.session() for _ in range(kept)]
+        for session in sessions:  # sessions take the kept ids: exactly `kept` of them open
+            await session.create_completion("Hi", max_tokens=1, **GREEDY)
+        with pytest.raises(AllamaError, match=f"at most {kept} sessions"):
+            await model.session().create_completion("Hi", max_tokens=1)
+        for session in sessions:
+            await session.aclose()
+    finally:
+        model.close()
 
 
 def test_the_server_setting_reaches_the_model():
