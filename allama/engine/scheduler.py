@@ -34,6 +34,7 @@ from allama import _native
 from allama.engine import process_hooks
 from allama.engine.embedding import EmbeddingRunner, EmbedRequest
 from allama.engine.engine_call import EngineCall
+from allama.engine.inbox import Inbox
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.media_positions import check_media, next_media_start, position
 from allama.engine.output_post import OutputPost
@@ -53,7 +54,6 @@ from allama.errors import (
     DecodeError,
     EngineClosedError,
     KVCacheFullError,
-    QueueFullError,
     RequestTimeoutError,
 )
 from allama.state import LlamaState
@@ -129,16 +129,8 @@ class Scheduler:
         self.outputs = OutputProcessor(self.ctx, self.vocab, config.n_ctx, tokenizer)
         self._post = OutputPost()
 
-        # shared with the event loops, under the lock
-        self._lock = threading.Condition()
-        self._inbox: list[Submission] = []
-        self._embed_inbox: list[tuple[EmbedRequest, OutputSink, LoopHandle]] = []
-        self._cancels: list[int] = []
-        self._calls: list[EngineCall] = []
-        self._closing = False
+        self._inbox = Inbox(config.max_queue)  # the only state shared with the event loops
         self._forked = False
-        self._queued = 0                     # requests in the inbox or waiting
-        self._order = 0
 
         # decode-thread state
         self._waiting: list[Submission] = []  # heap by priority, then arrival
@@ -180,36 +172,22 @@ class Scheduler:
         if request.media:
             check_media(request)
         self._check_not_forked()
-        with self._lock:
-            if self._closing:
-                raise EngineClosedError("the model is closed")
-            if self._queued >= self.config.max_queue + max(0, self.config.n_parallel - len(self._active)):
-                raise QueueFullError(f"the request queue is full ({self.config.max_queue} waiting)")
-            self._order += 1
-            self._inbox.append(Submission(request, sink, loop, self._order))
-            self._queued += 1
-            self._lock.notify()
+        self._inbox.submit(request, sink, loop, self.config.n_parallel - len(self._active))
 
     def submit_embedding(self, request: EmbedRequest, sink: OutputSink, loop: LoopHandle) -> None:
         """Queues inputs to embed; their outputs arrive one per input, in completion order."""
         self._check_not_forked()
-        with self._lock:
-            if self._closing:
-                raise EngineClosedError("the model is closed")
-            self._embed_inbox.append((request, sink, loop))
-            self._lock.notify()
+        self._inbox.submit_embedding((request, sink, loop))
 
     def cancel(self, request: Request | EmbedRequest) -> None:
         """Frees the request's sequences at the next step (safe from any thread)."""
-        with self._lock:
-            self._cancels.append(request.id)
-            self._lock.notify()
+        self._inbox.cancel(request.id)
 
     def stats(self) -> EngineStats:
         c = self._counters
         decode_calls = c["decode_calls"]
         return EngineStats(
-            active=len(self._active), queued=self._queued, kept=len(self.prefix_cache.kept),
+            active=len(self._active), queued=self._inbox.queued, kept=len(self.prefix_cache.kept),
             prompt_tokens=c["prompt_tokens"], prompt_tokens_evaluated=c["prompt_tokens_evaluated"],
             prompt_tokens_reused=self.prefix_cache.tokens_reused, tokens_generated=c["tokens_generated"],
             decode_calls=decode_calls, llama_tokens_evaluated=self._llama_tokens,
@@ -224,11 +202,9 @@ class Scheduler:
     def close(self, timeout: float | None = None) -> None:
         """Fails pending and running requests with EngineClosedError and frees the context."""
         if self._forked:  # no decode thread here, and the lock may have been copied held
-            self._closing = True
+            self._inbox.mark_closing()
             return
-        with self._lock:
-            self._closing = True
-            self._lock.notify()
+        self._inbox.close()
         self.ctx.abort()  # a long prefill step stops at its next ubatch
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(timeout)
@@ -243,7 +219,7 @@ class Scheduler:
 
     @property
     def closed(self) -> bool:
-        return self._closing
+        return self._inbox.closing
 
     def held_prefix(self, prompt: list[int]) -> int:
         """About how many leading prompt tokens the engine already holds KV for (kept, running or
@@ -276,11 +252,7 @@ class Scheduler:
 
     def _queue_call(self, job: EngineCall) -> None:
         self._check_not_forked()
-        with self._lock:
-            if self._closing:
-                raise EngineClosedError("the model is closed")
-            self._calls.append(job)
-            self._lock.notify()
+        self._inbox.call(job)
 
     async def open_session(self) -> SessionSlot:
         """A sequence of its own for a session, kept until close_session()."""
@@ -332,33 +304,24 @@ class Scheduler:
         block_interrupts()
         try:
             while True:
-                with self._lock:
-                    while not (self._inbox or self._cancels or self._calls or self._closing or self._active or
-                               self._embed_inbox or self.embedder.has_work() or
-                               (self._waiting and not self._admission_paused)):
-                        self._lock.wait()
-                    inbox, self._inbox = self._inbox, []
-                    embeds, self._embed_inbox = self._embed_inbox, []
-                    cancels, self._cancels = self._cancels, []
-                    calls, self._calls = self._calls, []
-                    closing = self._closing
-                for submission in inbox:
+                mail = self._inbox.take(self._idle)
+                for submission in mail.submissions:
                     heapq.heappush(self._waiting, submission)
                     self._submissions[submission.request.id] = submission
                     if submission.request.timeout is not None:
                         self._timed.append(submission)
-                for request, sink, loop in embeds:
+                for request, sink, loop in mail.embeddings:
                     self.embedder.add(request, sink, loop)
-                if cancels:
-                    self._apply_cancels(cancels)
-                if closing:
-                    for call in calls:
+                if mail.cancels:
+                    self._apply_cancels(mail.cancels)
+                if mail.closing:
+                    for call in mail.calls:
                         call.fail(EngineClosedError("the model was closed"))
                     self._shutdown()
                     return
-                for call in calls:
+                for call in mail.calls:
                     call.run()
-                if calls:
+                if mail.calls:
                     self._flush()
                 self._expire_deadlines()
                 self._admit()
@@ -373,7 +336,7 @@ class Scheduler:
                     try:
                         self._step()
                     except Exception as exc:  # noqa: BLE001 - a failed step fails its requests, not the engine
-                        if self._closing and isinstance(exc, DecodeAbortedError):
+                        if self._inbox.closing and isinstance(exc, DecodeAbortedError):
                             continue  # close() stopped the step: the next turn fails them as closed
                         log.exception("decode step failed")
                         for seq in list(self._active):
@@ -382,6 +345,10 @@ class Scheduler:
         except BaseException:  # pragma: no cover - last resort
             log.exception("the decode thread died")
             raise
+
+    def _idle(self) -> bool:
+        """Nothing to do until something is posted: no step to take, nothing to admit or embed."""
+        return not (self._active or self.embedder.has_work() or (self._waiting and not self._admission_paused))
 
     # --- admission ---------------------------------------------------------
 
@@ -406,8 +373,7 @@ class Scheduler:
             if slot is None and self.prefix_cache.spare_ids < n:
                 break  # every spare id is a session's: wait for a running request to finish
             heapq.heappop(self._waiting)
-            with self._lock:
-                self._queued -= 1
+            self._inbox.admitted()
             self._start(submission)
         for submission in deferred:
             heapq.heappush(self._waiting, submission)
@@ -429,8 +395,7 @@ class Scheduler:
 
     def _unqueue(self, submission: Submission, error: BaseException) -> None:
         """Ends a request that waits for admission (already out of the waiting heap)."""
-        with self._lock:
-            self._queued -= 1
+        self._inbox.admitted()
         del self._submissions[submission.request.id]
         self._emit(submission, Output(0, [], "", error=error))
 
@@ -754,8 +719,7 @@ class Scheduler:
             removed = len(self._waiting) - len(still_waiting)
             self._waiting = still_waiting
             heapq.heapify(self._waiting)
-            with self._lock:
-                self._queued -= removed
+            self._inbox.admitted(removed)
             self._counters["requests_cancelled"] += removed
         for seq in [s for s in self._active if s.request.id in wanted]:
             submission = self._submissions.get(seq.request.id)
@@ -820,18 +784,16 @@ class Scheduler:
 
     def _shutdown(self) -> None:
         error = EngineClosedError("the model was closed")
-        with self._lock:
-            embeds, self._embed_inbox = self._embed_inbox, []
-        for request, sink, loop in embeds:
+        late = self._inbox.drain()
+        for request, sink, loop in late.embeddings:
             self.embedder.add(request, sink, loop)
         self.embedder.fail_all(self._emit, error)
         self.embedder.close()
         for seq in list(self._active):
             self._finish(seq, error=error)
-        with self._lock:
-            self._queued = 0
-            inbox, self._inbox = self._inbox, []
-        for submission in [*self._waiting, *inbox]:
+        for call in late.calls:
+            call.fail(error)
+        for submission in [*self._waiting, *late.submissions]:
             self._emit(submission, Output(0, [], "", error=error))
         self._waiting = []
         self.sessions.close_all()

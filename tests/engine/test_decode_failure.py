@@ -44,9 +44,7 @@ async def texts(llm: Llama, prompts: list[str], max_tokens: int = 12) -> list[st
             with anyio.fail_after(30):
                 while llm.stats().queued < len(prompts):
                     await anyio.sleep(0.002)
-            with scheduler._lock:
-                scheduler._admission_paused = False
-                scheduler._lock.notify()
+            await scheduler.call(lambda: setattr(scheduler, "_admission_paused", False))
     finally:
         scheduler._admission_paused = False
     return out
