@@ -17,6 +17,9 @@ slow shows. Rates are generated tokens per second:
            stream's last token), comparable with batched-bench's S_TG
   e2e      every generated token over the wall time, prompts included
 
+With --whole, allama in-process awaits whole results instead of streams (no per-token work
+on the event loop); its figure is then end to end, and so is batched-bench's beside it.
+
 KV layouts: allama and both servers run with a unified KV cache ("unified") and with one
 KV stream per sequence ("split", llama-server's default); --kv picks.
 
@@ -99,6 +102,11 @@ def run_allama(args: argparse.Namespace) -> dict:
     out: dict = {"levels": {}}
 
     async def one(prompt: list[int], stamps: list[float]) -> None:
+        if args.whole:  # no per-token work on the event loop: one wake-up per request
+            await llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                                        ignore_eos=True, seed=0)
+            stamps.append(time.perf_counter())
+            return
         stream = await llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=args.temperature,
                                              ignore_eos=True, stream=True, seed=len(stamps))
         async for _chunk in stream:
@@ -114,8 +122,9 @@ def run_allama(args: argparse.Namespace) -> dict:
         t1 = time.perf_counter()
         loop_cpu = time.thread_time() - cpu0
         after = llm.stats()
-        result = rates(stamps, t0, t1)
         tokens = after.tokens_generated - before.tokens_generated
+        result = rates(stamps, t0, t1) if not args.whole else {"gen": tokens / (t1 - t0), "e2e": tokens / (t1 - t0),
+                                                                "tokens": tokens}
         steps = after.decode_calls - before.decode_calls
         result.update(
             steps=steps,
@@ -252,7 +261,8 @@ def one_run(system: str, args: argparse.Namespace) -> dict:
         return json.loads(json.dumps(run_batched(args)))  # level keys as strings, as a child's come
     cmd = [sys.executable, __file__, "--child", system, "--model", str(args.model), "--levels", args.levels,
            "--prompt-tokens", str(args.prompt_tokens), "--max-tokens", str(args.max_tokens),
-           "--threads", str(args.threads), "--temperature", str(args.temperature), "--kv", args.kv]
+           "--threads", str(args.threads), "--temperature", str(args.temperature), "--kv", args.kv,
+           *(["--whole"] if args.whole else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{system} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -282,7 +292,7 @@ def summarize(results: dict[str, list[dict]], levels: list[int], args: argparse.
 
     for n in levels:
         a_gen = per_run("allama", n, "gen")
-        b_gen = per_run("batched-bench", n, "gen")
+        b_gen = per_run("batched-bench", n, "e2e" if args.whole else "gen")
         s_e2e = per_run("allama-server", n, "e2e")
         l_e2e = per_run("llama-server", n, "e2e")
         split = "-"
@@ -324,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run, allama only")
+    parser.add_argument("--whole", action="store_true",
+                        help="allama in-process takes whole results, not streams: no per-token work on the event "
+                             "loop; its gen is then its end-to-end rate, compared with batched-bench's end-to-end")
     parser.add_argument("--child", choices=["allama", "allama-server", "llama-server"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
