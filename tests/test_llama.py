@@ -16,13 +16,6 @@ from .scripted import byte_tokens, forced_tokens, piece_token
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=4, n_threads=2, n_threads_batch=2)
-    yield model
-    model.close()
-
-
 async def test_response_has_the_openai_shape(llm):
     out = await llm.create_completion("Hello", max_tokens=4, temperature=0)
     assert set(out) == {"id", "object", "created", "model", "choices", "usage"}
