@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any
 
 from allama.engine import EngineStats
-from allama.llama import LLAMA_DEFAULT_SEED
 from allama.llama import Llama as AsyncLlama
 from allama.loop_thread import LoopThread
 from allama.logits_processing import as_logits_processor, as_stopping_criteria
@@ -324,12 +323,11 @@ class Llama:
                presence_penalty: float = 0.0, mirostat_mode: int = 0, mirostat_eta: float = 0.1,
                mirostat_tau: float = 5.0, grammar: Any = None, **_ignored: Any) -> Any:
         seq = self._seq()
-        seed = seq.seed if seq.seed != LLAMA_DEFAULT_SEED else LLAMA_DEFAULT_SEED
         return seq.chain(
             top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, temperature=temp,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=self._llm.last_n_tokens_size, mirostat_mode=mirostat_mode, mirostat_eta=mirostat_eta,
-            mirostat_tau=mirostat_tau, seed=seed,
+            mirostat_tau=mirostat_tau, seed=seq.seed,
             grammar="" if grammar is None else str(grammar))
 
     def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
