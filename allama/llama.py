@@ -29,9 +29,10 @@ from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
 from allama.cache import BaseLlamaCache
 from allama.errors import ContextOverflowError, EngineClosedError
-from allama.grammar import checked_gbnf
+from allama.gbnf import checked_gbnf
 from allama.logits_processing import as_logits_processor, as_stopping_criteria
-from allama.session import LlamaSession, current_turn_slot
+from allama.session import LlamaSession
+from allama.session_turn import current_turn_slot
 from allama.state import LlamaState
 from allama.stream import AsyncStream
 from allama.token_prefix import common_prefix
@@ -260,6 +261,11 @@ class Llama:
                 scheduler._queue_call(EngineCall(partial(setattr, scheduler, "draft_model", value), None))
             except EngineClosedError:
                 pass
+
+    @property
+    def seed(self) -> int:
+        """The seed of requests that pass none (the `seed` argument; `set_seed` changes it)."""
+        return self._seed
 
     @property
     def lora_adapters(self) -> dict[str, float]:
@@ -492,6 +498,12 @@ class Llama:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+    @property
+    def engine(self) -> Scheduler:
+        """The continuous-batching engine that runs this model's requests (sessions open their
+        sequences on it). EngineClosedError once closed; ValueError for a vocab_only model."""
+        return self._engine()
 
     def _engine(self) -> Scheduler:
         if self._closed:
@@ -1023,10 +1035,10 @@ class Llama:
         if offered is not None:
             # Tool calls are read out of the reply; their markup never reaches content.
             if stream:
-                return AsyncStream(tool_chat_chunks(completion), on_abandon=completion._on_abandon)
+                return AsyncStream(tool_chat_chunks(completion), on_abandon=completion.abandon)
             return tool_chat_response(completion)
         if stream:
-            return AsyncStream(chat_chunks(completion, in_thought), on_abandon=completion._on_abandon)
+            return AsyncStream(chat_chunks(completion, in_thought), on_abandon=completion.abandon)
         return chat_response(completion, in_thought)
 
     async def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
@@ -1038,7 +1050,7 @@ class Llama:
             raise ImportError("create_chat_completion_openai_v1 needs the openai package") from exc
         result = await self.create_chat_completion(*args, **kwargs)
         if isinstance(result, AsyncStream):
-            return AsyncStream(_validated(result, ChatCompletionChunk), on_abandon=result._on_abandon)
+            return AsyncStream(_validated(result, ChatCompletionChunk), on_abandon=result.abandon)
         return ChatCompletion.model_validate(result)
 
     def _prompt_texts(self, prompt: Any, token_lists: list[list[int]]) -> list[str]:

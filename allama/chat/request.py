@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from allama.json_schema import json_schema_to_gbnf
+
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 TOOL_CHOICES = ("none", "auto", "required")
 
@@ -98,8 +100,6 @@ def legacy_functions_as_tools(tools: Any, tool_choice: Any, functions: Any, func
 
 def response_format_grammar(response_format: dict[str, Any]) -> str | None:
     """The grammar for OpenAI's response_format: json_object, json_schema, or text (none)."""
-    from allama.grammar import json_schema_to_gbnf
-
     if not isinstance(response_format, Mapping):
         raise TypeError(f"response_format must be a dict such as {{'type': 'json_object'}}, "
                         f"not {type(response_format).__name__}")

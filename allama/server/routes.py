@@ -79,8 +79,7 @@ def _leased(stream: AsyncStream[dict[str, Any]], lease: ModelLease) -> AsyncStre
             lease.release()
 
     def abandon() -> None:
-        if stream._on_abandon is not None:
-            stream._on_abandon()
+        stream.abandon()
         lease.release()
 
     return AsyncStream(chunks(), on_abandon=abandon)

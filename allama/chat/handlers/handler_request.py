@@ -9,7 +9,7 @@ from typing import Any
 from allama.chat.handlers.turn import Turn
 from allama.arguments import stop_strings
 from allama.chat.request import check_tools, legacy_functions_as_tools, normalise_messages, response_format_grammar
-from allama.grammar import gbnf_literal
+from allama.gbnf import gbnf_literal
 from allama.json_schema import ANY_JSON_GBNF, json_schema_to_gbnf
 
 # Request fields a handler consumes itself; the rest are sampling options for every step.
