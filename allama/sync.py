@@ -19,6 +19,7 @@ from allama.engine import EngineStats
 from allama.llama import Llama as AsyncLlama
 from allama.loop_thread import LoopThread
 from allama.logits_processing import as_logits_processor, as_stopping_criteria
+from allama import _native
 from allama.cache import BaseLlamaCache
 from allama.session import LlamaSession as AsyncLlamaSession
 from allama.sequential import SequentialContext
@@ -98,7 +99,7 @@ class Llama:
         """The model handle, as allama.llama_cpp's functions take it (`llama_model_*`,
         `llama_model_get_vocab`, ...). The model is read-only once loaded, so querying it from any
         thread is safe; this Llama owns it: `llama_model_free` on it breaks this Llama."""
-        return self._llm._model
+        return self._llm.model
 
     @property
     def ctx(self) -> Any:
@@ -106,7 +107,7 @@ class Llama:
         `llm.ctx`, where `llama_get_logits(llm.ctx)` reads what eval computed); made on first use,
         None for a vocab_only model. Like llama-cpp-python's, it is not safe to use from two threads
         at once. The batching engine's own context belongs to its decode thread and is never handed out."""
-        if self._llm._scheduler is None:
+        if self._llm.params["vocab_only"]:
             return None
         return self._seq().ctx
 
@@ -115,33 +116,29 @@ class Llama:
         """The llama_model_params the model was loaded with (a copy: changing it changes nothing)."""
         from allama.llama_cpp import llama_model_params
 
-        return _copy_params(self._llm._model_params, llama_model_params())
+        return _copy_params(self._llm.model_params, llama_model_params())
 
     @property
     def context_params(self) -> Any:
         """The llama_context_params of the engine's context (a copy: changing it changes nothing;
         n_ctx is the KV cache all sequences share, n_seq_max their number); None for vocab_only."""
-        params = self._llm._context_params
-        if params is None:
-            return None
-        from allama import _native
-
-        return _copy_params(params, _native.ContextParams())
+        params = self._llm.context_params
+        return None if params is None else _copy_params(params, _native.ContextParams())
 
     @property
     def n_batch(self) -> int:
         """Tokens per decode step (n_batch, at most n_ctx, as llama-cpp-python clamps it)."""
-        return min(self.n_ctx(), self._params.get("n_batch", 512))
+        return min(self.n_ctx(), self._llm.params["n_batch"])
 
     @property
     def n_threads(self) -> int:
         """Threads for generation (the n_threads argument, else half the CPUs)."""
-        return self._params.get("n_threads") or max((os.cpu_count() or 1) // 2, 1)
+        return self._llm.params.n_threads
 
     @property
     def n_threads_batch(self) -> int:
         """Threads for prompt processing (the n_threads_batch argument, else every CPU)."""
-        return self._params.get("n_threads_batch") or (os.cpu_count() or 1)
+        return self._llm.params.n_threads_batch
 
     @property
     def numa(self) -> bool | int:
@@ -151,11 +148,11 @@ class Llama:
 
     @property
     def _is_recurrent(self) -> bool:
-        return bool(self._llm._model.is_recurrent)
+        return bool(self._llm.model.is_recurrent)
 
     @property
     def _is_hybrid(self) -> bool:
-        return bool(self._llm._model.is_hybrid)
+        return bool(self._llm.model.is_hybrid)
 
     @property
     def tokenizer_(self) -> BaseLlamaTokenizer:
@@ -244,7 +241,7 @@ class Llama:
 
     def set_seed(self, seed: int) -> None:
         """The seed of requests that do not pass their own."""
-        self._llm._seed = seed
+        self._llm.set_seed(seed)
         if self._sequential is not None:
             self._sequential.seed = seed
 
@@ -255,12 +252,9 @@ class Llama:
 
     def _seq(self) -> SequentialContext:
         if self._sequential is None:
-            p = self._params
-            cpu = os.cpu_count() or 1
-            self._sequential = SequentialContext(
-                self._llm._model, self._llm.n_ctx(), p.get("n_batch", 512),
-                p.get("n_threads") or max(cpu // 2, 1), p.get("n_threads_batch") or cpu,
-                bool(p.get("logits_all", False)), self._llm._seed, bool(p.get("flash_attn", False)))
+            params = self._llm.params
+            self._sequential = SequentialContext(self._llm.model, params.single_sequence_context(self._llm.n_ctx()),
+                                                 bool(params["logits_all"]), self._llm.seed)
         return self._sequential
 
     @property

@@ -10,6 +10,7 @@ import pytest
 
 from allama import AsyncStream, Llama, _native
 from allama.errors import ContextOverflowError, EngineClosedError, GrammarError, QueueFullError, RequestTimeoutError
+from allama.llama_prompts import prompt_tokens
 
 from .scripted import byte_tokens, forced_tokens, piece_token
 
@@ -293,7 +294,7 @@ async def test_suffix_builds_a_fill_in_the_middle_prompt(tmp_path):
     async with Llama(str(path), n_ctx=256, n_parallel=1) as coder:
         v = coder._vocab
         assert min(v.fim_pre, v.fim_suf, v.fim_mid) >= 0
-        prompt = coder._prompt_tokens("def f(", "):\n    pass")
+        prompt = prompt_tokens(coder, "def f(", "):\n    pass")
         body = v.tokenize(b"def f(", False, False)
         tail = v.tokenize(b"):\n    pass", False, False)
         assert prompt[-len(tail) - 2:] == [v.fim_suf] + tail + [v.fim_mid]
