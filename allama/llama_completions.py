@@ -41,7 +41,8 @@ async def create_completion(llm: Llama, args: Mapping[str, Any]) -> Any:
     if timeout is not None and arguments.real("timeout", timeout) <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
     arguments.seed(args["seed"])
-    prompt, suffix, media, echo, logprobs = args["prompt"], args["suffix"], args["media"], args["echo"], args["logprobs"]
+    prompt, suffix, media = args["prompt"], args["suffix"], args["media"]
+    echo, logprobs = args["echo"], args["logprobs"]
     arguments.optional_str("suffix", suffix)
     arguments.optional_mapping("stream_options", args["stream_options"])
     logits_processor = as_logits_processor(args["logits_processor"])  # a callable, or a list of them

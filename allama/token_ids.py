@@ -3,15 +3,17 @@ which indexes its tables with them unchecked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from allama.arguments import is_int
 
 
-def first_outside(tokens: Iterable[int], n_vocab: int) -> int | None:
+def first_outside(tokens: Sequence[int], n_vocab: int) -> int | None:
     """The first id of `tokens` outside [0, n_vocab), or None when all are in the vocabulary."""
-    return next((t for t in tokens if not 0 <= t < n_vocab), None)
+    if not tokens or (min(tokens) >= 0 and max(tokens) < n_vocab):  # the usual case, at C speed
+        return None
+    return next(t for t in tokens if not 0 <= t < n_vocab)
 
 
 def checked_token_ids(tokens: Any, n_vocab: int, name: str = "the token ids") -> list[int]:
