@@ -485,6 +485,9 @@ class Llama:
 def _arguments(local_names: dict[str, Any], extra: str | None = None) -> dict[str, Any]:
     """A method's arguments by parameter name, from the locals() it takes first thing (`self`
     left out, the keyword arguments collected in `extra` merged in)."""
-    args = {name: value for name, value in local_names.items() if name not in ("self", extra)}
-    return args | local_names[extra] if extra is not None else args
+    args = dict(local_names)
+    del args["self"]
+    if extra is not None:
+        args.update(args.pop(extra))
+    return args
 
