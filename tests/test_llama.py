@@ -336,3 +336,16 @@ async def test_invalid_utf8_from_the_model_is_dropped_streamed_or_not(llm):
     assert out["choices"][0]["text"] == "" and out["usage"]["completion_tokens"] == 6
     stream = await llm.create_completion("Broken bytes:", stream=True, **args)
     assert "".join([c["choices"][0]["text"] async for c in stream]) == ""
+
+
+async def test_a_stream_that_wraps_another_frees_its_request_through_abandon(llm):
+    cancelled = llm.stats().requests_cancelled
+    inner = await llm.create_completion("Once upon a time", max_tokens=400, ignore_eos=True, stream=True)
+    outer = AsyncStream(inner.__aiter__(), on_abandon=inner.abandon)
+    async for _ in outer:
+        break
+    outer.abandon()  # as dropping the stream would
+    with anyio.fail_after(10):
+        while llm.stats().requests_cancelled == cancelled:
+            await anyio.sleep(0.01)
+    assert llm.stats().active == 0
