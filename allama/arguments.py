@@ -40,13 +40,14 @@ _SAMPLING_WHOLES = (
 )
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether `value` is an int (NumPy's included) and not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def whole(name: str, value: Any, minimum: int | None = None, maximum: int | None = INT32_MAX) -> int:
     """`value` as an int in [minimum, maximum]."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, not {value}")
@@ -57,7 +58,7 @@ def whole(name: str, value: Any, minimum: int | None = None, maximum: int | None
 
 def real(name: str, value: Any, minimum: float | None = None, maximum: float | None = None) -> float:
     """`value` as a finite float in [minimum, maximum]."""
-    if not (_is_int(value) or isinstance(value, (float, np.floating))):
+    if not (is_int(value) or isinstance(value, (float, np.floating))):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
@@ -81,7 +82,7 @@ def check_sampling(values: Mapping[str, Any]) -> None:
 
 def seed(value: Any) -> int | None:
     """A seed: any int (used modulo 2**32), or None."""
-    if value is not None and not _is_int(value):
+    if value is not None and not is_int(value):
         raise TypeError(f"seed must be an int, not {type(value).__name__}")
     return value
 
@@ -115,13 +116,13 @@ def logit_bias(bias: Any) -> dict[int, float]:
         raise TypeError(f"logit_bias must be a dict of token id -> bias, not {type(bias).__name__}")
     out = {}
     for key, value in bias.items():
-        if _is_int(key):
+        if is_int(key):
             token = int(key)
         elif isinstance(key, str) and key.strip().lstrip("-").isdigit():
             token = int(key)
         else:
             raise ValueError(f"logit_bias keys must be token ids, not {key!r}")
-        if not (_is_int(value) or isinstance(value, (float, np.floating))):
+        if not (is_int(value) or isinstance(value, (float, np.floating))):
             raise TypeError(f"logit_bias values must be numbers; token {key!r} has a {type(value).__name__}")
         if not -INT32_MAX - 1 <= token <= INT32_MAX:
             raise ValueError(f"logit_bias token id {token} is out of range")

@@ -1,4 +1,4 @@
-"""Grammars for constrained generation: LlamaGrammar, GBNF checks, and llama.cpp's sample grammars.
+"""Grammars for constrained generation: LlamaGrammar and llama.cpp's sample grammars.
 
 The JSON Schema converter (`json_schema_to_gbnf`, `SchemaConverter`) lives in
 `allama.json_schema` and is importable from here too, as in llama-cpp-python. The grammar
@@ -10,12 +10,13 @@ checkout's `vendor/llama.cpp/grammars/`.
 from __future__ import annotations
 
 import os
-import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from allama import _native
 from allama.errors import GrammarError
+from allama.gbnf import grammar_problem
+from allama.json_schema import PRIMITIVE_RULES, BuiltinRule, SchemaConverter, json_schema_to_gbnf
 
 __all__ = [
     "ARITHMETIC_GBNF",
@@ -34,62 +35,6 @@ __all__ = [
 
 LLAMA_GRAMMAR_DEFAULT_ROOT = "root"
 
-# llama.cpp's GBNF parser recurses once per nested group (deeper nesting overflows the stack;
-# 20000 levels crash it) and loops forever on a repetition {m,n} with n < m.
-MAX_GBNF_NESTING = 1000
-_GBNF_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|#[^\r\n]*|[()]|\{\s*(\d+)\s*,\s*(\d+)\s*\}')
-
-
-def gbnf_trap(grammar: str) -> str | None:
-    """What in GBNF text would crash or hang llama.cpp's parser, or None. (The parser itself
-    reports every other problem.)"""
-    if "{" not in grammar and grammar.count("(") <= MAX_GBNF_NESTING:
-        return None
-    depth = 0
-    for match in _GBNF_TOKENS.finditer(grammar):
-        token = match.group()
-        if token == "(":
-            depth += 1
-            if depth > MAX_GBNF_NESTING:
-                return f"groups nest more than {MAX_GBNF_NESTING} deep"
-        elif token == ")":
-            depth -= 1
-        elif match.group(1) is not None and int(match.group(2)) < int(match.group(1)):
-            return f"the repetition {token} has a maximum below its minimum"
-    return None
-
-
-def checked_gbnf(grammar: str) -> str:
-    """`grammar`, refused with a GrammarError if it would crash or hang llama.cpp's parser."""
-    trap = gbnf_trap(grammar)
-    if trap:
-        raise GrammarError(f"the grammar does not parse: {trap}")
-    return grammar
-
-
-def _grammar_problem(grammar: str, root: str) -> str | None:
-    return gbnf_trap(grammar) or _native.grammar_problem(grammar, root)
-
-
-def gbnf_literal(text: str) -> str:
-    """A GBNF string literal matching `text` exactly."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 class LlamaGrammar:
     """A GBNF grammar, checked when it is made (llama-cpp-python's interface).
 
@@ -104,7 +49,7 @@ class LlamaGrammar:
             raise TypeError("give the grammar once: as `grammar` or as `_grammar`")
         if not isinstance(grammar, str):
             raise TypeError(f"a grammar is GBNF text (str), not {type(grammar).__name__}")
-        problem = _grammar_problem(grammar, root)
+        problem = grammar_problem(grammar, root)
         if problem:
             raise GrammarError(f"the grammar does not parse: {problem}")
         self.grammar = grammar
@@ -129,8 +74,6 @@ class LlamaGrammar:
 
     @classmethod
     def from_json_schema(cls, json_schema: str | dict[str, Any], verbose: bool = True) -> "LlamaGrammar":
-        from allama.json_schema import json_schema_to_gbnf
-
         return cls(json_schema_to_gbnf(json_schema))
 
     def __str__(self) -> str:
@@ -147,14 +90,11 @@ _GRAMMAR_FILES = {
     "JSON_GBNF": "json.gbnf",
     "LIST_GBNF": "list.gbnf",
 }
-_SCHEMA_NAMES = {"BuiltinRule", "PRIMITIVE_RULES", "SchemaConverter", "json_schema_to_gbnf"}
 
 
 def grammar_file(filename: str) -> Path:
     """Where llama.cpp's `grammars/<filename>` is: shipped in the package, or in the checkout's vendor tree."""
-    import allama
-
-    places = [Path(p) / "grammars" for p in allama.__path__]
+    places = [Path(p) / "grammars" for p in sys.modules[__package__].__path__]  # allama's own folders
     places.append(Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "grammars")
     for place in places:
         if (place / filename).is_file():
@@ -167,8 +107,4 @@ def __getattr__(name: str) -> Any:
         text = grammar_file(_GRAMMAR_FILES[name]).read_text(encoding="utf-8")
         globals()[name] = text
         return text
-    if name in _SCHEMA_NAMES:
-        from allama import json_schema
-
-        return getattr(json_schema, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

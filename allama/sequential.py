@@ -26,18 +26,12 @@ StoppingCriteria = Callable[[np.ndarray, np.ndarray], bool]
 class SequentialContext:
     """One token history on its own context, advanced by eval() and sampled by sample()."""
 
-    def __init__(self, model: _native.Model, n_ctx: int, n_batch: int, n_threads: int, n_threads_batch: int,
-                 logits_all: bool, seed: int, flash_attn: bool) -> None:
-        params = _native.ContextParams()
-        params.n_ctx = n_ctx
-        params.n_batch = params.n_ubatch = n_batch
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads_batch
-        params.flash_attn_type = 1 if flash_attn else 0
+    def __init__(self, model: _native.Model, params: _native.ContextParams, logits_all: bool, seed: int) -> None:
+        """`params` as LlamaParams.single_sequence_context makes them (n_ctx, n_batch, threads)."""
         self.model = model
         self.ctx = _native.Context(model, params)
-        self.n_ctx = n_ctx
-        self.n_batch = n_batch
+        n_ctx = self.n_ctx = params.n_ctx
+        self.n_batch = params.n_batch
         self.n_vocab = _native.Vocab(model).n_tokens
         self.logits_all = logits_all
         self.seed = seed

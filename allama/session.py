@@ -9,7 +9,6 @@ leaves the session holding the KV of exactly the tokens it had evaluated.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -17,20 +16,12 @@ import anyio
 
 from allama.engine.session_slot import SessionSlot
 from allama.errors import EngineClosedError
+from allama.session_turn import continuing
 from allama.state import LlamaState
 from allama.stream import AsyncStream
 
 if TYPE_CHECKING:
     from allama.llama import Llama
-
-# The slot whose turn the current task is running: Llama.create_completion reads it, so
-# that chat formats and handlers (which call create_completion themselves) need not know.
-_turn_slot: ContextVar[SessionSlot | None] = ContextVar("allama_session_turn", default=None)
-
-
-def current_turn_slot() -> SessionSlot | None:
-    """The session sequence a create_completion call in this task should continue, if any."""
-    return _turn_slot.get()
 
 
 class LlamaSession:
@@ -47,7 +38,7 @@ class LlamaSession:
         self._open_lock: anyio.Lock | None = None
         self._busy = False
         self._closed = False
-        self.seed: int = llm._seed  # the seed of turns that pass none; load_state() sets it
+        self.seed: int = llm.seed  # the seed of turns that pass none; load_state() sets it
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -59,7 +50,7 @@ class LlamaSession:
                 self._open_lock = anyio.Lock()
             async with self._open_lock:
                 if self._slot is None:
-                    self._slot = await self._llm._engine().open_session()
+                    self._slot = await self._llm.engine.open_session()
         return self._slot
 
     async def aclose(self) -> None:
@@ -68,10 +59,10 @@ class LlamaSession:
             return
         self._closed = True
         slot, self._slot = self._slot, None
-        if slot is not None and not self._llm._closed:
+        if slot is not None:
             try:
-                await self._llm._engine().close_session(slot)
-            except EngineClosedError:
+                await self._llm.engine.close_session(slot)
+            except EngineClosedError:  # the model is closed, and its sequences with it
                 pass
 
     async def __aenter__(self) -> "LlamaSession":
@@ -84,10 +75,12 @@ class LlamaSession:
 
     def __del__(self) -> None:
         # A session dropped without aclose() gives its sequence back at the next step.
-        slot = self._slot
-        scheduler = getattr(getattr(self, "_llm", None), "_scheduler", None)
-        if slot is not None and not self._closed and scheduler is not None:
-            scheduler.close_session_soon(slot)
+        slot, llm = self._slot, getattr(self, "_llm", None)
+        if slot is not None and not self._closed and llm is not None:
+            try:
+                llm.engine.close_session_soon(slot)
+            except EngineClosedError:  # the model is closed, and its sequences with it
+                pass
 
     # --- history -----------------------------------------------------------------------
 
@@ -104,7 +97,7 @@ class LlamaSession:
         """The session's tokens and the KV of its sequence."""
         slot = await self._opened()
         self._check_idle()
-        return await self._llm._engine().save_session(slot, self.seed)
+        return await self._llm.engine.save_session(slot, self.seed)
 
     async def load_state(self, state: LlamaState) -> None:
         """Makes a saved state the session's history (its seed becomes the session's too).
@@ -118,7 +111,7 @@ class LlamaSession:
             raise ValueError(f"the state holds {state.n_tokens} tokens, more than n_ctx={self._llm.n_ctx()}")
         slot = await self._opened()
         self._check_idle()
-        await self._llm._engine().load_session(slot, state)
+        await self._llm.engine.load_session(slot, state)
         self.seed = state.seed
 
     def _check_idle(self) -> None:
@@ -143,14 +136,12 @@ class LlamaSession:
         if kwargs.get("seed") is None:
             kwargs["seed"] = self.seed
         self._busy = True
-        token = _turn_slot.set(slot)
         try:
-            result = await method(first, **kwargs)
+            with continuing(slot):
+                result = await method(first, **kwargs)
         except BaseException:
             self._busy = False
             raise
-        finally:
-            _turn_slot.reset(token)
         if isinstance(result, AsyncStream):
             return AsyncStream(self._streamed(result), on_abandon=lambda: self._abandon(result))
         self._busy = False
@@ -165,6 +156,5 @@ class LlamaSession:
             self._busy = False
 
     def _abandon(self, stream: AsyncStream[Any]) -> None:
-        if stream._on_abandon is not None:
-            stream._on_abandon()
+        stream.abandon()
         self._busy = False

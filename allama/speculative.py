@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from allama import _native
+from allama.llama_params import default_threads
+from allama.token_ids import first_outside
 from allama.token_prefix import common_prefix
 
 
@@ -69,8 +72,6 @@ class LlamaModelDraft(LlamaDraftModel):
 
     def __init__(self, model_path: str | os.PathLike[str], num_pred_tokens: int = 8, *, n_ctx: int = 4096,
                  n_slots: int = 8, n_batch: int = 512, n_threads: int | None = None, n_gpu_layers: int = 0) -> None:
-        from allama import _native
-
         if num_pred_tokens < 1 or n_slots < 1:
             raise ValueError("num_pred_tokens and n_slots must be at least 1")
         self.num_pred_tokens = num_pred_tokens
@@ -82,7 +83,7 @@ class LlamaModelDraft(LlamaDraftModel):
         cp.n_batch = cp.n_ubatch = n_batch
         cp.n_seq_max = n_slots
         cp.kv_unified = True
-        cp.n_threads = cp.n_threads_batch = n_threads or max((os.cpu_count() or 2) // 2, 1)
+        cp.n_threads = cp.n_threads_batch = default_threads(n_threads, None)[0]  # the target's generation threads
         self._ctx = _native.Context(self._model, cp)
         self._n_ctx = n_ctx
         self._n_vocab = self._ctx.n_vocab
@@ -98,7 +99,7 @@ class LlamaModelDraft(LlamaDraftModel):
         """Up to `limit` (and num_pred_tokens) greedy tokens after `input_ids`."""
         tokens = [int(t) for t in input_ids]
         n = min(limit, self.num_pred_tokens)
-        if not tokens or n < 1 or len(tokens) + n > self._n_ctx or min(tokens) < 0 or max(tokens) >= self._n_vocab:
+        if not tokens or n < 1 or len(tokens) + n > self._n_ctx or first_outside(tokens, self._n_vocab) is not None:
             return np.empty(0, dtype=np.intc)  # media placeholders, or ids this model does not have
         with self._lock:
             slot = max(self._lru, key=lambda s: (common_prefix(self._slots[s], tokens), -self._lru.index(s)))

@@ -23,6 +23,11 @@ class AsyncStream(Generic[T]):
 
     def __del__(self) -> None:
         # A stream dropped without being read to the end or closed still frees its request.
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Frees the request without closing the iterator, as dropping the stream does (for a
+        stream that wraps this one's chunks: it passes `on_abandon=inner.abandon`)."""
         if self._on_abandon is not None:
             self._on_abandon()
 
@@ -34,8 +39,7 @@ class AsyncStream(Generic[T]):
 
     async def aclose(self) -> None:
         await self._chunks.aclose()  # type: ignore[attr-defined]
-        if self._on_abandon is not None:
-            self._on_abandon()
+        self.abandon()
 
     async def __aenter__(self) -> "AsyncStream[T]":
         return self

@@ -10,28 +10,31 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any
 
-from allama.engine import EngineStats
-from allama.llama import LLAMA_DEFAULT_SEED
-from allama.llama import Llama as AsyncLlama
-from allama.loop_thread import LoopThread
-from allama.logits_processing import as_logits_processor, as_stopping_criteria
+from allama import _native
 from allama.cache import BaseLlamaCache
-from allama.session import LlamaSession as AsyncLlamaSession
+from allama.engine import EngineStats, Scheduler
+from allama.hub import download_model
+from allama.llama import Llama as AsyncLlama
+from allama.llama_params import LlamaParams
+from allama.logits_processing import as_logits_processor, as_stopping_criteria
+from allama.loop_thread import LoopThread
 from allama.sequential import SequentialContext
 from allama.state import LlamaState
+from allama.sync_session import LlamaSession
 from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer
+from allama.twin_signature import twin_of
 
 __all__ = ["Llama", "LlamaSession"]
-
 
 class Llama:
     """Blocking API over the continuous-batching engine; see allama.Llama for the parameters."""
 
+    @twin_of(AsyncLlama.__init__)
     def __init__(self, model_path: str | os.PathLike[str], **params: Any) -> None:
         self._llm = AsyncLlama(model_path, **params)
         self._params = params
@@ -54,8 +57,6 @@ class Llama:
     ) -> "Llama":
         """As allama.Llama.from_pretrained, blocking: downloads the matching GGUF file(s) from the
         Hugging Face Hub, then loads the model. Needs huggingface_hub (`pip install 'allama[hf]'`)."""
-        from allama.hub import download_model
-
         path = download_model(repo_id, filename, additional_files, local_dir=local_dir,
                               local_dir_use_symlinks=local_dir_use_symlinks, cache_dir=cache_dir)
         return cls(path, **kwargs)
@@ -99,7 +100,7 @@ class Llama:
         """The model handle, as allama.llama_cpp's functions take it (`llama_model_*`,
         `llama_model_get_vocab`, ...). The model is read-only once loaded, so querying it from any
         thread is safe; this Llama owns it: `llama_model_free` on it breaks this Llama."""
-        return self._llm._model
+        return self._llm.model
 
     @property
     def ctx(self) -> Any:
@@ -107,7 +108,7 @@ class Llama:
         `llm.ctx`, where `llama_get_logits(llm.ctx)` reads what eval computed); made on first use,
         None for a vocab_only model. Like llama-cpp-python's, it is not safe to use from two threads
         at once. The batching engine's own context belongs to its decode thread and is never handed out."""
-        if self._llm._scheduler is None:
+        if self._llm.params["vocab_only"]:
             return None
         return self._seq().ctx
 
@@ -116,85 +117,134 @@ class Llama:
         """The llama_model_params the model was loaded with (a copy: changing it changes nothing)."""
         from allama.llama_cpp import llama_model_params
 
-        return _copy_params(self._llm._model_params, llama_model_params())
+        return _copy_params(self._llm.model_params, llama_model_params())
 
     @property
     def context_params(self) -> Any:
         """The llama_context_params of the engine's context (a copy: changing it changes nothing;
         n_ctx is the KV cache all sequences share, n_seq_max their number); None for vocab_only."""
-        params = self._llm._context_params
-        if params is None:
-            return None
-        from allama import _native
-
-        return _copy_params(params, _native.ContextParams())
+        params = self._llm.context_params
+        return None if params is None else _copy_params(params, _native.ContextParams())
 
     @property
     def n_batch(self) -> int:
         """Tokens per decode step (n_batch, at most n_ctx, as llama-cpp-python clamps it)."""
-        return min(self.n_ctx(), self._params.get("n_batch", 512))
+        return min(self.n_ctx(), self._llm.params["n_batch"])
 
     @property
     def n_threads(self) -> int:
         """Threads for generation (the n_threads argument, else half the CPUs)."""
-        return self._params.get("n_threads") or max((os.cpu_count() or 1) // 2, 1)
+        return self._llm.params.n_threads
 
     @property
     def n_threads_batch(self) -> int:
         """Threads for prompt processing (the n_threads_batch argument, else every CPU)."""
-        return self._params.get("n_threads_batch") or (os.cpu_count() or 1)
+        return self._llm.params.n_threads_batch
 
     @property
     def numa(self) -> bool | int:
         """The numa argument: accepted for llama-cpp-python's signature, it has no effect (llama.cpp's
         NUMA setup is process-wide and would bind the threads of every model in the process)."""
-        return self._params.get("numa", False)
+        return self._llm.params["numa"]
+
+    # --- what the async Llama has besides ---
+
+    @property
+    def params(self) -> LlamaParams:
+        """As allama.Llama.params: the constructor's arguments and the native parameters they make."""
+        return self._llm.params
+
+    @property
+    def engine(self) -> Scheduler:
+        """As allama.Llama.engine: the continuous-batching engine behind both twins."""
+        return self._llm.engine
+
+    @property
+    def seed(self) -> int:
+        """The seed of requests that pass none (the `seed` argument; `set_seed` changes it)."""
+        return self._llm.seed
+
+    @property
+    def lora_adapters(self) -> dict[str, float]:
+        """As allama.Llama.lora_adapters: name -> the scale requests get by default (0: off)."""
+        return self._llm.lora_adapters
+
+    def chat_formatter(self) -> Any:
+        """As allama.Llama.chat_formatter."""
+        return self._llm.chat_formatter()
+
+    def template_formatter(self, template: str, add_generation_prompt: bool = True,
+                           writes_special: bool = True) -> Any:
+        """As allama.Llama.template_formatter."""
+        return self._llm.template_formatter(template, add_generation_prompt, writes_special)
+
+    def chat_template(self, name: str | None = None) -> str | None:
+        """As allama.Llama.chat_template."""
+        return self._llm.chat_template(name)
 
     @property
     def _is_recurrent(self) -> bool:
-        return bool(self._llm._model.is_recurrent)
+        return bool(self._llm.model.is_recurrent)
 
     @property
     def _is_hybrid(self) -> bool:
-        return bool(self._llm._model.is_hybrid)
+        return bool(self._llm.model.is_hybrid)
 
     @property
     def tokenizer_(self) -> BaseLlamaTokenizer:
         """The tokenizer in use: `tokenizer=` if given, else the model's own."""
         return self._llm.tokenizer_
 
-    def create_completion(self, prompt: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """As allama.Llama.create_completion; with stream=True, a generator of chunks."""
+    # --- the async Llama's coroutines, blocking (stream=True: a generator) ---
+
+    def _call_or_stream(self, method: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> Any:
+        """`await method(*args, **kwargs)` on the portal's loop: its result, or with stream=True a
+        generator of what the stream it returns yields."""
+        call = partial(method, *args, **kwargs)
         if kwargs.get("stream"):
-            return self._stream(partial(self._llm.create_completion, prompt, **kwargs))
-        return self._portal.call(partial(self._llm.create_completion, prompt, **kwargs))
+            return self._stream(call)
+        return self._portal.call(call)
 
-    __call__ = create_completion
-
-    def create_chat_completion(self, messages: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """As allama.Llama.create_chat_completion; with stream=True, a generator of chunks."""
-        if kwargs.get("stream"):
-            return self._stream(partial(self._llm.create_chat_completion, messages, **kwargs))
-        return self._portal.call(partial(self._llm.create_chat_completion, messages, **kwargs))
-
-    def _stream(self, start: Any) -> Iterator[dict[str, Any]]:
+    def _stream(self, start: Any) -> Iterator[Any]:
         stream = self._portal.call(start)
         yield from self._portal.iterate(stream)
 
-    def create_embedding(self, input: Any, **kwargs: Any) -> Any:
+    @twin_of(AsyncLlama.create_completion)
+    def create_completion(self, *args: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.create_completion; with stream=True, a generator of chunks."""
+        return self._call_or_stream(self._llm.create_completion, args, kwargs)
+
+    @twin_of(AsyncLlama.__call__)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """As create_completion."""
+        return self._call_or_stream(self._llm.create_completion, args, kwargs)
+
+    @twin_of(AsyncLlama.create_chat_completion)
+    def create_chat_completion(self, *args: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.create_chat_completion; with stream=True, a generator of chunks."""
+        return self._call_or_stream(self._llm.create_chat_completion, args, kwargs)
+
+    @twin_of(AsyncLlama.create_chat_completion_openai_v1)
+    def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.create_chat_completion_openai_v1, blocking: an `openai` ChatCompletion,
+        or with stream=True a generator of ChatCompletionChunk."""
+        return self._call_or_stream(self._llm.create_chat_completion_openai_v1, args, kwargs)
+
+    @twin_of(AsyncLlama.create_embedding)
+    def create_embedding(self, *args: Any, **kwargs: Any) -> Any:
         """As allama.Llama.create_embedding; with stream=True, a generator of items."""
-        if kwargs.get("stream"):
-            return self._stream(partial(self._llm.create_embedding, input, **kwargs))
-        return self._portal.call(partial(self._llm.create_embedding, input, **kwargs))
+        return self._call_or_stream(self._llm.create_embedding, args, kwargs)
 
-    def embed(self, input: Any, **kwargs: Any) -> Any:
+    @twin_of(AsyncLlama.embed)
+    def embed(self, *args: Any, **kwargs: Any) -> Any:
         """As allama.Llama.embed (normalize=False, truncate=True, return_count=False)."""
-        if kwargs.get("stream"):
-            return self._stream(partial(self._llm.embed, input, **kwargs))
-        return self._portal.call(partial(self._llm.embed, input, **kwargs))
+        return self._call_or_stream(self._llm.embed, args, kwargs)
 
-    def rerank(self, query: str, documents: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        return self._portal.call(partial(self._llm.rerank, query, documents, **kwargs))
+    @twin_of(AsyncLlama.rerank)
+    def rerank(self, *args: Any, **kwargs: Any) -> Any:
+        """As allama.Llama.rerank."""
+        return self._call_or_stream(self._llm.rerank, args, kwargs)
 
     # plain calls
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
@@ -227,13 +277,6 @@ class Llama:
         args = dict(state)
         self.__init__(args.pop("model_path"), **args)  # type: ignore[misc]
 
-    def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
-        """As allama.Llama.create_chat_completion_openai_v1, blocking: an `openai` ChatCompletion,
-        or with stream=True a generator of ChatCompletionChunk."""
-        if kwargs.get("stream"):
-            return self._stream(partial(self._llm.create_chat_completion_openai_v1, *args, **kwargs))
-        return self._portal.call(partial(self._llm.create_chat_completion_openai_v1, *args, **kwargs))
-
     def token_bos(self) -> int:
         return self._llm.token_bos()
 
@@ -245,7 +288,7 @@ class Llama:
 
     def set_seed(self, seed: int) -> None:
         """The seed of requests that do not pass their own."""
-        self._llm._seed = seed
+        self._llm.set_seed(seed)
         if self._sequential is not None:
             self._sequential.seed = seed
 
@@ -256,12 +299,9 @@ class Llama:
 
     def _seq(self) -> SequentialContext:
         if self._sequential is None:
-            p = self._params
-            cpu = os.cpu_count() or 1
-            self._sequential = SequentialContext(
-                self._llm._model, self._llm.n_ctx(), p.get("n_batch", 512),
-                p.get("n_threads") or max(cpu // 2, 1), p.get("n_threads_batch") or cpu,
-                bool(p.get("logits_all", False)), self._llm._seed, bool(p.get("flash_attn", False)))
+            params = self._llm.params
+            self._sequential = SequentialContext(self._llm.model, params.single_sequence_context(self._llm.n_ctx()),
+                                                 bool(params["logits_all"]), self._llm.seed)
         return self._sequential
 
     @property
@@ -324,12 +364,11 @@ class Llama:
                presence_penalty: float = 0.0, mirostat_mode: int = 0, mirostat_eta: float = 0.1,
                mirostat_tau: float = 5.0, grammar: Any = None, **_ignored: Any) -> Any:
         seq = self._seq()
-        seed = seq.seed if seq.seed != LLAMA_DEFAULT_SEED else LLAMA_DEFAULT_SEED
         return seq.chain(
             top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, temperature=temp,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             penalty_last_n=self._llm.last_n_tokens_size, mirostat_mode=mirostat_mode, mirostat_eta=mirostat_eta,
-            mirostat_tau=mirostat_tau, seed=seed,
+            mirostat_tau=mirostat_tau, seed=seq.seed,
             grammar="" if grammar is None else str(grammar))
 
     def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
@@ -416,47 +455,3 @@ def _copy_params(source: Any, target: Any) -> Any:
         if not name.startswith("_") and isinstance(getattr(type(source), name, None), property):
             setattr(target, name, getattr(source, name))
     return target
-
-
-class LlamaSession:
-    """The blocking twin of allama.LlamaSession: one conversation, its KV kept between turns."""
-
-    def __init__(self, owner: Llama) -> None:
-        self._owner = owner
-        self._session: AsyncLlamaSession = owner.async_llama.session()
-
-    @property
-    def tokens(self) -> list[int]:
-        return self._session.tokens
-
-    @property
-    def n_tokens(self) -> int:
-        return self._session.n_tokens
-
-    def create_completion(self, prompt: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """As allama.LlamaSession.create_completion; with stream=True, a generator of chunks."""
-        call = partial(self._session.create_completion, prompt, **kwargs)
-        return self._owner._stream(call) if kwargs.get("stream") else self._owner._portal.call(call)
-
-    def create_chat_completion(self, messages: Any, **kwargs: Any) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """As allama.LlamaSession.create_chat_completion; with stream=True, a generator of chunks."""
-        call = partial(self._session.create_chat_completion, messages, **kwargs)
-        return self._owner._stream(call) if kwargs.get("stream") else self._owner._portal.call(call)
-
-    def save_state(self) -> LlamaState:
-        return self._owner._portal.call(self._session.save_state)
-
-    def load_state(self, state: LlamaState) -> None:
-        self._owner._portal.call(self._session.load_state, state)
-
-    def close(self) -> None:
-        """Frees the session's sequence."""
-        if not self._owner._portal.closed:
-            self._owner._portal.call(self._session.aclose)
-
-    def __enter__(self) -> "LlamaSession":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

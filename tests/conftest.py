@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .paths import REPO_ROOT
+
 # The model builder and the tokenizer tests read llama.cpp's vocab files from the
 # vendored tree; an installed (non-editable) allama cannot find it on its own.
 os.environ.setdefault("ALLAMA_LLAMA_CPP_DIR", str(REPO_ROOT / "vendor" / "llama.cpp"))
@@ -16,9 +19,12 @@ os.environ.setdefault("ALLAMA_LLAMA_CPP_DIR", str(REPO_ROOT / "vendor" / "llama.
 # Import the extension before any test captures output: with an editable install
 # built with editable.rebuild=true, this first import is what rebuilds it.
 from allama import _native  # noqa: E402,F401
-from allama.testing.model_builder import BertConfig, LlamaConfig, build_bert, build_llama  # noqa: E402
+from allama import Llama  # noqa: E402
+from allama.testing.model_builder import BertConfig, build_bert, build_llama  # noqa: E402
 
-TINY_LLAMA = LlamaConfig()
+# tests/engine still imports these two from here (every other test module imports their modules)
+from .native_context import make_context  # noqa: E402,F401
+from .tiny_models import TINY_LLAMA  # noqa: E402
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -72,6 +78,21 @@ def qwen25vl_paths(models_dir: Path, qwen2vl_paths: tuple[Path, Path]) -> tuple[
     return qwen2vl_paths[0], path
 
 
+@pytest.fixture(scope="module")
+def llm_options() -> dict[str, Any]:
+    """Llama(...)'s keyword arguments for the module's `llm`; a module overrides this fixture
+    to load the tiny model differently (a small n_ctx, more parallel sequences, adapters)."""
+    return {"n_ctx": 512, "n_parallel": 4, "n_threads": 2, "n_threads_batch": 2}
+
+
+@pytest.fixture(scope="module")
+def llm(llama_f32_path: Path, llm_options: dict[str, Any]) -> Iterator[Llama]:
+    """The tiny llama as an allama.Llama, shared by the tests of a module and closed after them."""
+    model = Llama(str(llama_f32_path), **llm_options)
+    yield model
+    model.close()
+
+
 @pytest.fixture(scope="session")
 def llama_model(llama_f32_path: Path):
     from allama import _native
@@ -84,22 +105,6 @@ def llama_vocab(llama_model):
     from allama import _native
 
     return _native.Vocab(llama_model)
-
-
-def make_context(model, *, n_ctx: int = 512, n_batch: int = 256, n_seq_max: int = 4, **extra):
-    """A context with small defaults; keyword arguments set ContextParams fields."""
-    from allama import _native
-
-    params = _native.ContextParams()
-    params.n_ctx = n_ctx
-    params.n_batch = n_batch
-    params.n_ubatch = n_batch
-    params.n_seq_max = n_seq_max
-    params.n_threads = params.n_threads_batch = 2
-    params.kv_unified = True
-    for key, value in extra.items():
-        setattr(params, key, value)
-    return _native.Context(model, params)
 
 
 ARCHITECTURE_FTYPES = ("F16", "Q8_0", "Q4_K_M")

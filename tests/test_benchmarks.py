@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 
 def test_concurrency_benchmark_smoke(tmp_path):

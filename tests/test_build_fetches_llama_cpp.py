@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 CMAKE = shutil.which("cmake", path=str(Path(sys.executable).parent)) or shutil.which("cmake")
 pytestmark = pytest.mark.skipif(CMAKE is None, reason="cmake is not installed (scripts/bootstrap.sh installs it)")

@@ -12,7 +12,8 @@ import pytest
 
 from allama import Llama, LlamaDiskCache, LlamaRAMCache, LlamaState
 
-GREEDY = {"temperature": 0.0}
+from .tiny_models import GREEDY
+
 N_CTX = 256
 PROMPT = "The lighthouse keeper wrote in his log every night about the ships " * 2
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 DOCS = sorted((REPO_ROOT / "docs").glob("*.md")) + [REPO_ROOT / "README.md"]
 SOURCES = [p for folder in ("allama", "src_native", "benchmarks", "scripts", "examples")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from allama import Llama
+from allama.llama_embeddings import rerank_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -212,7 +213,7 @@ async def test_rerank_has_the_jina_shape_and_sorts_by_score(reranker):
 
 async def test_rerank_scores_are_the_models_rank_output(reranker):
     out = await reranker.rerank("query", DOCS[:2])
-    tokens = reranker._rerank_tokens("query", DOCS[1])
+    tokens = rerank_tokens(reranker, "query", DOCS[1])
     v = reranker._vocab
     assert tokens[0] == v.bos and tokens.count(v.sep) >= 1
     score = (await reranker.embed(tokens))

@@ -10,17 +10,11 @@ import pytest
 
 from allama import AsyncStream, Llama, _native
 from allama.errors import ContextOverflowError, EngineClosedError, GrammarError, QueueFullError, RequestTimeoutError
+from allama.llama_prompts import prompt_tokens
 
 from .scripted import byte_tokens, forced_tokens, piece_token
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=4, n_threads=2, n_threads_batch=2)
-    yield model
-    model.close()
 
 
 async def test_response_has_the_openai_shape(llm):
@@ -300,7 +294,7 @@ async def test_suffix_builds_a_fill_in_the_middle_prompt(tmp_path):
     async with Llama(str(path), n_ctx=256, n_parallel=1) as coder:
         v = coder._vocab
         assert min(v.fim_pre, v.fim_suf, v.fim_mid) >= 0
-        prompt = coder._prompt_tokens("def f(", "):\n    pass")
+        prompt = prompt_tokens(coder, "def f(", "):\n    pass")
         body = v.tokenize(b"def f(", False, False)
         tail = v.tokenize(b"):\n    pass", False, False)
         assert prompt[-len(tail) - 2:] == [v.fim_suf] + tail + [v.fim_mid]
@@ -342,3 +336,16 @@ async def test_invalid_utf8_from_the_model_is_dropped_streamed_or_not(llm):
     assert out["choices"][0]["text"] == "" and out["usage"]["completion_tokens"] == 6
     stream = await llm.create_completion("Broken bytes:", stream=True, **args)
     assert "".join([c["choices"][0]["text"] async for c in stream]) == ""
+
+
+async def test_a_stream_that_wraps_another_frees_its_request_through_abandon(llm):
+    cancelled = llm.stats().requests_cancelled
+    inner = await llm.create_completion("Once upon a time", max_tokens=400, ignore_eos=True, stream=True)
+    outer = AsyncStream(inner.__aiter__(), on_abandon=inner.abandon)
+    async for _ in outer:
+        break
+    outer.abandon()  # as dropping the stream would
+    with anyio.fail_after(10):
+        while llm.stats().requests_cancelled == cancelled:
+            await anyio.sleep(0.01)
+    assert llm.stats().active == 0

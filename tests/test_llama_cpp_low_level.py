@@ -14,7 +14,7 @@ from allama.errors import GrammarError
 from allama.sync import Llama
 from allama.testing.model_builder import build_lora
 
-from .conftest import TINY_LLAMA
+from .tiny_models import TINY_LLAMA
 from .native.isolated import run_isolated
 
 PROMPT = b"The quick brown fox"

@@ -4,7 +4,6 @@ and for the generated text (streamed or not), in the async Llama and its sync tw
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,10 +26,8 @@ def hf(tmp_path_factory) -> LlamaHFTokenizer:
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path: Path, hf: LlamaHFTokenizer):
-    model = Llama(str(llama_f32_path), n_ctx=256, n_parallel=2, tokenizer=hf)
-    yield model
-    model.close()
+def llm_options(hf: LlamaHFTokenizer):
+    return dict(n_ctx=256, n_parallel=2, tokenizer=hf)
 
 
 def text_after(hf: LlamaHFTokenizer, prompt: Sequence[int], generated: Sequence[int]) -> str:

@@ -12,8 +12,8 @@ from allama import _native
 from allama import llava_cpp as llava
 from allama.testing.model_builder import LlamaConfig, ProjectorConfig, build_llama, build_projector
 
-from .conftest import make_context
 from .greedy import greedy_tokens
+from .native_context import make_context
 from .native.test_media import PROMPT, _png
 
 PNG = _png(32, 32)

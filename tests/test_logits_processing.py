@@ -8,7 +8,6 @@ import pytest
 
 import allama
 from allama import (
-    Llama,
     LogitsProcessorList,
     MinTokensLogitsProcessor,
     StoppingCriteriaList,
@@ -24,10 +23,8 @@ def anyio_backend():
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=256, n_parallel=2, n_threads=1, n_threads_batch=1)
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=256, n_parallel=2, n_threads=1, n_threads_batch=1)
 
 
 def favour(token: int):

@@ -12,13 +12,13 @@ import pytest
 from allama import Llama
 from allama.testing.model_builder import LORA_TARGETS, build_lora
 
-from .conftest import TINY_LLAMA
 from .oracle.llama_forward import LlamaWeights, forward
+from .tiny_models import GREEDY, TINY_LLAMA
 
 pytestmark = pytest.mark.anyio
 
 PROMPT = "The quick brown fox jumps over the lazy dog"
-GREEDY = dict(max_tokens=6, temperature=0.0)
+SIX_TOKENS = {**GREEDY, "max_tokens": 6}  # six greedy tokens
 EXACT = dict(n_ctx=128, n_parallel=4, type_k=0, type_v=0, flash_attn=False)
 
 
@@ -29,10 +29,8 @@ def adapters(models_dir):
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path, adapters):
-    model = Llama(str(llama_f32_path), lora_adapters={"a": str(adapters[0]), "b": str(adapters[1])}, **EXACT)
-    yield model
-    model.close()
+def llm_options(adapters):
+    return dict(lora_adapters={"a": str(adapters[0]), "b": str(adapters[1])}, **EXACT)
 
 
 def oracle_greedy(weights: LlamaWeights, tokens: list[int], n: int) -> list[int]:
@@ -60,12 +58,12 @@ def merged(weights: LlamaWeights, adapter_path, scale: float, rank: int = 4) -> 
 
 async def test_a_request_decodes_with_the_adapters_it_names(llm, llama_f32_path, adapters):
     tokens = llm.tokenize(PROMPT.encode())
-    out = await llm.create_completion(tokens, lora={"a": 0.5, "b": 0.25}, **GREEDY)
+    out = await llm.create_completion(tokens, lora={"a": 0.5, "b": 0.25}, **SIX_TOKENS)
     weights = merged(merged(LlamaWeights.from_gguf(llama_f32_path), adapters[0], 0.5), adapters[1], 0.25)
     expected = oracle_greedy(weights, tokens, 6)
     assert llm.tokenize(out["choices"][0]["text"].encode(), add_bos=False) == expected or \
         out["choices"][0]["text"] == llm.detokenize(expected).decode()
-    base = await llm.create_completion(tokens, **GREEDY)
+    base = await llm.create_completion(tokens, **SIX_TOKENS)
     assert base["choices"][0]["text"] == llm.detokenize(oracle_greedy(LlamaWeights.from_gguf(llama_f32_path),
                                                                      tokens, 6)).decode()
     assert base["choices"][0]["text"] != out["choices"][0]["text"]
@@ -74,11 +72,12 @@ async def test_a_request_decodes_with_the_adapters_it_names(llm, llama_f32_path,
 async def test_concurrent_requests_with_different_sets_each_get_their_own_output(llm):
     sets = [None, {"a": 1.0}, {"b": 0.7}, {"a": 0.3, "b": 0.3}, {}, {"a": 1.0}]
     prompts = [PROMPT, "Once upon a time", PROMPT, "def fib(n):", PROMPT, "Once upon a time"]
-    alone = [(await llm.create_completion(p, lora=s, **GREEDY))["choices"][0]["text"] for p, s in zip(prompts, sets)]
+    alone = [(await llm.create_completion(p, lora=s, **SIX_TOKENS))["choices"][0]["text"]
+             for p, s in zip(prompts, sets)]
     together: list[str] = [""] * len(sets)
 
     async def run(i: int) -> None:
-        together[i] = (await llm.create_completion(prompts[i], lora=sets[i], **GREEDY))["choices"][0]["text"]
+        together[i] = (await llm.create_completion(prompts[i], lora=sets[i], **SIX_TOKENS))["choices"][0]["text"]
 
     async with anyio.create_task_group() as tg:
         for i in range(len(sets)):
@@ -90,21 +89,21 @@ async def test_concurrent_requests_with_different_sets_each_get_their_own_output
 async def test_kv_is_reused_within_a_set_and_never_across_sets(llama_f32_path, adapters):
     async with Llama(str(llama_f32_path), lora_adapters={"a": str(adapters[0]), "b": str(adapters[1])},
                      **EXACT) as llm:
-        await llm.create_completion(PROMPT, lora={"a": 1.0}, **GREEDY)
-        other = await llm.create_completion(PROMPT, lora={"b": 1.0}, **GREEDY)
+        await llm.create_completion(PROMPT, lora={"a": 1.0}, **SIX_TOKENS)
+        other = await llm.create_completion(PROMPT, lora={"b": 1.0}, **SIX_TOKENS)
         assert other["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
-        again = await llm.create_completion(PROMPT, lora={"a": 1.0}, **GREEDY)
+        again = await llm.create_completion(PROMPT, lora={"a": 1.0}, **SIX_TOKENS)
         assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == again["usage"]["prompt_tokens"] - 1
 
 
 async def test_lora_path_is_the_default_set_and_lora_overrides_it(llama_f32_path, adapters, llm):
     async with Llama(str(llama_f32_path), lora_path=str(adapters[0]), lora_scale=0.5, **EXACT) as default:
         assert default.lora_adapters == {str(adapters[0]): 0.5}
-        with_default = await default.create_completion(PROMPT, **GREEDY)
-        none = await default.create_completion(PROMPT, lora={}, **GREEDY)
-    assert with_default["choices"][0]["text"] == (await llm.create_completion(PROMPT, lora={"a": 0.5}, **GREEDY))[
-        "choices"][0]["text"]
-    assert none["choices"][0]["text"] == (await llm.create_completion(PROMPT, **GREEDY))["choices"][0]["text"]
+        with_default = await default.create_completion(PROMPT, **SIX_TOKENS)
+        none = await default.create_completion(PROMPT, lora={}, **SIX_TOKENS)
+    with_a = await llm.create_completion(PROMPT, lora={"a": 0.5}, **SIX_TOKENS)
+    assert with_default["choices"][0]["text"] == with_a["choices"][0]["text"]
+    assert none["choices"][0]["text"] == (await llm.create_completion(PROMPT, **SIX_TOKENS))["choices"][0]["text"]
     assert llm.lora_adapters == {"a": 0.0, "b": 0.0}
 
 
@@ -119,7 +118,7 @@ async def test_chat_takes_lora_too(llm):
                                            ({"a": "high"}, "must be a number")])
 async def test_bad_lora_selections_raise(llm, lora, message):
     with pytest.raises(ValueError, match=message):
-        await llm.create_completion(PROMPT, lora=lora, **GREEDY)
+        await llm.create_completion(PROMPT, lora=lora, **SIX_TOKENS)
 
 
 def test_a_missing_adapter_file_raises(llama_f32_path, tmp_path):

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allama import Llama
 from allama.errors import GrammarError
 from allama.grammar import json_schema_to_gbnf
 from allama.numeric_ranges import MAX_INTEGER
@@ -20,10 +19,8 @@ checks = settings(max_examples=25, deadline=None, suppress_health_check=[HealthC
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=64)
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=64)
 
 
 bound = st.one_of(st.none(), st.integers(-10**7, 10**7), st.integers(-120, 120))

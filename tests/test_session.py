@@ -7,17 +7,16 @@ import pytest
 
 from allama import AllamaError, ContextOverflowError, Llama, LlamaSession, LlamaState
 
+from .tiny_models import GREEDY
+
 pytestmark = pytest.mark.anyio
 
-GREEDY = {"temperature": 0.0}
 N_CTX = 256
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=N_CTX, n_parallel=4, n_batch=64, n_threads=2, n_threads_batch=2)
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=N_CTX, n_parallel=4, n_batch=64, n_threads=2, n_threads_batch=2)
 
 
 @pytest.fixture(scope="module")

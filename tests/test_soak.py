@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 
 def test_soak_of_mixed_and_abandoned_requests_leaves_nothing_behind(llama_f32_path, tmp_path):

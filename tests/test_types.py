@@ -20,10 +20,8 @@ def valid(kind, value) -> None:
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=256)
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=256)
 
 
 async def test_completions_and_their_chunks(llm):

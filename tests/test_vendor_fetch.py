@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .paths import REPO_ROOT
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from allama.chat.reasoning import ReasoningSplitter, split_reasoning
+from allama.chat.tool_calls import ToolCallSplitter, parse_tool_calls
 
 
 def chat_logprobs(block: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -106,8 +107,6 @@ def chat_chunks(chunks: AsyncIterator[dict[str, Any]], in_thought: bool = False)
 
 
 def _tool_message(text: str) -> tuple[dict[str, Any], bool]:
-    from allama.chat.tool_calls import parse_tool_calls
-
     content, calls = parse_tool_calls(text)
     if not calls:
         return {"role": "assistant", "content": text}, False
@@ -130,8 +129,6 @@ def tool_chat_chunks(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dic
     """A stream when tools are offered: content streams as usual until tool-call markup
     starts; the calls are then read at the end of the reply and sent as tool_calls deltas
     (id, type and name once per index, then the arguments). Markup never reaches content."""
-    from allama.chat.tool_calls import ToolCallSplitter
-
     def deltas(splitter: ToolCallSplitter, choice: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any, Any]]:
         content = splitter.feed(choice["text"])
         calls: list[Any] = []

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from allama.chat.formatter import ChatFormatterResponse
-from allama.chat.registry import register_chat_format
+from allama.chat.formatter import ChatFormatter, ChatFormatterResponse
 
 Message = dict[str, Any]
-Turn = tuple[str, str | None]  # (role marker, text); text None opens the reply
+MarkedTurn = tuple[str, str | None]  # (role marker, text); text None opens the reply
 
 
 def system_text(messages: Sequence[Message]) -> str:
@@ -27,22 +26,22 @@ def system_text(messages: Sequence[Message]) -> str:
     return ""
 
 
-def turns(messages: Sequence[Message], markers: dict[str, str], reply: str | None = None) -> list[Turn]:
+def turns(messages: Sequence[Message], markers: dict[str, str], reply: str | None = None) -> list[MarkedTurn]:
     """Messages whose role has a marker, as (marker, text) turns; non-string content becomes None.
     `reply` appends the opening of the model's answer."""
-    out: list[Turn] = [(markers[m["role"]], m["content"] if isinstance(m.get("content"), str) else None)
+    out: list[MarkedTurn] = [(markers[m["role"]], m["content"] if isinstance(m.get("content"), str) else None)
                        for m in messages if m.get("role") in markers]
     if reply is not None:
         out.append((reply, None))
     return out
 
 
-def join_plain(head: str, items: list[Turn], sep: str) -> str:
+def join_plain(head: str, items: list[MarkedTurn], sep: str) -> str:
     """marker + text + sep for each turn; an open turn is its marker alone."""
     return head + "".join(marker + text + sep if text else marker for marker, text in items)
 
 
-def join_colon(head: str, items: list[Turn], seps: Sequence[str], space_when_open: bool = False) -> str:
+def join_colon(head: str, items: list[MarkedTurn], seps: Sequence[str], space_when_open: bool = False) -> str:
     """head + seps[0], then 'marker: text' + alternating separators; an open turn ends 'marker:'."""
     out = head + seps[0]
     for i, (marker, text) in enumerate(items):
@@ -53,7 +52,7 @@ def join_colon(head: str, items: list[Turn], seps: Sequence[str], space_when_ope
     return out
 
 
-def join_lines(head: str, items: list[Turn], sep: str) -> str:
+def join_lines(head: str, items: list[MarkedTurn], sep: str) -> str:
     """ChatML-style blocks: 'marker\\ntext' + sep + newline; an empty head is left out."""
     out = head + sep + "\n" if head else ""
     return out + "".join(f"{marker}\n{text}{sep}\n" if text else f"{marker}\n" for marker, text in items)
@@ -63,7 +62,6 @@ def _response(prompt: str, stop: str | None = None) -> ChatFormatterResponse:
     return ChatFormatterResponse(prompt=prompt, stop=stop)
 
 
-@register_chat_format("llama-2")
 def llama_2(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     system = system_text(messages)
     head = f"[INST] <<SYS>>\n{system}\n<</SYS>>" if system else ""
@@ -79,7 +77,6 @@ def llama_2(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(out + "[/INST]")
 
 
-@register_chat_format("llama-3")
 def llama_3(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     def header(role: str) -> str:
         return f"<|start_header_id|>{role}<|end_header_id|>\n\n"
@@ -88,13 +85,11 @@ def llama_3(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(join_plain("", turns(messages, markers, markers["assistant"]), "<|eot_id|>"), "<|eot_id|>")
 
 
-@register_chat_format("alpaca")
 def alpaca(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "### Instruction", "assistant": "### Response"})
     return _response(join_colon(system_text(messages), items, ("\n\n", "</s>")))
 
 
-@register_chat_format("qwen")
 def qwen(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     system = system_text(messages) or "You are a helpful assistant."
     items = turns(messages, {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"},
@@ -102,7 +97,6 @@ def qwen(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(join_lines(f"<|im_start|>system\n{system}", items, "<|im_end|>"), "<|endoftext|>")
 
 
-@register_chat_format("vicuna")
 def vicuna(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     head = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
             "helpful, detailed, and polite answers to the user's questions.")
@@ -110,7 +104,6 @@ def vicuna(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(join_colon(head, items, (" ", "</s>")))
 
 
-@register_chat_format("oasst_llama")
 def oasst_llama(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     head = f"[INST] <<SYS>>\n{system_text(messages)}\n<</SYS>>\n\n"
     items = turns(messages, {"user": "<|prompter|>", "assistant": "<|assistant|>"}, "<|assistant|>")
@@ -125,8 +118,8 @@ def _baichuan(user: str, assistant: str) -> Any:
     return render
 
 
-register_chat_format("baichuan-2")(_baichuan("<reserved_106>", "<reserved_107>"))
-register_chat_format("baichuan")(_baichuan("<reserved_102>", "<reserved_103>"))
+baichuan_2 = _baichuan("<reserved_106>", "<reserved_107>")
+baichuan = _baichuan("<reserved_102>", "<reserved_103>")
 
 _OPENBUDDY_SYSTEM = """You are a helpful, respectful and honest INTP-T AI Assistant named Buddy. You are talking to a human User.
 Always answer as helpfully and logically as possible, while being safe. Your answers should not include any harmful, political, religious, unethical, racist, sexist, toxic, dangerous, or illegal content. Please ensure that your responses are socially unbiased and positive in nature.
@@ -138,19 +131,16 @@ You are trained by OpenBuddy team, (https://openbuddy.ai, https://github.com/Ope
 """
 
 
-@register_chat_format("openbuddy")
 def openbuddy(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "User", "assistant": "Assistant"}, "Assistant")
     return _response(join_colon(_OPENBUDDY_SYSTEM, items, ("\n",)))
 
 
-@register_chat_format("redpajama-incite")
 def redpajama_incite(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<human>", "assistant": "<bot>"}, "<bot>")
     return _response(join_colon(system_text(messages), items, ("\n",)), "<human>")
 
 
-@register_chat_format("snoozy")
 def snoozy(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     default = ("The prompt below is a question to answer, a task to complete, or a conversation to respond to; "
                "decide which and write an appropriate response.")
@@ -158,20 +148,17 @@ def snoozy(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(join_colon(system_text(messages) or default, items, ("\n",)), "###")
 
 
-@register_chat_format("phind")
 def phind(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "### User Message", "assistant": "### Assistant"}, "### Assistant")
     return _response(join_colon("### System Prompt\nYou are an intelligent programming assistant.", items, ("\n\n",)))
 
 
-@register_chat_format("intel")
 def intel(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     # llama-cpp-python's layout puts the placeholder itself, not the system message, in the head.
     items = turns(messages, {"user": "### User:", "assistant": "### Assistant:"}, "### Assistant:")
     return _response(join_colon("### System:\n{system_message}", items, ("\n",)))
 
 
-@register_chat_format("open-orca")
 def open_orca(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     head = ("You are a helpful assistant. Please answer truthfully and write out your thinking step by step to be "
             "sure you get the right answer. If you make a mistake or encounter an error in your thinking, say so out "
@@ -185,32 +172,27 @@ def open_orca(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(join_colon(head, items, ("<|end_of_turn|>\n",), space_when_open=True), "User")
 
 
-@register_chat_format("mistrallite")
 def mistrallite(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<|prompter|>", "assistant": "</s>\n<|assistant|>"}, "</s>\n<|assistant|>")
     return _response(join_plain(f"<|system|>{system_text(messages)}</s>", items, " "))
 
 
-@register_chat_format("zephyr")
 def zephyr(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<|user|>\n", "assistant": "<|assistant|>\n"}, "<|assistant|>\n")
     return _response(join_lines(f"<|system|>\n{system_text(messages)}", items, "</s>"), "</s>")
 
 
-@register_chat_format("pygmalion")
 def pygmalion(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<|user|>", "assistant": "<|model|>"}, "<|model|>")
     return _response(join_lines(f"<|system|>{system_text(messages)}", items, "\n"), "\n")
 
 
-@register_chat_format("chatml")
 def chatml(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"},
                   "<|im_start|>assistant")
     return _response(join_lines(f"<|im_start|>system\n{system_text(messages)}", items, "<|im_end|>"), "<|im_end|>")
 
 
-@register_chat_format("mistral-instruct")
 def mistral_instruct(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     out = ""
     for message in messages:
@@ -222,7 +204,6 @@ def mistral_instruct(messages: Sequence[Message], **_: Any) -> ChatFormatterResp
     return _response(out + " [/INST]", "</s>")
 
 
-@register_chat_format("chatglm3")
 def chatglm3(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "<|user|>", "assistant": "<|assistant|>"}, "<|assistant|>")
     out = f"<|system|>\n{system_text(messages)}"
@@ -230,7 +211,6 @@ def chatglm3(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     return _response(out, "</s>")
 
 
-@register_chat_format("openchat")
 def openchat(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "GPT4 Correct User: ", "assistant": "<|end_of_turn|>GPT4 Correct Assistant: "},
                   "<|end_of_turn|>GPT4 Correct Assistant: ")
@@ -238,16 +218,42 @@ def openchat(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
                      "<|end_of_turn|>")
 
 
-@register_chat_format("saiga")
 def saiga(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     items = turns(messages, {"user": "user", "bot": "bot", "system": "system"})
     out = "".join(f"<s>{role}\n{text}</s>" if text else f"<s>{role}\n" for role, text in items)
     return _response((out + "<s>bot").strip())
 
 
-@register_chat_format("gemma")
 def gemma(messages: Sequence[Message], **_: Any) -> ChatFormatterResponse:
     # Gemma has no system role: a system message is left out, as in llama-cpp-python.
     items = turns(messages, {"user": "<start_of_turn>user\n", "assistant": "<start_of_turn>model\n"},
                   "<start_of_turn>model\n")
     return _response(join_plain("", items, "<end_of_turn>\n"), "<end_of_turn>\n")
+
+
+# The named formats, as the registry (allama.chat.registry) starts with them.
+BUILTIN_CHAT_FORMATS: dict[str, ChatFormatter] = {
+    "llama-2": llama_2,
+    "llama-3": llama_3,
+    "alpaca": alpaca,
+    "qwen": qwen,
+    "vicuna": vicuna,
+    "oasst_llama": oasst_llama,
+    "baichuan-2": baichuan_2,
+    "baichuan": baichuan,
+    "openbuddy": openbuddy,
+    "redpajama-incite": redpajama_incite,
+    "snoozy": snoozy,
+    "phind": phind,
+    "intel": intel,
+    "open-orca": open_orca,
+    "mistrallite": mistrallite,
+    "zephyr": zephyr,
+    "pygmalion": pygmalion,
+    "chatml": chatml,
+    "mistral-instruct": mistral_instruct,
+    "chatglm3": chatglm3,
+    "openchat": openchat,
+    "saiga": saiga,
+    "gemma": gemma,
+}

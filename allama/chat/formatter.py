@@ -5,6 +5,7 @@ metadata) in Jinja2's immutable sandbox, with the helpers real templates use:
 `raise_exception`, `strftime_now`, `tojson` with json.dumps' arguments, and
 loop controls. A template that reaches for Python internals (the
 CVE-2024-34359 family) raises `TemplateError` and executes nothing.
+`ChatFormatterHandler` makes any formatter a chat completion handler.
 """
 
 from __future__ import annotations
@@ -164,6 +165,27 @@ class Jinja2ChatFormatter:
 
     def to_chat_handler(self) -> Any:
         """This formatter as a chat completion handler (for `Llama(chat_handler=...)`)."""
-        from allama.chat.formatter_handlers import ChatFormatterHandler
-
         return ChatFormatterHandler(self)
+
+
+class ChatFormatterHandler:
+    """A chat formatter as a chat completion handler: the Llama's usual chat completion
+    (tools, response_format, streams, stop strings) with this formatter's prompts.
+
+    Works with `Llama(chat_handler=...)` and `allama.sync.Llama(chat_handler=...)`; called
+    directly, it returns what `llama.create_chat_completion` returns (a coroutine for
+    allama.Llama, the response for the blocking twin).
+    """
+
+    on_event_loop = True  # it only starts the Llama's own (async) chat completion
+
+    def __init__(self, formatter: ChatFormatter) -> None:
+        if not callable(formatter):
+            raise TypeError(f"a chat formatter must be callable, not {type(formatter).__name__}")
+        self.formatter = formatter
+
+    def __call__(self, *, llama: Any, messages: Sequence[dict[str, Any]], **request: Any) -> Any:
+        return llama.create_chat_completion(messages=messages, _chat_formatter=self.formatter, **request)
+
+    def __repr__(self) -> str:
+        return f"ChatFormatterHandler({self.formatter!r})"

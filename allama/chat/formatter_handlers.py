@@ -1,5 +1,5 @@
-"""Chat formatters as chat completion handlers, and formatters made from Hugging Face tokenizers
-(llama-cpp-python's `chat_formatter_to_chat_completion_handler`, `hf_*` functions)."""
+"""llama-cpp-python's functions that make chat completion handlers of formatters, and formatters
+of Hugging Face tokenizers (`chat_formatter_to_chat_completion_handler`, `hf_*`)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from allama.chat.formatter import ChatFormatter, ChatFormatterResponse, TemplateError, make_environment
-
-
-class ChatFormatterHandler:
-    """A chat formatter as a chat completion handler: the Llama's usual chat completion
-    (tools, response_format, streams, stop strings) with this formatter's prompts.
-
-    Works with `Llama(chat_handler=...)` and `allama.sync.Llama(chat_handler=...)`; called
-    directly, it returns what `llama.create_chat_completion` returns (a coroutine for
-    allama.Llama, the response for the blocking twin).
-    """
-
-    on_event_loop = True  # it only starts the Llama's own (async) chat completion
-
-    def __init__(self, formatter: ChatFormatter) -> None:
-        if not callable(formatter):
-            raise TypeError(f"a chat formatter must be callable, not {type(formatter).__name__}")
-        self.formatter = formatter
-
-    def __call__(self, *, llama: Any, messages: Sequence[dict[str, Any]], **request: Any) -> Any:
-        return llama.create_chat_completion(messages=messages, _chat_formatter=self.formatter, **request)
-
-    def __repr__(self) -> str:
-        return f"ChatFormatterHandler({self.formatter!r})"
+from allama.chat.formatter import (ChatFormatter, ChatFormatterHandler, ChatFormatterResponse, TemplateError,
+                                   make_environment)
 
 
 def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> ChatFormatterHandler:

@@ -66,7 +66,7 @@ class MTMDChatHandler:
 
     async def media_context(self, llama: Any) -> Any:
         """The projector loaded for `llama`'s model (off the event loop the first time)."""
-        return await anyio.to_thread.run_sync(self._load, llama._model)
+        return await anyio.to_thread.run_sync(self._load, llama.model)
 
     async def bitmaps(self, llama: Any, media: list[bytes]) -> list[Any]:
         context = await self.media_context(llama)

@@ -7,7 +7,7 @@ to `</think>` is reasoning; the rest is the answer.
 
 from __future__ import annotations
 
-from allama.engine.text_stream import held_suffix
+from allama.marker_prefix import held_suffix
 
 OPEN, CLOSE = "<think>", "</think>"
 

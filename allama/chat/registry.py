@@ -3,17 +3,22 @@
 
 Every chat format is also a chat completion handler under its name (as in
 llama-cpp-python): `get_chat_completion_handler("chatml")` renders with the chatml format.
+The tables start with the built-in formats (`allama.chat.formats`) and handlers
+(`allama.chat.handlers`); registrations add to them or replace entries.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from allama.chat.formatter import ChatFormatter
+from allama.chat.formats import BUILTIN_CHAT_FORMATS
+from allama.chat.formatter import ChatFormatter, ChatFormatterHandler
+from allama.chat.handlers import BUILTIN_CHAT_HANDLERS
 
-_FORMATS: dict[str, ChatFormatter] = {}
-_HANDLERS: dict[str, Any] = {}
+_FORMATS: dict[str, ChatFormatter] = dict(BUILTIN_CHAT_FORMATS)
+_HANDLERS: dict[str, Any] = dict(BUILTIN_CHAT_HANDLERS)
 _FORMAT_HANDLERS: dict[str, Any] = {}  # the handler made for each format, kept once made
 
 
@@ -50,7 +55,6 @@ def _registrar(table: dict[str, Any], name: str) -> Callable[[Any], Any]:
 
 
 def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
-    _load_builtins()
     try:
         return table[name]
     except KeyError:
@@ -70,8 +74,6 @@ def guess_chat_format(template: str | None) -> str | None:
     """The named format for a GGUF chat template llama-cpp-python knows by heart, else None."""
     if not template:
         return None
-    import hashlib
-
     return _KNOWN_TEMPLATES.get(hashlib.sha256(template.encode("utf-8")).hexdigest())
 
 
@@ -99,26 +101,21 @@ class LlamaChatCompletionHandlerRegistry:
 
     def register_chat_completion_handler(self, name: str, chat_handler: LlamaChatCompletionHandler,
                                          overwrite: bool = False) -> None:
-        _load_builtins()
         if not overwrite and name in _HANDLERS:
             raise ValueError(f"a chat completion handler named {name!r} is registered; pass overwrite=True to replace it")
         _HANDLERS[name] = chat_handler
 
     def unregister_chat_handler(self, name: str) -> None:
-        _load_builtins()
         if name not in _HANDLERS:
             raise ValueError(f"no chat completion handler is registered as {name!r}")
         del _HANDLERS[name]
 
     def get_chat_completion_handler_by_name(self, name: str) -> LlamaChatCompletionHandler:
-        _load_builtins()
         if name in _HANDLERS:
             return _HANDLERS[name]
         if name in _FORMATS:
             cached = _FORMAT_HANDLERS.get(name)
             if cached is None or cached.formatter is not _FORMATS[name]:
-                from allama.chat.formatter_handlers import ChatFormatterHandler
-
                 cached = _FORMAT_HANDLERS[name] = ChatFormatterHandler(_FORMATS[name])
             return cached
         known = ", ".join(sorted(set(_HANDLERS) | set(_FORMATS)))
@@ -128,14 +125,9 @@ class LlamaChatCompletionHandlerRegistry:
 def chat_format_handler(name: str) -> Any:
     """The handler registered as `name` when `name` is not a prompt format (so that
     `chat_format="functionary-v2"` selects that handler, as in llama-cpp-python), else None."""
-    _load_builtins()
     return _HANDLERS.get(name) if name not in _FORMATS else None
 
 
 def list_chat_formats() -> list[str]:
-    _load_builtins()
     return sorted(_FORMATS)
 
-
-def _load_builtins() -> Any:
-    from allama.chat import formats, handlers  # noqa: F401  (register on import)

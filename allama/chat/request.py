@@ -1,10 +1,15 @@
 """Reading an OpenAI chat request: messages as templates expect them, the legacy
-`functions` as tools, and `response_format` as a grammar."""
+`functions` as tools, `response_format` as a grammar; ChatRequest holds what every chat
+path (the default one and the function-calling handlers) reads the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from allama.arguments import stop_strings
+from allama.json_schema import json_schema_to_gbnf
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 TOOL_CHOICES = ("none", "auto", "required")
@@ -98,8 +103,6 @@ def legacy_functions_as_tools(tools: Any, tool_choice: Any, functions: Any, func
 
 def response_format_grammar(response_format: dict[str, Any]) -> str | None:
     """The grammar for OpenAI's response_format: json_object, json_schema, or text (none)."""
-    from allama.grammar import json_schema_to_gbnf
-
     if not isinstance(response_format, Mapping):
         raise TypeError(f"response_format must be a dict such as {{'type': 'json_object'}}, "
                         f"not {type(response_format).__name__}")
@@ -117,3 +120,45 @@ def response_format_grammar(response_format: dict[str, Any]) -> str | None:
             raise ValueError("response_format json_schema needs json_schema.schema")
         return json_schema_to_gbnf(schema)
     raise ValueError(f"response_format type must be text, json_object or json_schema, not {kind!r}")
+
+
+# The chat-level fields of a request: ChatRequest reads them; the rest are completion options.
+CHAT_FIELDS = frozenset({"messages", "functions", "function_call", "tools", "tool_choice", "stop", "max_tokens",
+                         "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "grammar",
+                         "chat_template_kwargs", "reasoning_effort", "parallel_tool_calls"})
+
+
+@dataclass
+class ChatRequest:
+    """A chat request's fields as a chat path uses them (the messages aside)."""
+
+    tools: list[dict[str, Any]] | None  # `functions` read as tools
+    tool_choice: Any
+    legacy: bool  # the request used `functions`/`function_call` rather than tools
+    parallel: bool  # parallel_tool_calls
+    stops: list[str]  # the caller's stop strings
+    max_tokens: int | None  # max_completion_tokens, else max_tokens (as given)
+    logprobs: int | None  # how many alternatives per token (top_logprobs), when logprobs is asked for
+    grammar: Any  # response_format's grammar, else the caller's
+    template_vars: dict[str, Any]  # chat_template_kwargs, and reasoning_effort
+    options: dict[str, Any]  # every other field: completion options
+
+    @classmethod
+    def read(cls, request: Mapping[str, Any]) -> "ChatRequest":
+        tools, tool_choice = legacy_functions_as_tools(request.get("tools"), request.get("tool_choice"),
+                                                       request.get("functions"), request.get("function_call"))
+        check_tools(tools, tool_choice)
+        grammar = request.get("grammar")
+        if request.get("response_format") is not None:
+            grammar = response_format_grammar(request["response_format"]) or grammar
+        limit = request.get("max_completion_tokens")
+        template_vars = dict(request.get("chat_template_kwargs") or {})
+        if request.get("reasoning_effort") is not None:
+            template_vars.setdefault("reasoning_effort", request["reasoning_effort"])
+        return cls(
+            tools=tools, tool_choice=tool_choice, legacy=bool(request.get("functions")) and not request.get("tools"),
+            parallel=bool(request.get("parallel_tool_calls", True)), stops=stop_strings(request.get("stop")),
+            max_tokens=request.get("max_tokens") if limit is None else limit,
+            logprobs=(request.get("top_logprobs") or 0) if request.get("logprobs") else None,
+            grammar=grammar, template_vars=template_vars,
+            options={k: v for k, v in request.items() if k not in CHAT_FIELDS})

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from allama.engine.text_stream import held_suffix
-from allama.grammar import json_schema_to_gbnf
+from allama.json_schema import json_schema_to_gbnf
+from allama.marker_prefix import held_suffix
 
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 _MISTRAL_ARGS = re.compile(r"\[TOOL_CALLS\]\s*([A-Za-z0-9_.\-]+)\[ARGS\]", re.S)

@@ -10,6 +10,7 @@ import numpy as np
 from allama import _native
 from allama.engine.request import Output, TokenLogprob
 from allama.engine.sequence import Sequence, Submission
+from allama.logprobs import log_softmax
 
 # Tokens before a new one that a custom tokenizer is given to detokenize it: enough for a
 # leading space and for a character split over several tokens, and O(1) per token.
@@ -98,9 +99,7 @@ class OutputProcessor:
 
 def token_logprob(logits: np.ndarray, token: int, top: int) -> TokenLogprob:
     """The token's log-probability under the logits, with the `top` most likely alternatives."""
-    shifted = logits - logits.max()
-    logsum = float(np.log(np.exp(shifted, dtype=np.float64).sum()))
-    logprobs = shifted - logsum
+    logprobs = log_softmax(logits)
     top_ids = np.argpartition(-logprobs, top)[:top] if 0 < top < len(logprobs) else np.arange(0)
     top_ids = top_ids[np.argsort(-logprobs[top_ids])]
     return TokenLogprob(token, float(logprobs[token]), {int(t): float(logprobs[t]) for t in top_ids})

@@ -11,17 +11,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 
-
-def held_suffix(text: str, markers: Sequence[str]) -> int:
-    """Length of the longest end of `text` that could be the start of one of `markers`
-    (and so must wait for more text before it can be sent)."""
-    hold = 0
-    for marker in markers:
-        for k in range(min(len(marker) - 1, len(text)), hold, -1):
-            if text.endswith(marker[:k]):
-                hold = k
-                break
-    return hold
+from allama.marker_prefix import held_suffix
 
 
 class TextStream:

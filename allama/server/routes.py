@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from allama.chat.request import response_format_grammar
 from allama.grammar import json_schema_to_gbnf
 from allama.llama import Llama
+from allama.llama_prompts import prompt_token_lists
 from allama.server.errors import APIError, api_error_from
 from allama.server.event_stream import event_stream_response
 from allama.server.metrics import render_metrics
@@ -79,8 +80,7 @@ def _leased(stream: AsyncStream[dict[str, Any]], lease: ModelLease) -> AsyncStre
             lease.release()
 
     def abandon() -> None:
-        if stream._on_abandon is not None:
-            stream._on_abandon()
+        stream.abandon()
         lease.release()
 
     return AsyncStream(chunks(), on_abandon=abandon)
@@ -160,7 +160,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
         if body.min_tokens > 0 and isinstance(body.prompt, list) and body.prompt \
                 and not isinstance(body.prompt[0], int) and len(body.prompt) > 1:  # several prompts
             kwargs["logits_processor"] = MinTokensLogitsProcessor(
-                body.min_tokens, llm, llm._prompt_token_lists(body.prompt, body.suffix))
+                body.min_tokens, llm, prompt_token_lists(llm, body.prompt, body.suffix))
         if body.response_format is not None and "grammar" not in kwargs:
             try:
                 grammar = response_format_grammar(body.response_format)

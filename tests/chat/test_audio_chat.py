@@ -16,7 +16,7 @@ from allama.engine.media_prompt import media_prompt
 from allama.testing.model_builder import (AudioProjectorConfig, LlamaConfig, ProjectorConfig, build_audio_projector,
                                           build_llama, build_projector)
 
-from ..conftest import TINY_LLAMA
+from ..tiny_models import TINY_LLAMA
 from ..native.test_media import _png
 from ..native.test_media_audio import _wav
 from .test_multimodal import TEMPLATE

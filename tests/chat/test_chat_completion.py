@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from allama import Llama
-from allama.testing.model_builder import LlamaConfig, build_llama
+from allama.testing.model_builder import build_llama
 
-from ..conftest import TINY_LLAMA
 from ..scripted import forced_text
+from ..tiny_models import TINY_LLAMA
 
 pytestmark = pytest.mark.anyio
 

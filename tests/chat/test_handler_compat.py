@@ -59,10 +59,8 @@ MISTRAL_TOKENIZER_CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=512, n_parallel=2, n_threads=1, n_threads_batch=1)
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=512, n_parallel=2, n_threads=1, n_threads_batch=1)
 
 
 def prompt_tokens(llm, prompt: str) -> int:

@@ -13,7 +13,7 @@ from allama.chat.multimodal import MTMDChatHandler
 from allama.engine.media_prompt import media_prompt
 from allama.testing.model_builder import LlamaConfig, ProjectorConfig, build_llama, build_projector
 
-from ..conftest import TINY_LLAMA
+from ..tiny_models import TINY_LLAMA
 from ..native.test_media import _png
 
 pytestmark = pytest.mark.anyio

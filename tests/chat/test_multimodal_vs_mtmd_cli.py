@@ -15,7 +15,8 @@ from allama import Llama
 from allama.chat.multimodal import MTMDChatHandler
 from allama.testing.model_builder import build_llama
 
-from ..conftest import REPO_ROOT, TINY_LLAMA
+from ..paths import REPO_ROOT
+from ..tiny_models import TINY_LLAMA
 from ..native.test_media import _png
 from .test_multimodal import NO_BOS_TEMPLATE, PNG, TEMPLATE, paths  # noqa: F401  (the fixture)
 

@@ -13,8 +13,8 @@ from allama import Llama
 from allama.chat.tool_calls import parse_tool_calls, tool_call_grammar
 from allama.testing.model_builder import build_llama
 
-from ..conftest import TINY_LLAMA
 from ..scripted import forced_reply
+from ..tiny_models import TINY_LLAMA
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..paths import REPO_ROOT
 
 MODULES = [
     "allama.compat.llama_cpp",

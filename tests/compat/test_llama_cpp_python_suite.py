@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..paths import REPO_ROOT
 
 SUITE = REPO_ROOT / "vendor" / "llama_cpp_python" / "tests"
 

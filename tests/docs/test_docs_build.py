@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..paths import REPO_ROOT
 
 NEEDED = ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "material", "griffe_pydantic", "pydantic_settings")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..paths import REPO_ROOT
 from ..server.live_server import free_port
 
 QUICKSTART = REPO_ROOT / "docs" / "quickstart.md"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from allama import Llama
 
 # The shared checks live outside test_*.py files: have pytest explain their failed asserts too.
 pytest.register_assert_rewrite("tests.examples.chat_service_tests", "tests.examples.example_scripts")
@@ -17,8 +16,6 @@ def anyio_backend():
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
+def llm_options():
     """The tiny model, with room for a long generation that a client can walk away from."""
-    model = Llama(str(llama_f32_path), n_ctx=2048, n_parallel=4, n_threads=2, n_threads_batch=2)
-    yield model
-    model.close()
+    return dict(n_ctx=2048, n_parallel=4, n_threads=2, n_threads_batch=2)

@@ -16,7 +16,7 @@ from allama.errors import GrammarError
 from allama.grammar import json_schema_to_gbnf
 from allama.server.event_stream import _event
 
-from .conftest import FUZZ
+from .profile import FUZZ
 
 # Any text, lone surrogates included (a JSON body may carry "\ud800").
 ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=60)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..paths import REPO_ROOT
 
 
 def _needs(module: str) -> None:

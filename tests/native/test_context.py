@@ -13,7 +13,8 @@ from allama import _native
 from allama.errors import ClosedError, DecodeAbortedError, KVCacheFullError
 from allama.testing.model_builder import LORA_TARGETS, LlamaConfig, build_llama, build_lora
 
-from ..conftest import TINY_LLAMA, make_context
+from ..native_context import make_context
+from ..tiny_models import TINY_LLAMA
 from ..oracle.llama_forward import LlamaWeights, forward
 
 PROMPTS = [

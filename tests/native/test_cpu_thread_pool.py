@@ -16,7 +16,7 @@ import pytest
 
 from allama import _native
 
-from ..conftest import make_context
+from ..native_context import make_context
 
 TOKENS = [1, 15043, 29892, 920, 526, 366, 29973, 306]
 

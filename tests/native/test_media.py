@@ -101,7 +101,7 @@ def test_images_from_bytes_file_and_pixels_give_the_same_tokens(media, tmp_path)
 
 
 def test_eval_then_generate(llama_model, media):
-    from ..conftest import make_context
+    from ..native_context import make_context
 
     ctx = make_context(llama_model, n_ctx=256, n_batch=64, n_seq_max=2)
     chunks = media.tokenize(PROMPT, [media.bitmap_from_bytes(_png(32, 32))])
@@ -131,7 +131,7 @@ def test_undecodable_media_raises(media, data, message):
 
 
 def test_too_many_media_tokens_for_the_context(llama_model, media):
-    from ..conftest import make_context
+    from ..native_context import make_context
 
     ctx = make_context(llama_model, n_ctx=256, n_batch=32, n_seq_max=1)  # (llama.cpp's smallest context)
     chunks = media.tokenize("<__media__>" * 20, [media.bitmap_from_bytes(_png(8, 8))] * 20)  # 20 x 16 tokens

@@ -15,8 +15,8 @@ from allama import _native
 from allama.testing.model_builder import (AudioProjectorConfig, LlamaConfig, ProjectorConfig, build_audio_projector,
                                           build_projector)
 
-from ..conftest import make_context
 from ..greedy import greedy_tokens
+from ..native_context import make_context
 from .isolated import run_isolated
 from .test_media import _png
 

@@ -10,7 +10,7 @@ import pytest
 from allama import _native
 from allama.testing.model_builder import LlamaConfig, Qwen2VLProjectorConfig, build_qwen2vl_projector
 
-from ..conftest import make_context
+from ..native_context import make_context
 from .test_media import _png
 
 LLAMA_ROPE_TYPE_MROPE = 8  # llama.h

@@ -13,7 +13,7 @@ import pytest
 from allama import _native
 from allama.testing.model_builder import LlamaConfig, Qwen2VLConfig, Qwen25VLProjectorConfig, build_qwen25vl_projector
 
-from ..conftest import make_context
+from ..native_context import make_context
 from .test_media import _png
 from .test_media_mrope import PROMPT, eval_then_generate
 

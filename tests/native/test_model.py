@@ -10,7 +10,7 @@ from allama import _native
 from allama.errors import ClosedError, ModelLoadError
 from allama.testing.model_builder import LlamaConfig, build_llama
 
-from ..conftest import TINY_LLAMA
+from ..tiny_models import TINY_LLAMA
 
 
 def test_model_reports_its_architecture(llama_model):
@@ -114,7 +114,7 @@ def test_split_model_loads_from_first_shard_and_from_list(tmp_path, llama_model)
 
 
 def test_model_close_keeps_contexts_working(llama_f32_path):
-    from ..conftest import make_context
+    from ..native_context import make_context
 
     model = _native.Model.load(str(llama_f32_path))
     ctx = make_context(model)

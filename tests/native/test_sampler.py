@@ -8,7 +8,7 @@ import pytest
 from allama import _native
 from allama.errors import GrammarError
 
-from ..conftest import make_context
+from ..native_context import make_context
 
 
 def params(**fields) -> _native.SamplerParams:

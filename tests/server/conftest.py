@@ -10,8 +10,7 @@ from allama.server import ConfigFileSettings, create_app
 from allama.server.settings import ModelSettings, ServerSettings
 
 from .live_server import serving
-
-CHAT, EMBED = "tiny-chat", "tiny-embed"
+from .model_aliases import CHAT, EMBED
 
 
 @pytest.fixture(scope="package")

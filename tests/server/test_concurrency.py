@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import CHAT
+from .model_aliases import CHAT
 
 pytestmark = pytest.mark.anyio
 

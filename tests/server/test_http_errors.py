@@ -7,8 +7,8 @@ import pytest
 
 from allama.server import ModelSettings, ServerSettings, create_app
 
-from .conftest import CHAT, EMBED
 from .live_server import serving
+from .model_aliases import CHAT, EMBED
 
 CHAT_BODY = {"model": CHAT, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

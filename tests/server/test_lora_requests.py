@@ -9,7 +9,7 @@ from allama.server import create_app
 from allama.server.settings import Settings
 from allama.testing.model_builder import build_lora
 
-from ..conftest import TINY_LLAMA
+from ..tiny_models import TINY_LLAMA
 from .live_server import serving
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from allama.server import ModelSettings, ServerSettings, create_app
 from allama.server.cli import settings_from_args
 from allama.testing.model_builder import LlamaConfig, ProjectorConfig, build_llama, build_projector
 
-from ..conftest import TINY_LLAMA
+from ..tiny_models import TINY_LLAMA
 from ..native.test_media import _png
 from .live_server import serving
 

@@ -8,7 +8,7 @@ import jsonschema
 import openai
 import pytest
 
-from .conftest import CHAT, EMBED
+from .model_aliases import CHAT, EMBED
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]
 WEATHER = {"type": "function", "function": {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .conftest import CHAT
+from .model_aliases import CHAT
 
 
 def _complete(base_url: str, path: str = "/v1/completions", **body) -> dict:

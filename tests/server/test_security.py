@@ -8,7 +8,7 @@ import hmac
 
 import httpx
 
-from .conftest import CHAT
+from .model_aliases import CHAT
 
 
 def error_of(response: httpx.Response, status: int) -> dict:

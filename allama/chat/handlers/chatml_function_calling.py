@@ -18,7 +18,6 @@ from typing import Any
 from allama.chat.handlers.handler_request import HandlerRequest, names_rule
 from allama.chat.handlers.turn import (MAX_CALLS, Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks,
                                       turn_response)
-from allama.chat.registry import register_chat_completion_handler
 from allama.chat.tool_calls import arguments_json
 
 END = "<|im_end|>"
@@ -120,7 +119,6 @@ async def _arguments_step(request: HandlerRequest, turn: Turn, name: str) -> Asy
         yield Arguments(text)
 
 
-@register_chat_completion_handler("chatml-function-calling")
 async def chatml_function_calling(**kwargs: Any) -> Any:
     request = HandlerRequest.read(kwargs)
     offered = request.functions if request.choice != "none" else []

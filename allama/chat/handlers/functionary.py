@@ -16,7 +16,6 @@ from typing import Any
 from allama.chat.handlers.handler_request import HandlerRequest, names_rule
 from allama.chat.handlers.turn import Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks, turn_response
 from allama.chat.handlers.typescript_signatures import functions_namespace
-from allama.chat.registry import register_chat_completion_handler
 from allama.chat.tool_calls import arguments_json
 
 # Functionary's system prompt (a fact of its prompt format).
@@ -89,7 +88,6 @@ async def _events(request: HandlerRequest, turn: Turn) -> AsyncIterator[TurnEven
     yield Finish(turn.last.finish_reason or "stop")
 
 
-@register_chat_completion_handler("functionary")
 async def functionary(**kwargs: Any) -> Any:
     request = HandlerRequest.read(kwargs)
     turn = request.turn(render_prompt(request.messages, request.functions))

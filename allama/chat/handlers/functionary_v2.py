@@ -20,7 +20,6 @@ from allama.chat.handlers.handler_request import HandlerRequest, names_rule
 from allama.chat.handlers.turn import (MAX_CALLS, Arguments, CallStart, Content, Finish, Turn, TurnEvent, turn_chunks,
                                       turn_response)
 from allama.chat.handlers.typescript_signatures import functions_namespace
-from allama.chat.registry import register_chat_completion_handler
 
 # v2's markers
 FROM, RECIPIENT, CONTENT, STOP = "<|from|>", "<|recipient|>", "<|content|>", "<|stop|>"
@@ -145,11 +144,9 @@ async def _handle(version: int, kwargs: dict[str, Any]) -> Any:
     return await turn_response(turn, events, request.legacy)
 
 
-@register_chat_completion_handler("functionary-v1")
 async def functionary_v1(**kwargs: Any) -> Any:
     return await _handle(1, kwargs)
 
 
-@register_chat_completion_handler("functionary-v2")
 async def functionary_v2(**kwargs: Any) -> Any:
     return await _handle(2, kwargs)

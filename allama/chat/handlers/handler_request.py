@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from allama.chat.handlers.turn import Turn
-from allama.arguments import stop_strings
-from allama.chat.request import check_tools, legacy_functions_as_tools, normalise_messages, response_format_grammar
-from allama.grammar import gbnf_literal
+from allama.chat.request import ChatRequest, normalise_messages
+from allama.gbnf import gbnf_literal
 from allama.json_schema import ANY_JSON_GBNF, json_schema_to_gbnf
 
-# Request fields a handler consumes itself; the rest are sampling options for every step.
-_OWN = {"llama", "messages", "functions", "function_call", "tools", "tool_choice", "stream", "stop",
-        "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs", "response_format",
-        "chat_template_kwargs", "reasoning_effort", "parallel_tool_calls", "stream_options", "n", "grammar"}
+# Completion options a handler sets itself for each step, never passed on as they are.
+_OWN = {"llama", "stream", "stream_options", "n"}
 
 
 @dataclass
@@ -40,30 +37,20 @@ class HandlerRequest:
             raise ValueError("messages must not be empty")
         if (kwargs.get("n") or 1) != 1:
             raise ValueError("this chat handler writes one choice per request (n=1)")
-        legacy = bool(kwargs.get("functions")) and not kwargs.get("tools")
-        tools, tool_choice = legacy_functions_as_tools(kwargs.get("tools"), kwargs.get("tool_choice"),
-                                                       kwargs.get("functions"), kwargs.get("function_call"))
-        check_tools(tools, tool_choice)
-        functions = [t["function"] for t in tools or [] if t.get("type", "function") == "function"]
-        if isinstance(tool_choice, dict):
-            choice: str | None = tool_choice["function"]["name"]
+        chat = ChatRequest.read(kwargs)
+        functions = [t["function"] for t in chat.tools or [] if t.get("type", "function") == "function"]
+        if isinstance(chat.tool_choice, dict):
+            choice: str | None = chat.tool_choice["function"]["name"]
         else:
-            choice = tool_choice if functions else "none"
-        grammar = kwargs.get("grammar")
-        if kwargs.get("response_format") is not None:
-            grammar = response_format_grammar(kwargs["response_format"]) or grammar
-        limit = kwargs.get("max_completion_tokens")
-        limit = kwargs.get("max_tokens") if limit is None else limit
-        options = {k: v for k, v in kwargs.items() if k not in _OWN}
+            choice = chat.tool_choice if functions else "none"
+        limit = chat.max_tokens
         return cls(
             llama=kwargs["llama"], messages=normalise_messages(kwargs["messages"]), functions=functions,
-            choice=choice, legacy=legacy, parallel=bool(kwargs.get("parallel_tool_calls", True)),
-            stream=bool(kwargs.get("stream")),
-            include_usage=bool((kwargs.get("stream_options") or {}).get("include_usage")),
-            stops=stop_strings(kwargs.get("stop")),
-            grammar=str(grammar) if grammar is not None else None, options=options,
-            max_tokens=limit if limit is not None and limit > 0 else None,
-            logprobs=(kwargs.get("top_logprobs") or 0) if kwargs.get("logprobs") else None)
+            choice=choice, legacy=chat.legacy, parallel=chat.parallel, stream=bool(kwargs.get("stream")),
+            include_usage=bool((kwargs.get("stream_options") or {}).get("include_usage")), stops=chat.stops,
+            grammar=str(chat.grammar) if chat.grammar is not None else None,
+            options={k: v for k, v in chat.options.items() if k not in _OWN},
+            max_tokens=limit if limit is not None and limit > 0 else None, logprobs=chat.logprobs)
 
     def function(self, name: str) -> dict[str, Any]:
         return next(f for f in self.functions if f["name"] == name)

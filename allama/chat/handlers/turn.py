@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from allama.chat.completion import chat_logprobs
-from allama.engine.text_stream import held_suffix
+from allama.marker_prefix import held_suffix
 from allama.stream import AsyncStream
 
 

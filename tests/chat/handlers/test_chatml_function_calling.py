@@ -27,10 +27,8 @@ NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=2048, n_parallel=2, chat_format="chatml-function-calling")
-    yield model
-    model.close()
+def llm_options():
+    return dict(n_ctx=2048, n_parallel=2, chat_format="chatml-function-calling")
 
 
 async def test_auto_reads_several_calls(llm):

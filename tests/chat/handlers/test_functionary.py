@@ -11,8 +11,8 @@ import pytest
 from allama import Llama
 from allama.testing.model_builder import build_llama
 
-from ...conftest import TINY_LLAMA
 from ...scripted import scripted_steps
+from ...tiny_models import TINY_LLAMA
 from .streamed import streamed_message
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""Fuzzing profiles: a bounded run in the suite; `scripts/fuzz.sh` runs the long one
+"""The fuzzing profile: a bounded run in the suite; `scripts/fuzz.sh` runs the long one
 (ALLAMA_FUZZ_EXAMPLES=20000 and no deadline)."""
 
 from __future__ import annotations
