@@ -172,6 +172,33 @@ def test_sample_batch_matches_one_by_one(llama_model, decoded):
         assert got == expected
 
 
+def test_many_rows_sampled_on_the_decode_threads_match_one_by_one(llama_model, llama_vocab, decoded):
+    """32 rows go to the context's 2 threads (a chain per row, so no two threads share one);
+    a failing chain among them still fails only its own row."""
+    ctx, rows = decoded
+    make = lambda seed: _native.SamplerChain(llama_model, params(seed=seed, temperature=0.9))  # noqa: E731
+    batch_chains = [make(seed) for seed in range(32)]
+    solo_chains = [make(seed) for seed in range(32)]
+    eos = llama_vocab.eos
+    stuck = _native.SamplerChain(llama_model, params(grammar='root ::= "yes"', logit_bias={eos: float("-inf")}))
+    stuck.accept(next(t for t in range(llama_vocab.n_tokens) if llama_vocab.token_to_piece(t) == b"yes"))
+    batch_chains[20] = stuck
+    for _ in range(4):
+        got = _native.sample_batch(ctx, [(chain, rows[k % 2]) for k, chain in enumerate(batch_chains)])
+        assert isinstance(got[20], GrammarError)
+        expected = [chain.sample(ctx, rows[k % 2]) for k, chain in enumerate(solo_chains) if k != 20]
+        assert got[:20] + got[21:] == expected
+        solo_chains[20].sample(ctx, rows[0])  # kept in step with its twin's random stream
+
+
+def test_a_chain_given_twice_samples_its_rows_in_order(llama_model, decoded):
+    ctx, rows = decoded
+    shared = _native.SamplerChain(llama_model, params(seed=5, temperature=0.9))
+    solo = _native.SamplerChain(llama_model, params(seed=5, temperature=0.9))
+    got = _native.sample_batch(ctx, [(shared, rows[k % 2]) for k in range(24)])
+    assert got == [solo.sample(ctx, rows[k % 2]) for k in range(24)]
+
+
 def test_sample_batch_reports_a_failing_chain_without_stopping_the_others(llama_model, llama_vocab, decoded):
     ctx, rows = decoded
     eos = llama_vocab.eos
