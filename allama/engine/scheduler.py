@@ -373,8 +373,10 @@ class Scheduler:
             if slot is None and self.prefix_cache.spare_ids < n:
                 break  # every spare id is a session's: wait for a running request to finish
             heapq.heappop(self._waiting)
-            self._inbox.admitted()
-            self._start(submission)
+            try:
+                self._start(submission)
+            finally:  # counted active before it stops counting as queued: stats never show it neither
+                self._inbox.admitted()
         for submission in deferred:
             heapq.heappush(self._waiting, submission)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,3 @@ class EngineStats:
     prompt_tokens_restored: int = 0  # of prompt_tokens_reused, tokens restored from a prompt cache
     draft_tokens: int = 0            # tokens a draft model proposed (speculative decoding)
     draft_tokens_accepted: int = 0   # of those, tokens the model's own sampling confirmed
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)

@@ -10,9 +10,10 @@ import pytest
 from allama import Llama
 from allama.errors import DecodeError
 
+from ..tiny_models import GREEDY
+
 pytestmark = pytest.mark.anyio
 
-GREEDY = {"temperature": 0.0}
 PROMPTS = [f"Story {i}: once upon a time" + " there" * i for i in range(4)]
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from allama import Llama
 
+from ..tiny_models import GREEDY
+
 pytestmark = pytest.mark.anyio
-GREEDY = {"temperature": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from allama.errors import AllamaError
 from allama.server.settings import ModelSettings
 
 from ..native.isolated import run_isolated
+from ..tiny_models import GREEDY
 
 pytestmark = pytest.mark.anyio
 
-GREEDY = {"temperature": 0.0}
 SHARED = "In a quiet village by the sea there lived an old clockmaker who repaired every clock in town, and "
 
 

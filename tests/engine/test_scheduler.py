@@ -11,9 +11,9 @@ import pytest
 
 from allama import Llama
 
-pytestmark = pytest.mark.anyio
+from ..tiny_models import GREEDY
 
-GREEDY = {"temperature": 0.0}
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
