@@ -17,9 +17,18 @@ DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
 
-def _event(payload: Any) -> bytes:
+# Characters that Python's str.splitlines (and so httpx's iter_lines) takes for line ends but
+# JSON leaves unescaped: written as JSON escapes, a client that splits the stream into lines
+# never cuts an event in two.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def encode_event(payload: Any) -> bytes:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if "\x85" in text or "\u2028" in text or "\u2029" in text:
+        text = text.translate(_LINE_BREAKS)
     try:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        data = text.encode()
     except UnicodeEncodeError:  # a lone surrogate (a JSON body may carry "\ud800"): escape it, as JSON does
         data = json.dumps(payload, separators=(",", ":")).encode()
     return b"data: " + data + b"\n\n"
@@ -43,10 +52,10 @@ async def _events(chunks: AsyncStream[dict[str, Any]], ping_interval: float | No
                 return
             finally:
                 pending = None
-            yield _event(chunk)
+            yield encode_event(chunk)
     except Exception as exc:  # noqa: BLE001 - an error mid-stream becomes an error event
         error = api_error_from(exc)
-        yield _event(error_body(error.status, error.message, error.param, error.code))
+        yield encode_event(error_body(error.status, error.message, error.param, error.code))
     finally:
         if pending is not None:
             pending.cancel()
