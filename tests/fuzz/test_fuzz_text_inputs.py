@@ -14,7 +14,7 @@ from allama.chat.registry import get_chat_format, list_chat_formats
 from allama.chat.tool_calls import ToolCallSplitter, parse_tool_calls
 from allama.errors import GrammarError
 from allama.grammar import json_schema_to_gbnf
-from allama.server.event_stream import _event
+from allama.server.event_stream import encode_event
 
 from .profile import FUZZ
 
@@ -100,8 +100,9 @@ def test_the_streaming_splitter_agrees_with_itself_on_any_cut(pieces):
 @FUZZ
 @given(JSON_VALUES)
 def test_each_sse_event_is_one_data_line_that_parses_back(payload):
-    event = _event({"choices": [{"delta": {"content": payload}}]})
+    event = encode_event({"choices": [{"delta": {"content": payload}}]})
     assert event.startswith(b"data: ") and event.endswith(b"\n\n")
     body = event[len(b"data: "):-2]
     assert b"\n" not in body and b"\r" not in body
+    assert len(body.decode("utf-8", "surrogatepass").splitlines()) == 1  # nor any line end str.splitlines knows
     assert json.loads(body.decode("utf-8"))["choices"][0]["delta"]["content"] == payload
