@@ -47,6 +47,11 @@ struct UseAfterClose : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// The Python exception object for a failure caught in native code: the allama.errors class
+// of the types above (what the registered translator raises), RuntimeError for any other
+// C++ exception. For a call that reports failures per item instead of raising (sample_batch).
+nanobind::object python_exception(const std::exception_ptr & failure);
+
 void init_errors(nanobind::module_ & m);
 
 }  // namespace allama

@@ -199,19 +199,6 @@ SamplerChain * SamplerChain::clone() const {
 
 namespace {
 
-// The Python exception object for a chain's failure inside sample_batch.
-nb::object exception_object(const std::exception_ptr & failure) {
-    try {
-        std::rethrow_exception(failure);
-    } catch (const GrammarFailure & e) {
-        return nb::module_::import_("allama.errors").attr("GrammarError")(e.what());
-    } catch (const std::exception & e) {
-        return nb::module_::import_("builtins").attr("RuntimeError")(e.what());
-    } catch (...) {
-        return nb::module_::import_("builtins").attr("RuntimeError")("unknown sampling failure");
-    }
-}
-
 // Rows per thread below which sampling stays on the calling thread: a thread's start costs
 // about as much as sampling a few rows (a top-k chain over 32k logits: ~15-25 us a row).
 constexpr size_t kRowsPerSamplingThread = 8;
@@ -372,7 +359,7 @@ void init_sampler(nb::module_ & m) {
                 out.append(nb::int_(tokens[k]));
                 continue;
             }
-            out.append(exception_object(failures[k]));
+            out.append(python_exception(failures[k]));
         }
         return out;
     }, nb::arg("ctx"), nb::arg("jobs"),
