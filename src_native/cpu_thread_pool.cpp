@@ -1,10 +1,10 @@
 #include "cpu_thread_pool.h"
+#include "interrupts_blocked.h"
 
 #include "ggml-backend.h"
 #include "ggml.h"
 
 #include <atomic>
-#include <csignal>
 #include <pthread.h>
 
 namespace allama {
@@ -55,19 +55,8 @@ std::unique_ptr<CpuThreadPool> CpuThreadPool::attach(llama_context * ctx, int n_
         params.paused = paused;
         return new_fn(&params);
     };
-    // The workers inherit this thread's signal mask: block Ctrl-C and SIGTERM while they are
-    // made, so that the kernel never hands those to a worker (the main thread would then sleep
-    // through a Ctrl-C; the engine's decode thread blocks them for the same reason).
-    sigset_t blocked;
-    sigset_t previous;
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGINT);
-    sigaddset(&blocked, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &blocked, &previous);
-    struct RestoreMask {
-        sigset_t & mask;
-        ~RestoreMask() { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
-    } restore{previous};
+    // the workers are made with Ctrl-C and SIGTERM blocked, as the engine's decode thread runs
+    const InterruptsBlocked blocked;
     ggml_threadpool * pool_batch = nullptr;
     if (n_threads_batch != n_threads) {
         pool_batch = make(n_threads_batch, false);

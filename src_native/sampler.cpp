@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "grammar_check.h"
+#include "interrupts_blocked.h"
 
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
@@ -12,9 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <csignal>
 #include <memory>
-#include <pthread.h>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -223,22 +222,18 @@ void sample_rows(const std::vector<std::pair<SamplerChain *, int32_t>> & jobs, c
         run(0, n);
         return;
     }
-    sigset_t blocked;
-    sigset_t previous;
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGINT);
-    sigaddset(&blocked, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &blocked, &previous);
     std::vector<std::thread> helpers;
     const size_t share = (n + threads - 1) / threads;
-    try {
-        for (size_t t = 1; t < threads; ++t) {
-            helpers.emplace_back(run, t * share, std::min(n, (t + 1) * share));
+    {
+        const InterruptsBlocked blocked;
+        try {
+            for (size_t t = 1; t < threads; ++t) {
+                helpers.emplace_back(run, t * share, std::min(n, (t + 1) * share));
+            }
+        } catch (const std::system_error &) {
+            // no more threads to be had: the caller samples the rest
         }
-    } catch (const std::system_error &) {
-        // no more threads to be had: the caller samples the rest
     }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     run(0, std::min(n, share));
     for (size_t t = helpers.size() + 1; t < threads; ++t) {
         run(t * share, std::min(n, (t + 1) * share));
