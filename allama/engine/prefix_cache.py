@@ -32,10 +32,9 @@ _SOURCES = ("own", "kept", "share", "restore")
 class PrefixCache:
     """The decode thread's sequence ids, the kept sequences, and the copying between them."""
 
-    def __init__(self, ctx: _native.Context, n_ids: int, n_keep: int, *, kv_unified: bool,
+    def __init__(self, ctx: _native.Context, n_ids: int, *, kv_unified: bool,
                  recurrent: bool, n_swa: int, min_shared_prefix: int) -> None:
         self.ctx = ctx
-        self.n_keep = n_keep
         self.kv_unified = kv_unified
         # A recurrent (or hybrid) memory holds one state per sequence, after its last token: it
         # cannot be cut back to a shorter prefix, and seq_cp copies the whole state.

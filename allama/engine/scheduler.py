@@ -122,7 +122,7 @@ class Scheduler:
         self.ctx = _native.Context(model, context_params)
         self._n_batch = min(config.n_batch, self.ctx.n_batch)
         self._batch = _native.Batch(self._n_batch, 1)
-        self.prefix_cache = PrefixCache(self.ctx, n_ids, config.n_keep, kv_unified=config.kv_unified,
+        self.prefix_cache = PrefixCache(self.ctx, n_ids, kv_unified=config.kv_unified,
                                         recurrent=recurrent, n_swa=model.n_swa,
                                         min_shared_prefix=config.min_shared_prefix)
         self.sessions = SessionTable(self.ctx, self.prefix_cache, config.n_keep)

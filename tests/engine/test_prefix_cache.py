@@ -19,7 +19,7 @@ PROMPT = list(range(100, 140))  # 40 tokens
 
 def cache(kv: ToyKV, n_ids: int = 6, *, kv_unified: bool = True, recurrent: bool = False,
           min_shared_prefix: int = 16) -> PrefixCache:
-    return PrefixCache(kv, n_ids, n_keep=2, kv_unified=kv_unified, recurrent=recurrent, n_swa=0,
+    return PrefixCache(kv, n_ids, kv_unified=kv_unified, recurrent=recurrent, n_swa=0,
                        min_shared_prefix=min_shared_prefix)
 
 

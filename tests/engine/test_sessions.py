@@ -17,7 +17,7 @@ from .toy_kv import ToyKV
 
 def table(limit: int = 2) -> tuple[SessionTable, PrefixCache, ToyKV]:
     kv = ToyKV()
-    prefix = PrefixCache(kv, 4, n_keep=limit, kv_unified=True, recurrent=False, n_swa=0, min_shared_prefix=16)
+    prefix = PrefixCache(kv, 4, kv_unified=True, recurrent=False, n_swa=0, min_shared_prefix=16)
     return SessionTable(kv, prefix, limit), prefix, kv
 
 
