@@ -15,6 +15,7 @@ __all__ = [
     "DecodeError",
     "DecodeAbortedError",
     "KVCacheFullError",
+    "WorkerLostError",
     "RequestTimeoutError",
 ]
 
@@ -57,6 +58,11 @@ class DecodeAbortedError(DecodeError):
 
 class KVCacheFullError(DecodeError):
     """The KV cache has no free cells for the batch."""
+
+
+class WorkerLostError(DecodeError):
+    """An RPC worker holding some of the model's layers went away; the model cannot decode
+    any more and must be loaded again (docs/deploying.md)."""
 
 
 class RequestTimeoutError(AllamaError, TimeoutError):

@@ -3,12 +3,15 @@ context's, the engine's, and those of the blocking twin's single-sequence contex
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from allama import _native, arguments
 from allama.engine import EngineConfig
+
+log = logging.getLogger("allama")
 
 
 def default_threads(n_threads: int | None, n_threads_batch: int | None) -> tuple[int, int]:
@@ -55,7 +58,13 @@ class LlamaParams:
         mp.kv_overrides = dict(self["kv_overrides"] or {})
         rpc_servers = self["rpc_servers"]
         if rpc_servers:
-            mp.rpc_servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else list(rpc_servers)
+            servers = rpc_servers.split(",") if isinstance(rpc_servers, str) else rpc_servers
+            if not isinstance(servers, (list, tuple)) or not all(isinstance(s, str) for s in servers):
+                raise TypeError(f"rpc_servers takes 'host:port,...' or a list of 'host:port', got {rpc_servers!r}")
+            mp.rpc_servers = [s.strip() for s in servers]
+            if mp.n_gpu_layers == 0:
+                log.warning("rpc_servers given with n_gpu_layers=0: every layer stays on this machine "
+                            "(n_gpu_layers=-1 puts them all on the workers)")
         return mp
 
     def context(self, n_ctx: int) -> _native.ContextParams:

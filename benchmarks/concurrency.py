@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,7 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from throughput_plot import Series, plot_throughput  # beside this script
+from preset_models import preset_model  # beside this script
+from throughput_plot import Series, plot_throughput
 
 import numpy as np
 
@@ -282,14 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def default_model(smoke: bool) -> Path:
-    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
-
-    preset = "tiny" if smoke else "bench"
-    path = ROOT / ".cache" / f"bench-{preset}.gguf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_llama(path, LLAMA_PRESETS[preset])
-    return path
+    return preset_model("tiny" if smoke else "bench")
 
 
 if __name__ == "__main__":

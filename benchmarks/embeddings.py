@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from preset_models import preset_model  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_BIN = ROOT / "build" / "peers" / "bin"
 WORDS = ("the quick brown fox jumps over lazy dog while cats sleep in warm sun and birds sing "
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in packings:
             print(f"| {k} | {raw[k]:.0f} | {chunked[k]:.0f} |" if k in chunked else f"| {k} | {raw[k]:.0f} | n/a |")
     if args.beside_generation or args.smoke:
-        gen_model = args.beside_generation or _tiny_llama()
+        gen_model = args.beside_generation or str(preset_model("tiny"))
         times = bench_beside_generation(gen_model, args.threads, tokens=8 if args.smoke else 48,
                                         inputs=8 if args.smoke else 64)
         print("\n| run | wall s |\n|---|---:|")
@@ -312,16 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         overhead = times["both at once"] - times["generation alone"] - times["embeddings alone"]
         print(f"| both minus the sum of the two alone | {overhead:+.2f} |")
     return 0
-
-
-def _tiny_llama() -> str:
-    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
-
-    path = ROOT / ".cache" / "bench-tiny.gguf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_llama(path, LLAMA_PRESETS["tiny"])
-    return str(path)
 
 
 if __name__ == "__main__":

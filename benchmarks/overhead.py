@@ -45,21 +45,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrency import prompts_for  # noqa: E402 - beside this script
 from http_serving import RunningServer, ServerSpec, Unavailable  # noqa: E402
+from preset_models import preset_model  # noqa: E402
 from throughput_plot import Series, plot_throughput  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_BIN = ROOT / "build" / "peers" / "bin"
 SYSTEMS = ("allama", "allama-server", "llama-server", "batched-bench")
-
-
-def overhead_model() -> Path:
-    from allama.testing.model_builder import LLAMA_PRESETS, build_llama
-
-    path = ROOT / ".cache" / "bench-overhead.gguf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_llama(path, LLAMA_PRESETS["overhead"])
-    return path
 
 
 def vocab_size(model: Path) -> int:
@@ -342,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.levels, args.prompt_tokens, args.max_tokens, args.runs = "1,4", 8, 8, 1
         args.systems = "allama,allama-server"
-    args.model = args.model or overhead_model()
+    args.model = args.model or preset_model("overhead")
     args.n_vocab = vocab_size(args.model)
     if args.child:
         result = run_allama(args) if args.child == "allama" else run_server(args.child, args)

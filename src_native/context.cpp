@@ -98,7 +98,7 @@ ContextParams::ContextParams() {
     kv_unified = d.kv_unified;
 }
 
-Context::Context(const Model & model, const ContextParams & p) : model_(model.ptr()) {
+Context::Context(const Model & model, const ContextParams & p) : model_(model.ptr()), rpc_relays_(model.rpc_relays()) {
     if (model.vocab_only()) {
         throw nb::value_error("cannot create a context: the model was loaded with vocab_only=True");
     }
@@ -173,7 +173,14 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
         }
     }
     if (ctx_ == nullptr) {
+        check_rpc_relays(rpc_relays_, "creating a context");
         throw nb::value_error(("failed to create a llama.cpp context: " + reason).c_str());
+    }
+    try {
+        check_rpc_relays(rpc_relays_, "creating a context");
+    } catch (...) {
+        free_context();
+        throw;
     }
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_seq_max_ = llama_n_seq_max(ctx_);
@@ -427,6 +434,16 @@ void Context::evaluate(const Batch & batch, const char * what, Run run) {
         nb::gil_scoped_release release;
         status = run(ctx, batch.raw());
     }
+    if (rpc_relays_) {
+        // Outputs computed through a lost worker are garbage, whatever the status says.
+        try {
+            check_rpc_relays(rpc_relays_, what);
+        } catch (...) {
+            last_outputs_.clear();
+            n_outputs_ = 0;
+            throw;
+        }
+    }
     if (status != 0) {
         last_outputs_.clear();
         n_outputs_ = 0;
@@ -480,6 +497,11 @@ int32_t Context::process(int32_t type, BatchExt & batch) {
         } busy(batch);
         nb::gil_scoped_release release;
         status = llama_process(ctx, static_cast<llama_process_type>(type), batch.get());
+    }
+    if (rpc_relays_ && rpc_relays_->loss()) {
+        last_outputs_.clear();
+        n_outputs_ = 0;
+        check_rpc_relays(rpc_relays_, what);
     }
     if (status != 0) {
         last_outputs_.clear();
@@ -643,7 +665,7 @@ void init_context(nb::module_ & m) {
         .def(nb::init<const Model &, const ContextParams &>(), nb::arg("model"), nb::arg("params") = ContextParams())
         .def("close", &Context::close, "Free the context's memory now.")
         .def_prop_ro("closed", &Context::closed)
-        .def_prop_ro("model", [](Context & c) { return Model(c.model(), "", false); },
+        .def_prop_ro("model", [](Context & c) { return Model(c.model(), "", false, c.rpc_relays()); },
                      "A handle to the context's model (its path is not kept).")
         .def("decode", &Context::decode, nb::arg("batch"),
              "Run the model on a batch (GIL released). Raises KVCacheFullError when no KV slot is free, "

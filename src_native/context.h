@@ -84,6 +84,7 @@ public:
     void check_seq_id(llama_seq_id seq_id, bool allow_any = false) const;
 
     const ModelPtr & model() const { return model_; }
+    const std::shared_ptr<RpcRelays> & rpc_relays() const { return rpc_relays_; }
     int32_t n_vocab() const { return n_vocab_; }
     bool kv_unified() const { return kv_unified_; }
     int32_t n_outputs() const { return n_outputs_; }
@@ -113,6 +114,7 @@ private:
     void free_context();
 
     ModelPtr model_;
+    std::shared_ptr<RpcRelays> rpc_relays_;  // null for a local model
     llama_context * ctx_ = nullptr;
     std::unique_ptr<CpuThreadPool> thread_pool_;  // outlives ctx_
     std::vector<std::unique_ptr<CpuThreadPool>> retired_thread_pools_;  // replaced by set_threads, freed with ctx_

@@ -23,6 +23,9 @@ const char * allama_class_of(const std::exception_ptr & p, std::string & message
     } catch (const DecodeAborted & e) {
         message = e.what();
         return "DecodeAbortedError";
+    } catch (const WorkerLost & e) {
+        message = e.what();
+        return "WorkerLostError";
     } catch (const DecodeFailure & e) {
         message = e.what();
         return "DecodeError";

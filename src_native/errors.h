@@ -42,6 +42,11 @@ struct DecodeFailure : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// An RPC worker holding some of the model's layers was lost (allama.errors.WorkerLostError).
+struct WorkerLost : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // An operation on a Model or Context after close() (allama.errors.ClosedError).
 struct UseAfterClose : std::runtime_error {
     using std::runtime_error::runtime_error;

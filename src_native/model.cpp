@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "logging.h"
+#include "rpc_relay.h"
 
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
@@ -10,6 +11,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "ggml-backend.h"
+#include "ggml-rpc.h"
 #include "gguf.h"
 #include "llama-model.h"  // llama_model::memory_breakdown (buffer types of the weights)
 #include "llama-model-saver.h"  // llama_model_saver_supports_arch: saving other architectures aborts
@@ -79,9 +81,13 @@ std::vector<llama_model_kv_override> build_kv_overrides(const ModelParams & para
     return out;
 }
 
-void register_rpc_servers(const std::vector<std::string> & servers) {
+// Links to the RPC workers in `servers` (through relays: see rpc_relay.h), and the devices
+// the model is to use: the workers' first (llama.cpp's order: fewer transfers), then this
+// machine's GPUs (integrated ones only when there is no discrete one). Null without servers.
+std::shared_ptr<RpcRelays> link_rpc_workers(const std::vector<std::string> & servers, double timeout_s,
+                                            std::vector<ggml_backend_dev_t> & devices) {
     if (servers.empty()) {
-        return;
+        return nullptr;
     }
     ggml_backend_reg_t rpc = ggml_backend_reg_by_name("RPC");
     if (rpc == nullptr) {
@@ -92,13 +98,40 @@ void register_rpc_servers(const std::vector<std::string> & servers) {
     if (add_server == nullptr) {
         throw nb::value_error("this build's RPC backend cannot add servers");
     }
-    for (const auto & endpoint : servers) {
-        ggml_backend_reg_t reg = add_server(endpoint.c_str());
-        if (reg == nullptr) {
-            throw nb::value_error(("cannot use RPC server '" + endpoint + "'").c_str());
+    require(servers.size() <= GGML_RPC_MAX_SERVERS,
+            "at most " + std::to_string(GGML_RPC_MAX_SERVERS) + " RPC servers");
+    auto relays = std::make_shared<RpcRelays>();
+    {
+        nb::gil_scoped_release release;  // connecting may take up to the timeout
+        for (const auto & endpoint : servers) {
+            relays->relays.push_back(std::make_unique<RpcRelay>(endpoint, timeout_s));
+            ggml_backend_reg_t reg = add_server(relays->relays.back()->local_endpoint().c_str());
+            if (auto loss = relays->loss()) {
+                throw ModelLoadFailure(*loss);
+            }
+            if (reg == nullptr || ggml_backend_reg_dev_count(reg) == 0) {
+                throw ModelLoadFailure("RPC worker " + endpoint + " offers no device");
+            }
+            for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i) {
+                devices.push_back(ggml_backend_reg_dev_get(reg, i));
+            }
         }
-        ggml_backend_register(reg);
     }
+    std::vector<ggml_backend_dev_t> gpus, igpus;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_GPU) {
+            gpus.push_back(dev);
+        } else if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_IGPU) {
+            igpus.push_back(dev);
+        }
+    }
+    devices.insert(devices.end(), gpus.begin(), gpus.end());
+    if (gpus.empty()) {
+        devices.insert(devices.end(), igpus.begin(), igpus.end());
+    }
+    devices.push_back(nullptr);  // llama.cpp reads the list up to a null entry
+    return relays;
 }
 
 // State shared with llama.cpp's progress callback during one load.
@@ -223,6 +256,13 @@ const ModelPtr & Model::ptr() const {
     return model_;
 }
 
+void Model::close() {
+    if (owns_rpc_links_ && rpc_relays_ && model_) {
+        rpc_relays_->release("the model was closed");
+    }
+    model_.reset();
+}
+
 Model Model::load(const std::vector<std::string> & paths, const ModelParams & params, nb::object progress_callback) {
     if (paths.empty()) {
         throw nb::value_error("no model path given");
@@ -238,12 +278,16 @@ Model Model::load(const std::vector<std::string> & paths, const ModelParams & pa
     if (params.split_mode < LLAMA_SPLIT_MODE_NONE || params.split_mode > LLAMA_SPLIT_MODE_TENSOR) {
         throw nb::value_error("split_mode must be 0 (none), 1 (layer), 2 (row) or 3 (tensor)");
     }
-    register_rpc_servers(params.rpc_servers);
+    std::vector<ggml_backend_dev_t> devices;
+    std::shared_ptr<RpcRelays> relays = link_rpc_workers(params.rpc_servers, params.rpc_timeout, devices);
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = params.n_gpu_layers < 0 ? INT32_MAX : params.n_gpu_layers;
     mp.split_mode = static_cast<llama_split_mode>(params.split_mode);
     mp.main_gpu = params.main_gpu;
+    if (relays) {
+        mp.devices = devices.data();
+    }
     std::vector<float> tensor_split(llama_max_devices(), 0.0f);
     if (!params.tensor_split.empty()) {
         std::copy(params.tensor_split.begin(), params.tensor_split.end(), tensor_split.begin());
@@ -308,7 +352,14 @@ Model Model::load(const std::vector<std::string> & paths, const ModelParams & pa
         }
         throw ModelLoadFailure("failed to load model from '" + paths[0] + "': " + reason);
     }
-    return Model(ModelPtr(raw, llama_model_free), paths[0], params.vocab_only);
+    // The relays outlive the weights (freeing them still talks to the workers).
+    ModelPtr model(raw, [relays](llama_model * m) { llama_model_free(m); });
+    if (relays) {
+        if (auto loss = relays->loss()) {
+            throw ModelLoadFailure("failed to load model from '" + paths[0] + "': " + *loss);
+        }
+    }
+    return Model(std::move(model), paths[0], params.vocab_only, std::move(relays), true);
 }
 
 LoraAdapter Model::load_lora(const std::string & path) const {
@@ -414,7 +465,10 @@ void init_model(nb::module_ & m) {
         .def_rw("use_mlock", &ModelParams::use_mlock)
         .def_rw("check_tensors", &ModelParams::check_tensors, "Validate tensor data while loading.")
         .def_rw("kv_overrides", &ModelParams::kv_overrides, "Metadata values to override: key -> bool, int, float or str.")
-        .def_rw("rpc_servers", &ModelParams::rpc_servers, "host:port of RPC backends (builds with GGML_RPC).");
+        .def_rw("rpc_servers", &ModelParams::rpc_servers,
+                "host:port of RPC workers (`allama rpc-server`) to spread the offloaded layers over.")
+        .def_rw("rpc_timeout", &ModelParams::rpc_timeout,
+                "Seconds to wait for an RPC worker to accept the connection and answer the handshake.");
 
     nb::class_<LoraAdapter>(m, "LoraAdapter", "A LoRA adapter loaded for one model.")
         .def_prop_ro("path", &LoraAdapter::path)
@@ -454,6 +508,9 @@ void init_model(nb::module_ & m) {
                      "The llama_model's address: equal for handles to the same loaded model.")
         .def_prop_ro("closed", &Model::closed)
         .def_prop_ro("vocab_only", &Model::vocab_only)
+        .def_prop_ro("lost_worker", [](const Model & self) -> std::optional<std::string> {
+            return self.rpc_relays() ? self.rpc_relays()->loss() : std::nullopt;
+        }, "Why an RPC worker holding some of the layers was lost (the model cannot decode any more), or None.")
         .def("close", &Model::close, "Release this handle; memory is freed once no Context or Vocab uses the model.")
         .def_prop_ro("metadata", [](const Model & self) {
             std::map<std::string, std::string> out;
@@ -472,10 +529,19 @@ void init_model(nb::module_ & m) {
         .def_prop_ro("buffer_types", [](const Model & self) {
             std::map<std::string, size_t> out;
             for (const auto & [buft, bytes] : self.get()->memory_breakdown()) {
-                out[ggml_backend_buft_name(buft)] += bytes;
+                std::string name = ggml_backend_buft_name(buft);
+                if (self.rpc_relays()) {  // "RPC0[127.0.0.1:<relay>]" names the worker instead
+                    for (const auto & relay : self.rpc_relays()->relays) {
+                        size_t at = name.find("[" + relay->local_endpoint() + "]");
+                        if (at != std::string::npos) {
+                            name.replace(at + 1, relay->local_endpoint().size(), relay->worker());
+                        }
+                    }
+                }
+                out[name] += bytes;
             }
             return out;
-        }, "Bytes of the weights in each llama.cpp buffer type ('CPU', 'CPU_REPACK', 'CUDA0', ...).")
+        }, "Bytes of the weights in each llama.cpp buffer type ('CPU', 'CPU_REPACK', 'CUDA0', 'RPC0[host:port]', ...).")
         .def_prop_ro("n_params", [](const Model & self) { return llama_model_n_params(self.get()); })
         .def_prop_ro("n_ctx_train", [](const Model & self) { return llama_model_n_ctx_train(self.get()); })
         .def_prop_ro("n_embd", [](const Model & self) { return llama_model_n_embd(self.get()); })

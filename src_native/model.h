@@ -4,6 +4,7 @@
 #include <nanobind/nanobind.h>
 
 #include "llama.h"
+#include "rpc_relay.h"
 
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@ struct ModelParams {
     bool check_tensors = false;
     std::map<std::string, std::variant<bool, int64_t, double, std::string>> kv_overrides;
     std::vector<std::string> rpc_servers;
+    double rpc_timeout = 10.0;
 };
 
 // A LoRA adapter; keeps its model alive.
@@ -50,8 +52,12 @@ public:
     static Model load(const std::vector<std::string> & paths, const ModelParams & params,
                       nanobind::object progress_callback);
 
-    Model(ModelPtr model, std::string path, bool vocab_only)
-        : model_(std::move(model)), path_(std::move(path)), vocab_only_(vocab_only) {}
+    // `owns_rpc_links`: this is the handle the model was loaded as, whose close() also ends
+    // the sessions with its RPC workers (see close()).
+    Model(ModelPtr model, std::string path, bool vocab_only, std::shared_ptr<RpcRelays> rpc_relays = nullptr,
+          bool owns_rpc_links = false)
+        : model_(std::move(model)), path_(std::move(path)), vocab_only_(vocab_only),
+          rpc_relays_(std::move(rpc_relays)), owns_rpc_links_(owns_rpc_links) {}
 
     // The shared handle; throws UseAfterClose after close().
     const ModelPtr & ptr() const;
@@ -60,14 +66,22 @@ public:
     bool closed() const { return !model_; }
     bool vocab_only() const { return vocab_only_; }
     // Drops this object's reference; the weights are freed once no Context or Vocab holds them.
-    void close() { model_.reset(); }
+    // Releases this handle. On the loaded handle of a model split over RPC workers it also
+    // ends their sessions at once (a worker serves one client at a time, so a model loaded
+    // next can use them) even while a Vocab still keeps the model; a Context left open then
+    // fails its next decode with WorkerLost.
+    void close();
 
     LoraAdapter load_lora(const std::string & path) const;
+    // The links to the RPC workers that hold some of the layers; null for a local model.
+    const std::shared_ptr<RpcRelays> & rpc_relays() const { return rpc_relays_; }
 
 private:
     ModelPtr model_;
     std::string path_;
     bool vocab_only_;
+    std::shared_ptr<RpcRelays> rpc_relays_;
+    bool owns_rpc_links_;
 };
 
 // Checks that `path` names a readable GGUF file; raises FileNotFoundError or

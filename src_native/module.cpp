@@ -12,6 +12,7 @@
 #include "media.h"
 #include "model.h"
 #include "quantize.h"
+#include "rpc_worker.h"
 #include "sampler.h"
 #include "vocab.h"
 
@@ -33,4 +34,5 @@ NB_MODULE(_native, m) {
     allama::init_chat_template(m);
     allama::init_media(m);
     allama::init_quantize(m);
+    allama::init_rpc_worker(m);
 }

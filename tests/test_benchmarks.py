@@ -46,3 +46,10 @@ def test_overhead_benchmark_smoke(tmp_path):
     assert "| 1 |" in run.stdout and "| 4 |" in run.stdout
     assert "run 1 allama-server" in run.stderr  # the server was measured too
     assert plot.stat().st_size > 0 and (tmp_path / "runs.json").stat().st_size > 0
+
+
+def test_rpc_split_benchmark_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "rpc_split.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| local | 1 |" in run.stdout and "| 2 workers | 2 |" in run.stdout

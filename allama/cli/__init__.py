@@ -6,6 +6,7 @@
     allama tokenize   token ids (and pieces) of a text
     allama bench      throughput at several numbers of concurrent streams, local or over HTTP
     allama serve      the OpenAI-compatible server (the `server` extra)
+    allama rpc-server serve this machine's devices to a model on another host (RPC worker)
     allama info       a model's and this machine's details, for bug reports
     allama demo       generate text with the native layer
 
@@ -18,10 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from allama.cli import bench, chat, complete, demo, embed, info, serve, tokenize
+from allama.cli import bench, chat, complete, demo, embed, info, rpc_server, serve, tokenize
 
 # in `allama --help` order
-COMMANDS = (chat, complete, embed, tokenize, bench, serve, info, demo)
+COMMANDS = (chat, complete, embed, tokenize, bench, serve, rpc_server, info, demo)
 
 EXAMPLES = """\
 examples:
@@ -32,6 +33,7 @@ examples:
   allama tokenize -m model.gguf "Hello world"
   allama bench -m model.gguf --streams 1,4,8,16 --plot throughput.png
   allama serve --model model.gguf --port 8000
+  allama rpc-server --host 10.0.0.2 --port 50052   # a worker for `allama serve --rpc 10.0.0.2:50052`
   allama info model.gguf --json
 """
 

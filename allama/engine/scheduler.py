@@ -55,6 +55,7 @@ from allama.errors import (
     EngineClosedError,
     KVCacheFullError,
     RequestTimeoutError,
+    WorkerLostError,
 )
 from allama.state import LlamaState
 
@@ -603,11 +604,12 @@ class Scheduler:
         sequence is cut back to where it stood before the step. A batch of one sequence fails
         that request; a larger one is retried one sequence per step, so that only the request
         whose decode fails again ends and the others go on as if nothing happened."""
+        hopeless = len(included) == 1 or isinstance(error, WorkerLostError)  # a lost worker fails every decode
         log.warning("a decode of %d sequences failed (%s); %s", len(included), error,
-                    "failing its request" if len(included) == 1 else "retrying them one at a time")
+                    "failing their requests" if hopeless else "retrying them one at a time")
         for seq, _ in included:
             cut = self.ctx.seq_rm(seq.seq_id, position(seq.shifts, seq.n_past), -1)
-            if len(included) == 1 or not cut:  # alone, or a recurrent state that cannot be cut back
+            if hopeless or not cut:  # alone, or a recurrent state that cannot be cut back
                 self._finish(seq, error=error)
             else:
                 seq.suspect = True

@@ -25,7 +25,7 @@ from allama.server.settings import ConfigFileSettings, ModelSettings, ServerSett
 
 _SHORTCUTS = {"model_alias": ["--alias"], "api_key": ["--api-key"], "clip_model_path": ["--mmproj"],
               "shutdown_grace_seconds": ["--drain-timeout", "--drain_timeout"],
-              "max_loaded_models": ["--models-max"]}
+              "max_loaded_models": ["--models-max"], "rpc_servers": ["--rpc"]}
 
 
 def _boolean(text: str) -> bool:

@@ -15,6 +15,7 @@ from allama.errors import (
     GrammarError,
     QueueFullError,
     RequestTimeoutError,
+    WorkerLostError,
 )
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -54,6 +55,8 @@ def api_error_from(exc: BaseException) -> APIError:
         return APIError(503, str(exc), code="queue_full", headers={"Retry-After": "1"})
     if isinstance(exc, EngineClosedError):
         return APIError(503, "the server is shutting down", code="shutting_down", headers={"Retry-After": "5"})
+    if isinstance(exc, WorkerLostError):  # the model is gone until reloaded: /health says so
+        return APIError(503, str(exc), code="worker_lost")
     if isinstance(exc, RequestTimeoutError):
         return APIError(504, str(exc) or "the request timed out", code="timeout")
     if isinstance(exc, ContextOverflowError):

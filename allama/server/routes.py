@@ -265,6 +265,9 @@ async def health(request: Request) -> Response:
         return JSONResponse({"status": "error", "errors": {a: str(e) for a, e in registry.errors.items()}}, 503)
     if not registry.loaded:
         return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "1"})
+    lost = {alias: llm.model.lost_worker for alias, llm in registry.models.items() if llm.model.lost_worker}
+    if lost:  # an RPC worker holding some of a model's layers went away
+        return JSONResponse({"status": "error", "errors": lost}, 503)
     if any(_queue_full(alias, llm, registry) for alias, llm in registry.models.items()):
         return JSONResponse({"status": "overloaded"}, 503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "ok"})

@@ -33,7 +33,9 @@ class ModelSettings(BaseSettings):
     use_mlock: bool = Field(default=False)
     kv_overrides: list[str] | None = Field(
         default=None, description="key=type:value overrides of GGUF metadata, e.g. tokenizer.ggml.add_bos_token=bool:false")
-    rpc_servers: str | None = Field(default=None, description="Comma-separated RPC servers.")
+    rpc_servers: str | None = Field(
+        default=None, description="Comma-separated host:port of `allama rpc-server` workers to spread the layers "
+                                  "over (n_gpu_layers then defaults to -1: all).")
     # context
     seed: int = Field(default=0xFFFFFFFF, description="Default sampling seed (0xFFFFFFFF: random).")
     n_ctx: int = Field(default=2048, ge=0, description="Context size of each sequence (slot).")
@@ -115,6 +117,12 @@ class ModelSettings(BaseSettings):
         if value is not None and value != "prompt-lookup-decoding":
             raise ValueError(f"draft_model {value!r}: the one draft model is prompt-lookup-decoding")
         return value
+
+    @model_validator(mode="after")
+    def _layers_to_rpc_workers(self) -> "ModelSettings":
+        if self.rpc_servers and "n_gpu_layers" not in self.model_fields_set:
+            self.n_gpu_layers = -1  # workers given: offload every layer to them unless told otherwise
+        return self
 
     @model_validator(mode="after")
     def _projector_for_media_formats(self) -> "ModelSettings":

@@ -52,7 +52,10 @@ NAN, INF = math.nan, math.inf
     pytest.param({"lora_adapters": {"a": 5}}, ("TypeError",), id="lora_adapters-int-path"),
     pytest.param({"draft_model": 5}, ("TypeError", "draft_model"), id="draft_model-int"),
     pytest.param({"tokenizer": "gpt2"}, ("TypeError", "tokenizer"), id="tokenizer-str"),
-    pytest.param({"rpc_servers": "127.0.0.1:1"}, ("ValueError", "RPC"), id="rpc_servers-without-rpc"),
+    pytest.param({"rpc_servers": "127.0.0.1:1", "n_gpu_layers": -1}, ("ModelLoadError", "127.0.0.1:1"),
+                 id="rpc_servers-nobody-listening"),
+    pytest.param({"rpc_servers": "localhost"}, ("ValueError", "host:port"), id="rpc_servers-no-port"),
+    pytest.param({"rpc_servers": ["h:1", 2]}, ("TypeError", "rpc_servers"), id="rpc_servers-int-in-list"),
 ])
 def test_a_bad_constructor_argument_is_a_clear_error(chat_model, kwargs, expected):
     expect_raises(run_case(scenarios.load, chat_model, kwargs), *expected)

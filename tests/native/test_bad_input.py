@@ -89,15 +89,6 @@ _native.Model.load({str(llama_f32_path)!r}, p)
     expect(out, "ValueError", "kv_overrides key")
 
 
-def test_rpc_servers_without_rpc_backend_raise_value_error(llama_f32_path):
-    out = run_isolated(f"""
-from allama import _native
-p = _native.ModelParams(); p.rpc_servers = ["127.0.0.1:50052"]
-_native.Model.load({str(llama_f32_path)!r}, p)
-""")
-    expect(out, "ValueError", "RPC")
-
-
 # --- tokens, sequences, batches ------------------------------------------------
 
 @pytest.mark.parametrize("snippet, type_name, fragment", [

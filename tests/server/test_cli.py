@@ -108,3 +108,12 @@ def test_allama_serve_shows_a_loading_bar_and_the_library_does_not(llama_f32_pat
     with serving(create_app(Settings(model=str(llama_f32_path), n_ctx=256, n_threads=1))):
         pass
     assert "loading" not in capfd.readouterr().err
+
+
+def test_rpc_workers_take_every_layer_unless_told_otherwise():
+    settings = settings_from_args(["--model", "m.gguf", "--rpc", "10.0.0.2:50052,10.0.0.3:50052"])
+    assert settings.rpc_servers == "10.0.0.2:50052,10.0.0.3:50052"
+    assert settings.llama_kwargs()["n_gpu_layers"] == -1  # otherwise every layer would stay here
+    kept = settings_from_args(["--model", "m.gguf", "--rpc_servers", "h:1", "--n_gpu_layers", "3"])
+    assert kept.rpc_servers == "h:1" and kept.llama_kwargs()["n_gpu_layers"] == 3
+    assert settings_from_args(["--model", "m.gguf"]).llama_kwargs()["n_gpu_layers"] == 0

@@ -1,0 +1,75 @@
+"""A model's layers spread over two RPC workers (`allama rpc-server`), each on a host of its own:
+the same greedy text as on this machine alone, one request at a time and 8 at once, with the
+weights on the workers' hosts and the traffic on their links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from allama import Llama
+from tests.tiny_models import GREEDY
+
+from .workers import HOST_KINDS, hosts, worker
+
+pytestmark = pytest.mark.anyio
+
+PROMPTS = [f"Story {i}: once upon a time there was" for i in range(8)]
+OPTIONS = {"n_ctx": 256, "n_parallel": 8, "n_threads": 1, "n_threads_batch": 1}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def one_at_a_time(llm: Llama) -> list[str]:
+    return [(await llm.create_completion(p, max_tokens=12, ignore_eos=True, **GREEDY))["choices"][0]["text"]
+            for p in PROMPTS]
+
+
+async def all_at_once(llm: Llama) -> list[str]:
+    texts = [""] * len(PROMPTS)
+
+    async def one(i: int) -> None:
+        done = await llm.create_completion(PROMPTS[i], max_tokens=12, ignore_eos=True, **GREEDY)
+        texts[i] = done["choices"][0]["text"]
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(PROMPTS)):
+            tg.start_soon(one, i)
+    return texts
+
+
+@pytest.mark.parametrize("host_kind", HOST_KINDS)
+async def test_split_over_two_workers_writes_what_the_model_writes_alone(llama_f32_path: Path, host_kind: str,
+                                                                          tmp_path: Path) -> None:
+    async with Llama(str(llama_f32_path), **OPTIONS) as local:
+        expected = await one_at_a_time(local)
+    assert len(set(expected)) > 1  # the prompts lead to different texts, so a mix-up would show
+
+    with hosts(host_kind, 2) as (host_a, host_b), worker(host_a, tmp_path) as a, worker(host_b, tmp_path) as b:
+        sent_before = [host_a.bytes_sent_to(), host_b.bytes_sent_to()]
+        split = {"rpc_servers": [a.endpoint, b.endpoint], "n_gpu_layers": -1}
+        async with Llama(str(llama_f32_path), **split, **OPTIONS) as llm:
+            buffers = llm.model.buffer_types  # "RPC<device>[host:port]" names a worker's device
+            on_workers = [sum(size for name, size in buffers.items() if name.endswith(f"[{w.endpoint}]"))
+                          for w in (a, b)]
+            assert all(size > 0 for size in on_workers), buffers
+            assert await one_at_a_time(llm) == expected
+            assert await all_at_once(llm) == expected
+            assert llm.model.lost_worker is None
+        if host_kind == "netns":  # each worker's weights went over its own link
+            for host, before, size in zip((host_a, host_b), sent_before, on_workers):
+                assert host.bytes_sent_to() - before > size
+
+
+async def test_a_worker_can_serve_one_model_after_another(llama_f32_path: Path, tmp_path: Path) -> None:
+    """A worker serves one client at a time; once a model is closed the next one can use it."""
+    with hosts("loopback", 1) as (host,), worker(host, tmp_path) as w:
+        for _ in range(2):
+            async with Llama(str(llama_f32_path), rpc_servers=w.endpoint, n_gpu_layers=-1, **OPTIONS) as llm:
+                done = await llm.create_completion(PROMPTS[0], max_tokens=4, ignore_eos=True, **GREEDY)
+                assert done["usage"]["completion_tokens"] == 4
