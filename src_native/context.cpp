@@ -71,31 +71,20 @@ void check_state_flags(uint32_t flags) {
 
 ContextParams::ContextParams() {
     const llama_context_params d = llama_context_default_params();
-    n_ctx = d.n_ctx;
-    n_batch = d.n_batch;
-    n_ubatch = d.n_ubatch;
-    n_seq_max = d.n_seq_max;
+#define ALLAMA_DEFAULT_FIELD(type, name, doc) name = static_cast<type>(d.name);
+    ALLAMA_CONTEXT_PARAMS(ALLAMA_DEFAULT_FIELD)
+#undef ALLAMA_DEFAULT_FIELD
     n_threads = default_threads();
     n_threads_batch = default_threads();
-    rope_scaling_type = d.rope_scaling_type;
-    pooling_type = d.pooling_type;
-    attention_type = d.attention_type;
-    flash_attn_type = d.flash_attn_type;
-    rope_freq_base = d.rope_freq_base;
-    rope_freq_scale = d.rope_freq_scale;
-    yarn_ext_factor = d.yarn_ext_factor;
-    yarn_attn_factor = d.yarn_attn_factor;
-    yarn_beta_fast = d.yarn_beta_fast;
-    yarn_beta_slow = d.yarn_beta_slow;
-    yarn_orig_ctx = d.yarn_orig_ctx;
-    type_k = d.type_k;
-    type_v = d.type_v;
-    embeddings = d.embeddings;
-    offload_kqv = d.offload_kqv;
     no_perf = false;  // the engine reads llama.cpp's perf counters
-    op_offload = d.op_offload;
-    swa_full = d.swa_full;
-    kv_unified = d.kv_unified;
+}
+
+llama_context_params ContextParams::to_llama() const {
+    llama_context_params cp = llama_context_default_params();
+#define ALLAMA_COPY_FIELD(type, name, doc) cp.name = static_cast<decltype(cp.name)>(name);
+    ALLAMA_CONTEXT_PARAMS(ALLAMA_COPY_FIELD)
+#undef ALLAMA_COPY_FIELD
+    return cp;
 }
 
 Context::Context(const Model & model, const ContextParams & p) : model_(model.ptr()), rpc_relays_(model.rpc_relays()) {
@@ -126,34 +115,10 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
     check_ggml_type(p.type_k, "type_k");
     check_ggml_type(p.type_v, "type_v");
 
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = p.n_ctx;
-    cp.n_batch = p.n_batch;
-    cp.n_ubatch = p.n_ubatch;
-    cp.n_seq_max = p.n_seq_max;
-    cp.n_threads = p.n_threads;
-    cp.n_threads_batch = p.n_threads_batch;
-    cp.rope_scaling_type = static_cast<llama_rope_scaling_type>(p.rope_scaling_type);
-    cp.pooling_type = static_cast<enum llama_pooling_type>(p.pooling_type);
-    cp.attention_type = static_cast<llama_attention_type>(p.attention_type);
-    cp.flash_attn_type = static_cast<llama_flash_attn_type>(p.flash_attn_type);
-    cp.rope_freq_base = p.rope_freq_base;
-    cp.rope_freq_scale = p.rope_freq_scale;
-    cp.yarn_ext_factor = p.yarn_ext_factor;
-    cp.yarn_attn_factor = p.yarn_attn_factor;
-    cp.yarn_beta_fast = p.yarn_beta_fast;
-    cp.yarn_beta_slow = p.yarn_beta_slow;
-    cp.yarn_orig_ctx = p.yarn_orig_ctx;
-    cp.type_k = static_cast<ggml_type>(p.type_k);
-    cp.type_v = static_cast<ggml_type>(p.type_v);
+    llama_context_params cp = p.to_llama();
     // Embeddings are turned on after creation (set_embeddings below): llama.cpp reserves
     // its graphs at creation, and with pooling on it can abort there already.
     cp.embeddings = false;
-    cp.offload_kqv = p.offload_kqv;
-    cp.no_perf = p.no_perf;
-    cp.op_offload = p.op_offload;
-    cp.swa_full = p.swa_full;
-    cp.kv_unified = p.kv_unified;
     cp.abort_callback = &Context::abort_callback;
     cp.abort_callback_data = this;
 
@@ -632,34 +597,12 @@ void init_context(nb::module_ & m) {
         return std::string(llama_flash_attn_type_name(static_cast<llama_flash_attn_type>(type)));
     }, nb::arg("flash_attn_type"), "llama_flash_attn_type_name: 'auto', 'disabled' or 'enabled'.");
 
-    nb::class_<ContextParams>(m, "ContextParams",
-        "Context options (llama_context_params). Enum fields take llama.cpp's integer values; -1 means 'the model's'.")
-        .def(nb::init<>())
-        .def_rw("n_ctx", &ContextParams::n_ctx, "KV cache cells; 0 takes the model's training context.")
-        .def_rw("n_batch", &ContextParams::n_batch, "Most tokens one decode() call may take.")
-        .def_rw("n_ubatch", &ContextParams::n_ubatch, "Physical batch size.")
-        .def_rw("n_seq_max", &ContextParams::n_seq_max, "Distinct sequence ids.")
-        .def_rw("n_threads", &ContextParams::n_threads)
-        .def_rw("n_threads_batch", &ContextParams::n_threads_batch)
-        .def_rw("rope_scaling_type", &ContextParams::rope_scaling_type)
-        .def_rw("pooling_type", &ContextParams::pooling_type)
-        .def_rw("attention_type", &ContextParams::attention_type)
-        .def_rw("flash_attn_type", &ContextParams::flash_attn_type, "-1 auto, 0 disabled, 1 enabled.")
-        .def_rw("rope_freq_base", &ContextParams::rope_freq_base)
-        .def_rw("rope_freq_scale", &ContextParams::rope_freq_scale)
-        .def_rw("yarn_ext_factor", &ContextParams::yarn_ext_factor)
-        .def_rw("yarn_attn_factor", &ContextParams::yarn_attn_factor)
-        .def_rw("yarn_beta_fast", &ContextParams::yarn_beta_fast)
-        .def_rw("yarn_beta_slow", &ContextParams::yarn_beta_slow)
-        .def_rw("yarn_orig_ctx", &ContextParams::yarn_orig_ctx)
-        .def_rw("type_k", &ContextParams::type_k, "ggml type of the K cache (1 = F16).")
-        .def_rw("type_v", &ContextParams::type_v, "ggml type of the V cache (1 = F16).")
-        .def_rw("embeddings", &ContextParams::embeddings, "Extract embeddings (pooled per the pooling type).")
-        .def_rw("offload_kqv", &ContextParams::offload_kqv)
-        .def_rw("no_perf", &ContextParams::no_perf)
-        .def_rw("op_offload", &ContextParams::op_offload)
-        .def_rw("swa_full", &ContextParams::swa_full)
-        .def_rw("kv_unified", &ContextParams::kv_unified, "One KV buffer shared by all sequences (lets seq_cp share prefixes).");
+    auto context_params = nb::class_<ContextParams>(m, "ContextParams",
+        "Context options (llama_context_params). Enum fields take llama.cpp's integer values; -1 means 'the model's'.");
+    context_params.def(nb::init<>());
+#define ALLAMA_BIND_FIELD(type, name, doc) context_params.def_rw(#name, &ContextParams::name, doc);
+    ALLAMA_CONTEXT_PARAMS(ALLAMA_BIND_FIELD)
+#undef ALLAMA_BIND_FIELD
 
     nb::class_<Context>(m, "Context", "A llama.cpp context: KV memory, decoding and outputs.")
         .def(nb::init<const Model &, const ContextParams &>(), nb::arg("model"), nb::arg("params") = ContextParams())

@@ -19,35 +19,45 @@ namespace allama {
 class Sampler;
 struct SamplerState;
 
-// The llama_context_params llama-cpp-python exposes. Defaults are llama.cpp's,
-// except the thread counts, which default to this machine's cores.
+// The llama_context_params fields Python sets, declared once: X(type, name, docstring) each.
+// The struct, its defaults (llama.cpp's, except the thread counts: this machine's cores, and
+// no_perf: off, the engine reads the perf counters), the conversion to llama_context_params
+// and the Python bindings are all made from this list. Enum fields are llama.cpp's integer
+// values (-1: the model's), range-checked when a Context is made.
+#define ALLAMA_CONTEXT_PARAMS(X)                                                                  \
+    X(uint32_t, n_ctx, "KV cache cells; 0 takes the model's training context.")                 \
+    X(uint32_t, n_batch, "Most tokens one decode() call may take.")                             \
+    X(uint32_t, n_ubatch, "Physical batch size.")                                               \
+    X(uint32_t, n_seq_max, "Distinct sequence ids.")                                            \
+    X(int32_t, n_threads, "Threads for single-token decodes.")                                  \
+    X(int32_t, n_threads_batch, "Threads for batches (prompts).")                                \
+    X(int32_t, rope_scaling_type, "llama_rope_scaling_type; -1 the model's.")                   \
+    X(int32_t, pooling_type, "llama_pooling_type; -1 the model's.")                             \
+    X(int32_t, attention_type, "llama_attention_type; -1 the model's.")                         \
+    X(int32_t, flash_attn_type, "-1 auto, 0 disabled, 1 enabled.")                              \
+    X(float, rope_freq_base, "RoPE base frequency; 0 the model's.")                             \
+    X(float, rope_freq_scale, "RoPE frequency scale; 0 the model's.")                           \
+    X(float, yarn_ext_factor, "YaRN extrapolation mix factor; negative the model's.")           \
+    X(float, yarn_attn_factor, "YaRN magnitude scale.")                                         \
+    X(float, yarn_beta_fast, "YaRN low correction dim.")                                        \
+    X(float, yarn_beta_slow, "YaRN high correction dim.")                                       \
+    X(uint32_t, yarn_orig_ctx, "YaRN original context size; 0 the model's.")                    \
+    X(int32_t, type_k, "ggml type of the K cache (1 = F16).")                                   \
+    X(int32_t, type_v, "ggml type of the V cache (1 = F16).")                                   \
+    X(bool, embeddings, "Extract embeddings (pooled per the pooling type).")                    \
+    X(bool, offload_kqv, "Keep the KV cache and its attention on the GPU.")                     \
+    X(bool, no_perf, "Do not measure performance timings.")                                     \
+    X(bool, op_offload, "Offload host tensor operations to the device.")                        \
+    X(bool, swa_full, "A full-size cache for sliding-window attention.")                        \
+    X(bool, kv_unified, "One KV buffer shared by all sequences (lets seq_cp share prefixes).")
+
 struct ContextParams {
     ContextParams();
-    uint32_t n_ctx;
-    uint32_t n_batch;
-    uint32_t n_ubatch;
-    uint32_t n_seq_max;
-    int32_t n_threads;
-    int32_t n_threads_batch;
-    int32_t rope_scaling_type;
-    int32_t pooling_type;
-    int32_t attention_type;
-    int32_t flash_attn_type;
-    float rope_freq_base;
-    float rope_freq_scale;
-    float yarn_ext_factor;
-    float yarn_attn_factor;
-    float yarn_beta_fast;
-    float yarn_beta_slow;
-    uint32_t yarn_orig_ctx;
-    int32_t type_k;
-    int32_t type_v;
-    bool embeddings;
-    bool offload_kqv;
-    bool no_perf;
-    bool op_offload;
-    bool swa_full;
-    bool kv_unified;
+#define ALLAMA_DECLARE_FIELD(type, name, doc) type name;
+    ALLAMA_CONTEXT_PARAMS(ALLAMA_DECLARE_FIELD)
+#undef ALLAMA_DECLARE_FIELD
+    // The same values as llama.cpp takes them (no callbacks set).
+    llama_context_params to_llama() const;
 };
 
 class Context {
