@@ -4,13 +4,15 @@ weights on the workers' hosts and the traffic on their links."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anyio
 import pytest
 
 from allama import Llama
-from tests.tiny_models import GREEDY
+from allama.testing.model_builder import build_llama
+from tests.tiny_models import GREEDY, TINY_LLAMA
 
 from .workers import HOST_KINDS, hosts, worker
 
@@ -73,3 +75,22 @@ async def test_a_worker_can_serve_one_model_after_another(llama_f32_path: Path, 
             async with Llama(str(llama_f32_path), rpc_servers=w.endpoint, n_gpu_layers=-1, **OPTIONS) as llm:
                 done = await llm.create_completion(PROMPTS[0], max_tokens=4, ignore_eos=True, **GREEDY)
                 assert done["usage"]["completion_tokens"] == 4
+
+
+async def test_a_worker_with_a_cache_is_sent_hashes_instead_of_weights(models_dir: Path, tmp_path: Path) -> None:
+    """`--cache`: weights over 10 MB that a worker received are kept by hash, so loading the
+    same model again sends the hash, not the tensor (the 16 MB output matrix here)."""
+    model = build_llama(models_dir / "llama-f32-wide.gguf", dataclasses.replace(TINY_LLAMA, n_embd=128, n_head=4))[0]
+    cache = tmp_path / "cache"
+    with hosts("netns", 1) as (host,), worker(host, tmp_path, cache=cache) as w:
+        sent = []
+        texts = []
+        for _ in range(2):
+            before = host.bytes_sent_to()
+            async with Llama(str(model), rpc_servers=w.endpoint, n_gpu_layers=-1, **OPTIONS) as llm:
+                sent.append(host.bytes_sent_to() - before)
+                done = await llm.create_completion(PROMPTS[0], max_tokens=8, ignore_eos=True, **GREEDY)
+                texts.append(done["choices"][0]["text"])
+            assert any(cache.iterdir())
+    assert texts[0] == texts[1]
+    assert sent[0] - sent[1] > 16_000_000, sent

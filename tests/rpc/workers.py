@@ -115,15 +115,17 @@ def hosts(kind: str, count: int) -> Iterator[list[Host]]:
 
 
 @contextmanager
-def worker(host: Host, log_dir: Path, port: int | None = None, threads: int = 1) -> Iterator[Worker]:
-    """An `allama rpc-server` on `host`, ready (accepting connections) when the block starts;
-    its output goes to a file in `log_dir`."""
+def worker(host: Host, log_dir: Path, port: int | None = None, threads: int = 1,
+           cache: Path | None = None) -> Iterator[Worker]:
+    """An `allama rpc-server` on `host` (keeping received weights in `cache` when given), ready
+    (accepting connections) when the block starts; its output goes to a file in `log_dir`."""
     port = port or free_port()
+    cache_args = ["--cache", str(cache)] if cache is not None else []
     log = log_dir / f"rpc-worker-{host.address}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*host.run_prefix, sys.executable, "-m", "allama", "rpc-server", "--host", host.address,
-             "--port", str(port), "--threads", str(threads)],
+             "--port", str(port), "--threads", str(threads), *cache_args],
             stdout=out, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     started = Worker(host, port, process, log)
     try:
