@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from .deploy.balancer import haproxy_binary
 from .paths import REPO_ROOT
 
 
@@ -46,3 +47,12 @@ def test_overhead_benchmark_smoke(tmp_path):
     assert "| 1 |" in run.stdout and "| 4 |" in run.stdout
     assert "run 1 allama-server" in run.stderr  # the server was measured too
     assert plot.stat().st_size > 0 and (tmp_path / "runs.json").stat().st_size > 0
+
+
+def test_replicas_benchmark_smoke(tmp_path):
+    haproxy_binary()
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "replicas.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| 1 | 2 |" in run.stdout and "| 2 | 1 |" in run.stdout  # replicas, threads each
+    assert "2 replicas / 1 replica" in run.stdout

@@ -14,7 +14,6 @@ import asyncio
 import csv
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from ..paths import REPO_ROOT
+from .balancer import haproxy_binary
 
 HAPROXY_CONFIG = REPO_ROOT / "deploy" / "haproxy" / "allama.cfg"
 KEY_HEADER = "X-Prompt-Cache-Key"
@@ -94,16 +94,6 @@ class Replica(Process):
                 name, value = line.split("{")[0].split(" ")[0], line.rsplit(" ", 1)[1]
                 totals[name] = totals.get(name, 0.0) + float(value)
         return totals
-
-
-def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        reason = "the haproxy binary is not installed (Debian: apt-get install haproxy)"
-        if os.environ.get("ALLAMA_REQUIRE_HAPROXY") == "1":
-            pytest.fail(reason + " (ALLAMA_REQUIRE_HAPROXY=1)", pytrace=False)
-        pytest.skip(reason)
-    return found
 
 
 def free_ports(count: int) -> list[int]:
