@@ -335,25 +335,45 @@ async def run_level(client: httpx.AsyncClient, url: str, name: str, concurrency:
     return Level(name, concurrency, time.perf_counter() - t0, replies)
 
 
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that run_levels and RunningServer read."""
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="requests per level: rounds x level ...")
+    parser.add_argument("--min-requests", type=int, default=4, help="... but at least this many")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take")
+    parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds a server may take to be ready")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: a temporary folder)")
+
+
+async def run_levels(url: str, name: str, model_name: str, levels: list[int], args: argparse.Namespace,
+                     warm_streams: int = 1) -> list[Level]:
+    """Warms the server at `url` up with `warm_streams` short requests at once, then runs each
+    level (a closed loop of that many streams) in turn."""
+    limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout, connect=10.0), limits=limits) as client:
+        warm = await run_level(client, url, name, warm_streams,
+                               [chat_body(model_name, n, 8) for n in range(warm_streams)], args.timeout)
+        if warm.failures:
+            raise Unavailable(f"warm-up request failed: {next(r.error for r in warm.replies if r.error)}")
+        runs, number = [], warm_streams
+        for level in levels:
+            n = max(args.min_requests, args.rounds * level)
+            bodies = [chat_body(model_name, number + i, args.max_tokens) for i in range(n)]
+            number += n
+            runs.append(await run_level(client, url, name, level, bodies, args.timeout))
+            r = runs[-1]
+            print(f"{name}: {level} streams, {len(bodies)} requests, {r.tokens_per_s:.1f} tok/s, "
+                  f"{r.failures} failed", file=sys.stderr)
+    return runs
+
+
 async def bench_server(spec: ServerSpec, model_name: str, levels: list[int], args: argparse.Namespace,
                        log_dir: Path) -> list[Level]:
     async with RunningServer(spec, log_dir, args.start_timeout) as server:
-        url = server.base_url + "/v1/chat/completions"
-        limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout, connect=10.0), limits=limits) as client:
-            warm = await stream_chat(client, url, chat_body(model_name, 0, 8))
-            if warm.error:
-                raise Unavailable(f"warm-up request failed: {warm.error}\n{server.log_tail()}")
-            runs, number = [], 1
-            for level in levels:
-                n = max(args.min_requests, args.rounds * level)
-                bodies = [chat_body(model_name, number + i, args.max_tokens) for i in range(n)]
-                number += n
-                runs.append(await run_level(client, url, spec.name, level, bodies, args.timeout))
-                r = runs[-1]
-                print(f"{spec.name}: {level} streams, {len(bodies)} requests, {r.tokens_per_s:.1f} tok/s, "
-                      f"{r.failures} failed", file=sys.stderr)
-        return runs
+        try:
+            return await run_levels(server.base_url + "/v1/chat/completions", spec.name, model_name, levels, args)
+        except Unavailable as exc:
+            raise Unavailable(f"{exc}\n{server.log_tail()}") from None
 
 
 # --------------------------------------------------------------------------- report
@@ -412,16 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,8,32", help="concurrent requests, comma-separated")
     parser.add_argument("--n-parallel", type=int, default=8, help="slots (sequences decoded together) per server")
     parser.add_argument("--slot-ctx", type=int, default=256, help="context of one request (prompt + reply)")
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="requests per level: rounds x level ...")
-    parser.add_argument("--min-requests", type=int, default=4, help="... but at least this many")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--flash-attn", action="store_true", help="flash attention on, for all servers")
     parser.add_argument("--llama-server-args", default="", help="extra llama-server flags, e.g. --llama-server-args=-kvu")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take")
-    parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds a server may take to be ready")
+    add_load_arguments(parser)
     parser.add_argument("--plot", type=Path, help="write the plot here (PNG)")
-    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="tiny model, allama only, 1 and 2 streams, 8 tokens")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from .deploy.balancer import haproxy_binary
 from .paths import REPO_ROOT
 
 
@@ -53,3 +54,12 @@ def test_rpc_split_benchmark_smoke(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| local | 1 |" in run.stdout and "| 2 workers | 2 |" in run.stdout
+
+
+def test_replicas_benchmark_smoke(tmp_path):
+    haproxy_binary()
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "replicas.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| 1 | 2 |" in run.stdout and "| 2 | 1 |" in run.stdout  # replicas, threads each
+    assert "2 replicas / 1 replica" in run.stdout

@@ -23,6 +23,7 @@ from allama.server.schemas import (
     CompletionRequest,
     DetokenizeRequest,
     EmbeddingRequest,
+    PromptCacheKeyHeader,
     RerankRequest,
     Sampling,
     TokenizeRequest,
@@ -33,8 +34,10 @@ from allama.stream import AsyncStream
 router = APIRouter()
 T = TypeVar("T")
 
-# Request fields that are not create_completion keyword arguments as they stand.
-_NOT_SAMPLING = {"model", "stream_options", "json_schema", "grammar", "logit_bias", "logit_bias_type", "min_tokens"}
+# Request fields that are not create_completion keyword arguments as they stand
+# (prompt_cache_key is for the balancer in front: the prefix cache matches prompts by their tokens).
+_NOT_SAMPLING = {"model", "stream_options", "json_schema", "grammar", "logit_bias", "logit_bias_type", "min_tokens",
+                 "prompt_cache_key"}
 
 
 def _registry(request: Request) -> ModelRegistry:
@@ -144,9 +147,11 @@ def _respond(result: dict[str, Any] | AsyncStream[dict[str, Any]], settings: Ser
 
 @router.post("/v1/completions")
 @router.post("/v1/engines/copilot-codex/completions", include_in_schema=False)
-async def create_completion(body: CompletionRequest, request: Request) -> Any:
+async def create_completion(body: CompletionRequest, request: Request,
+                            prompt_cache_key: PromptCacheKeyHeader = None) -> Any:
     """A legacy completion of a prompt, or of each prompt in a list. The copilot-codex path
-    (as llama-cpp-python's) completes with the model aliased copilot-codex, else the default."""
+    (as llama-cpp-python's) completes with the model aliased copilot-codex, else the default.
+    The X-Prompt-Cache-Key header is only checked: it is there for the balancer in front."""
     settings = _settings(request)
     name = body.model
     if request.url.path.endswith("/v1/engines/copilot-codex/completions"):
@@ -174,8 +179,10 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
 
 
 @router.post("/v1/chat/completions")
-async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
-    """A chat completion: tools, response_format, reasoning and streaming as OpenAI's."""
+async def create_chat_completion(body: ChatCompletionRequest, request: Request,
+                                 prompt_cache_key: PromptCacheKeyHeader = None) -> Any:
+    """A chat completion: tools, response_format, reasoning and streaming as OpenAI's. The
+    X-Prompt-Cache-Key header is only checked: it is there for the balancer in front."""
     settings = _settings(request)
     chat_fields = {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs", "response_format",
                    "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",

@@ -1,12 +1,25 @@
 """Request bodies: OpenAI's fields, plus llama-cpp-python's and llama-server's sampling
-extras. Unknown fields are ignored (OpenAI clients send `user`, `store`, `metadata`, ...);
-a field of the wrong type or out of range is a 400."""
+extras, and the headers the routes read. Unknown fields are ignored (OpenAI clients send
+`user`, `store`, `metadata`, ...); a field of the wrong type or out of range is a 400."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field
+
+PROMPT_CACHE_KEY_MAX_LENGTH = 512
+_PROMPT_CACHE_KEY_HELP = (
+    "The conversation or shared prefix the request belongs to (OpenAI's field). The server only checks it; "
+    "a balancer in front of several replicas hashes on it, so that requests with the same key reach the "
+    "replica whose prefix cache holds their prompt (docs/deploying.md).")
+
+# The header mirror of `prompt_cache_key`: balancers route on headers, not on JSON bodies.
+PromptCacheKeyHeader = Annotated[str | None, Header(
+    alias="X-Prompt-Cache-Key", max_length=PROMPT_CACHE_KEY_MAX_LENGTH,
+    description=_PROMPT_CACHE_KEY_HELP + " The header form, which balancers can route on; the body's field "
+                                         "names the key when both are sent.")]
 
 
 class _Body(BaseModel):
@@ -62,6 +75,8 @@ class Sampling(_Body):
     priority: int = 0
     lora: dict[str, float] | None = Field(
         default=None, description="LoRA adapters (names the model was loaded with) and their scales; {} for none.")
+    prompt_cache_key: str | None = Field(default=None, max_length=PROMPT_CACHE_KEY_MAX_LENGTH,
+                                         description=_PROMPT_CACHE_KEY_HELP)
 
 
 class CompletionRequest(Sampling):
