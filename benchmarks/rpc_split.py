@@ -71,12 +71,19 @@ def rpc_worker(threads: int) -> Iterator[str]:
 
 
 async def measure(llm, streams: int, prompt_tokens: int, max_tokens: int, seed: int) -> tuple[float, float]:
-    """(prompt tokens/s, generated tokens/s) for `streams` concurrent greedy completions of
-    distinct random prompts: the prompt rate from the first token's arrival, the generation
-    rate from then to the end."""
+    """(prompt tokens/s, generated tokens/s) with `streams` concurrent greedy completions of
+    distinct random prompts: the prompt rate from completions of one token, the generation
+    rate from when every stream has its first token to the end of all."""
     rng = np.random.default_rng(seed)
-    prompts = [[llm.token_bos()] + rng.integers(100, llm.n_vocab() - 100, size=prompt_tokens - 1).tolist()
-               for _ in range(streams)]
+
+    def prompts() -> list[list[int]]:
+        return [[llm.token_bos()] + rng.integers(100, llm.n_vocab() - 100, size=prompt_tokens - 1).tolist()
+                for _ in range(streams)]
+
+    start = time.perf_counter()
+    await asyncio.gather(*(llm.create_completion(p, max_tokens=1, temperature=0.0) for p in prompts()))
+    prompt_rate = streams * prompt_tokens / (time.perf_counter() - start)
+
     first: list[float] = []
 
     async def one(prompt: list[int]) -> None:
@@ -88,11 +95,10 @@ async def measure(llm, streams: int, prompt_tokens: int, max_tokens: int, seed: 
                 arrived = time.perf_counter()
         first.append(arrived)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in prompts))
+    await asyncio.gather(*(one(p) for p in prompts()))
     end = time.perf_counter()
-    prefilled = max(first)
-    return streams * prompt_tokens / (prefilled - start), streams * (max_tokens - 1) / (end - prefilled)
+    generating = max(first)
+    return prompt_rate, streams * (max_tokens - 1) / (end - generating)
 
 
 def run_setup(model: str, setup: str, args: argparse.Namespace, levels: list[int]) -> list[Result]:
