@@ -5,6 +5,7 @@
 #include "llama.h"
 
 #include <atomic>
+#include <dlfcn.h>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -45,7 +46,16 @@ int python_level(int ggml_level) {
 }
 
 bool python_finalizing() {
-#if PY_VERSION_HEX >= 0x030D0000
+#if defined(Py_LIMITED_API) && Py_LIMITED_API + 0 < 0x030D0000
+    // A stable-ABI build runs on CPython versions with different names for this check (the
+    // private _Py_IsFinalizing up to 3.12, Py_IsFinalizing from 3.13): look up whichever exists.
+    using check_fn = int (*)();
+    static const check_fn check = [] {
+        void * found = dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
+        return reinterpret_cast<check_fn>(found != nullptr ? found : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing"));
+    }();
+    return check != nullptr && check() != 0;
+#elif PY_VERSION_HEX >= 0x030D0000
     return Py_IsFinalizing() != 0;
 #else
     return _Py_IsFinalizing() != 0;
