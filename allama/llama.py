@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
@@ -294,6 +295,14 @@ class Llama:
         """A conversation that owns one sequence and keeps its KV between turns (see LlamaSession);
         its sequence is taken at its first use or `async with`."""
         return LlamaSession(self)
+
+    @property
+    def eval_tokens(self) -> deque[int]:
+        """The tokens of the most recently finished completion, prompt and output (llama-cpp-python's
+        eval_tokens after `llm(prompt)`): what save_state() saves. Empty before any completion;
+        still readable after close()."""
+        tokens = self._scheduler.last_completion_tokens if self._scheduler is not None else []
+        return deque(tokens, maxlen=self._n_ctx)
 
     async def save_state(self) -> LlamaState:
         """What the last call evaluated: the tokens of the most recently finished completion
