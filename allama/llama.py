@@ -22,9 +22,6 @@ import numpy as np
 from allama import _native
 from allama import llama_embeddings as embeddings
 from allama.cache import BaseLlamaCache
-from allama.chat.handler_choice import complete_chat
-from allama.chat.model_formatter import model_chat_formatter, template_formatter
-from allama.chat.openai_types import as_openai_types, openai_chat_types
 from allama.engine import EngineStats, Scheduler
 from allama.engine.request import MediaSpan
 from allama.errors import EngineClosedError
@@ -42,6 +39,9 @@ from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 
 
 Prompt = str | bytes | Sequence[int]
+
+# allama.chat (Jinja2, the chat formats and handlers) is imported by the chat methods when first
+# called, so that `import allama` does not pay for it (docs/architecture.md).
 
 
 if TYPE_CHECKING:
@@ -446,6 +446,8 @@ class Llama:
         named format recognised from the GGUF template, then that template, then llama-2."""
         cached = getattr(self, "_chat_formatter_cache", None)
         if cached is None or cached[0] != self.chat_format:
+            from allama.chat.model_formatter import model_chat_formatter
+
             # kept: compiling a real template takes milliseconds
             formatter = model_chat_formatter(self.chat_format, self._model, self._vocab)
             cached = self._chat_formatter_cache = (self.chat_format, formatter)
@@ -455,6 +457,8 @@ class Llama:
                            writes_special: bool = True) -> Any:
         """A Jinja2ChatFormatter for `template` with this model's BOS/EOS texts and end tokens
         (`writes_special`: the template writes BOS itself, as model templates do)."""
+        from allama.chat.model_formatter import template_formatter
+
         return template_formatter(self._vocab, template, add_generation_prompt, writes_special)
 
     def chat_template(self, name: str | None = None) -> str | None:
@@ -479,11 +483,16 @@ class Llama:
         grammar, n, ...). Returns the response dict, or with `stream=True` an AsyncStream of
         `chat.completion.chunk` dicts.
         """
-        return await complete_chat(self, _arguments(locals(), "sampling"))
+        arguments = _arguments(locals(), "sampling")
+        from allama.chat.handler_choice import complete_chat
+
+        return await complete_chat(self, arguments)
 
     async def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
         """create_chat_completion returning the `openai` package's types (ChatCompletion, or an
         async iterator of ChatCompletionChunk); needs `pip install openai`."""
+        from allama.chat.openai_types import as_openai_types, openai_chat_types
+
         types = openai_chat_types()
         return as_openai_types(await self.create_chat_completion(*args, **kwargs), types)
 
