@@ -40,9 +40,7 @@ from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 
 Prompt = str | bytes | Sequence[int]
 
-# allama.chat (Jinja2, the chat formats and handlers) is imported by the chat methods when first
-# called, so that `import allama` does not pay for it (docs/architecture.md).
-
+# The chat methods import allama.chat (Jinja2) on first call: `import allama` stays fast.
 
 if TYPE_CHECKING:
     from allama.types import (
@@ -193,14 +191,9 @@ class Llama:
 
     @classmethod
     async def from_pretrained(
-        cls,
-        repo_id: str,
-        filename: str | None,
-        additional_files: Sequence[str] | None = None,
-        local_dir: str | os.PathLike[str] | None = None,
-        local_dir_use_symlinks: bool | str = "auto",
-        cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
+        cls, repo_id: str, filename: str | None, additional_files: Sequence[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None, local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any,
     ) -> "Llama":
         """Downloads the GGUF file of a Hugging Face Hub repo that matches the glob `filename`
         (every part of a split model) and `additional_files`, off the event loop, then loads it
@@ -298,9 +291,8 @@ class Llama:
 
     @property
     def eval_tokens(self) -> deque[int]:
-        """The tokens of the most recently finished completion, prompt and output (llama-cpp-python's
-        eval_tokens after `llm(prompt)`): what save_state() saves. Empty before any completion;
-        still readable after close()."""
+        """The last finished completion's prompt and output tokens, which save_state() saves
+        (llama-cpp-python's eval_tokens after `llm(prompt)`); empty before any, kept after close()."""
         tokens = self._scheduler.last_completion_tokens if self._scheduler is not None else []
         return deque(tokens, maxlen=self._n_ctx)
 
