@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from allama import errors
 from allama.engine import EngineStats
 from allama.cache import LlamaCache, LlamaDiskCache, LlamaRAMCache
@@ -62,3 +64,13 @@ __all__ = [
     "StoppingCriteria",
     "StoppingCriteriaList",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    """`allama.chat` after a bare `import allama`: the chat package (Jinja2, the chat formats and
+    handlers) loads on first use, not with allama."""
+    if name == "chat":
+        import allama.chat
+
+        return allama.chat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

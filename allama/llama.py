@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
@@ -21,9 +22,6 @@ import numpy as np
 from allama import _native
 from allama import llama_embeddings as embeddings
 from allama.cache import BaseLlamaCache
-from allama.chat.handler_choice import complete_chat
-from allama.chat.model_formatter import model_chat_formatter, template_formatter
-from allama.chat.openai_types import as_openai_types, openai_chat_types
 from allama.engine import EngineStats, Scheduler
 from allama.engine.request import MediaSpan
 from allama.errors import EngineClosedError
@@ -42,6 +40,7 @@ from allama.tokenizer import BaseLlamaTokenizer, LlamaTokenizer, TokenPieces
 
 Prompt = str | bytes | Sequence[int]
 
+# The chat methods import allama.chat (Jinja2) on first call: `import allama` stays fast.
 
 if TYPE_CHECKING:
     from allama.types import (
@@ -192,14 +191,9 @@ class Llama:
 
     @classmethod
     async def from_pretrained(
-        cls,
-        repo_id: str,
-        filename: str | None,
-        additional_files: Sequence[str] | None = None,
-        local_dir: str | os.PathLike[str] | None = None,
-        local_dir_use_symlinks: bool | str = "auto",
-        cache_dir: str | os.PathLike[str] | None = None,
-        **kwargs: Any,
+        cls, repo_id: str, filename: str | None, additional_files: Sequence[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None, local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None, **kwargs: Any,
     ) -> "Llama":
         """Downloads the GGUF file of a Hugging Face Hub repo that matches the glob `filename`
         (every part of a split model) and `additional_files`, off the event loop, then loads it
@@ -294,6 +288,13 @@ class Llama:
         """A conversation that owns one sequence and keeps its KV between turns (see LlamaSession);
         its sequence is taken at its first use or `async with`."""
         return LlamaSession(self)
+
+    @property
+    def eval_tokens(self) -> deque[int]:
+        """The last finished completion's prompt and output tokens, which save_state() saves
+        (llama-cpp-python's eval_tokens after `llm(prompt)`); empty before any, kept after close()."""
+        tokens = self._scheduler.last_completion_tokens if self._scheduler is not None else []
+        return deque(tokens, maxlen=self._n_ctx)
 
     async def save_state(self) -> LlamaState:
         """What the last call evaluated: the tokens of the most recently finished completion
@@ -437,6 +438,8 @@ class Llama:
         named format recognised from the GGUF template, then that template, then llama-2."""
         cached = getattr(self, "_chat_formatter_cache", None)
         if cached is None or cached[0] != self.chat_format:
+            from allama.chat.model_formatter import model_chat_formatter
+
             # kept: compiling a real template takes milliseconds
             formatter = model_chat_formatter(self.chat_format, self._model, self._vocab)
             cached = self._chat_formatter_cache = (self.chat_format, formatter)
@@ -446,6 +449,8 @@ class Llama:
                            writes_special: bool = True) -> Any:
         """A Jinja2ChatFormatter for `template` with this model's BOS/EOS texts and end tokens
         (`writes_special`: the template writes BOS itself, as model templates do)."""
+        from allama.chat.model_formatter import template_formatter
+
         return template_formatter(self._vocab, template, add_generation_prompt, writes_special)
 
     def chat_template(self, name: str | None = None) -> str | None:
@@ -470,11 +475,16 @@ class Llama:
         grammar, n, ...). Returns the response dict, or with `stream=True` an AsyncStream of
         `chat.completion.chunk` dicts.
         """
-        return await complete_chat(self, _arguments(locals(), "sampling"))
+        arguments = _arguments(locals(), "sampling")
+        from allama.chat.handler_choice import complete_chat
+
+        return await complete_chat(self, arguments)
 
     async def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
         """create_chat_completion returning the `openai` package's types (ChatCompletion, or an
         async iterator of ChatCompletionChunk); needs `pip install openai`."""
+        from allama.chat.openai_types import as_openai_types, openai_chat_types
+
         types = openai_chat_types()
         return as_openai_types(await self.create_chat_completion(*args, **kwargs), types)
 

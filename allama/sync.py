@@ -312,13 +312,9 @@ class Llama:
     def eval_tokens(self) -> deque[int]:
         """The tokens evaluated last (llama-cpp-python's eval_tokens): the eval/generate history
         once that API is in use, else the last finished completion's prompt and output."""
-        if self._sequential is not None:
-            tokens = self._sequential.input_ids[: self._sequential.n_tokens].tolist()
-        elif self._llm._scheduler is not None:
-            tokens = self._llm._scheduler.last_completion_tokens
-        else:
-            tokens = []
-        return deque(tokens, maxlen=self._llm.n_ctx())
+        if self._sequential is None:
+            return self._llm.eval_tokens
+        return deque(self._sequential.input_ids[: self._sequential.n_tokens].tolist(), maxlen=self._llm.n_ctx())
 
     @property
     def eval_logits(self) -> deque[list[float]]:

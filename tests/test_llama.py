@@ -241,7 +241,21 @@ async def test_vocab_only_model_tokenizes_but_cannot_generate(llama_f32_path):
     assert tok.tokenize(b"hi") == [1, 7251]
     with pytest.raises(ValueError, match="vocab_only"):
         await tok.create_completion("hi")
+    assert list(tok.eval_tokens) == []
     tok.close()
+
+
+async def test_eval_tokens_hold_the_last_completion_even_after_close(llama_f32_path):
+    one = Llama(str(llama_f32_path), n_ctx=128, n_parallel=1)
+    assert list(one.eval_tokens) == [] and one.eval_tokens.maxlen == 128
+    prompt = one.tokenize(b"Counting tokens")
+    await one.create_completion(prompt, max_tokens=4, temperature=0, ignore_eos=True)
+    # the prompt and the output but its last token, which was sampled and never evaluated
+    evaluated = list(one.eval_tokens)
+    assert evaluated[:len(prompt)] == prompt and len(evaluated) == len(prompt) + 3
+    assert (await one.save_state()).tokens == evaluated
+    await one.aclose()
+    assert list(one.eval_tokens) == evaluated
 
 
 async def test_a_stream_dropped_unread_frees_its_request(llama_f32_path):

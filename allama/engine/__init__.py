@@ -4,8 +4,9 @@ Public pieces: `Scheduler` (submit, cancel, stats, close), `Request` (what to
 generate) and `Output` (what comes back, step by step).
 """
 
+from allama.engine.config import EngineConfig
 from allama.engine.request import Output, Request
-from allama.engine.scheduler import EngineConfig, Scheduler
+from allama.engine.scheduler import Scheduler
 from allama.engine.stats import EngineStats
 
 __all__ = ["EngineConfig", "EngineStats", "Output", "Request", "Scheduler"]

@@ -37,7 +37,7 @@ async def texts(llm: Llama, prompts: list[str], max_tokens: int = 12) -> list[st
     # All in one batch, as the tests assume: admission is held until every request is queued
     # (else, on a busy machine, the first could be decoded alone before the others arrive).
     scheduler = llm._scheduler
-    scheduler._admission_paused = True
+    scheduler.requests.admission_paused = True
     try:
         async with anyio.create_task_group() as tg:
             for i in range(len(prompts)):
@@ -45,9 +45,9 @@ async def texts(llm: Llama, prompts: list[str], max_tokens: int = 12) -> list[st
             with anyio.fail_after(30):
                 while llm.stats().queued < len(prompts):
                     await anyio.sleep(0.002)
-            await scheduler.call(lambda: setattr(scheduler, "_admission_paused", False))
+            await scheduler.call(lambda: setattr(scheduler.requests, "admission_paused", False))
     finally:
-        scheduler._admission_paused = False
+        scheduler.requests.admission_paused = False
     return out
 
 

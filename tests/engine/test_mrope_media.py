@@ -15,11 +15,12 @@ from allama.engine.media_prompt import media_prompt
 from ..conftest import make_context
 from ..greedy import greedy_tokens
 from ..native.test_media import _png
+from ..tiny_models import GREEDY
 
 pytestmark = pytest.mark.anyio
 
 PROMPT = "Look: <__media__> What is it? Say it:"
-GREEDY = dict(max_tokens=6, temperature=0.0)
+N_TOKENS = 6  # generated per request
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,11 @@ async def prompt_of(llm: Llama, image: bytes, text: str = PROMPT):
     return chunks, *media_prompt(chunks, context)
 
 
+async def greedy_text(llm: Llama, prompt, **fields) -> str:
+    """The text of N_TOKENS greedy tokens after the prompt."""
+    return (await llm.create_completion(prompt, max_tokens=N_TOKENS, **GREEDY, **fields))["choices"][0]["text"]
+
+
 def reference(llm: Llama, chunks, n: int) -> list[int]:
     """Greedy tokens after the prompt, evaluated alone by mtmd in a context of its own."""
     media = llm.chat_handler._load(llm._model)
@@ -46,9 +52,9 @@ def reference(llm: Llama, chunks, n: int) -> list[int]:
 async def test_a_media_prompt_generates_what_mtmd_alone_does(llm):
     chunks, tokens, spans = await prompt_of(llm, _png(40, 24))
     assert chunks.n_pos < chunks.n_tokens  # M-RoPE: the image takes fewer positions than tokens
-    out = await llm.create_completion(tokens, media=spans, **GREEDY)
-    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks, 6)).decode("utf-8", "ignore")
-    assert out["usage"]["completion_tokens"] == 6
+    out = await llm.create_completion(tokens, media=spans, max_tokens=N_TOKENS, **GREEDY)
+    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks, N_TOKENS)).decode("utf-8", "ignore")
+    assert out["usage"]["completion_tokens"] == N_TOKENS
 
 
 async def test_concurrent_image_and_text_requests_match_their_runs_alone(llm):
@@ -56,16 +62,16 @@ async def test_concurrent_image_and_text_requests_match_their_runs_alone(llm):
                 await prompt_of(llm, _png(24, 24), "Two: <__media__> and more text after it")]
     alone = []
     for _, tokens, spans in requests:
-        alone.append((await llm.create_completion(tokens, media=spans, **GREEDY))["choices"][0]["text"])
-    text_alone = (await llm.create_completion("Plain text between the images", **GREEDY))["choices"][0]["text"]
+        alone.append(await greedy_text(llm, tokens, media=spans))
+    text_alone = await greedy_text(llm, "Plain text between the images")
     together: dict[int, str] = {}
 
     async def run(i: int) -> None:
         if i == len(requests):
-            together[i] = (await llm.create_completion("Plain text between the images", **GREEDY))["choices"][0]["text"]
+            together[i] = await greedy_text(llm, "Plain text between the images")
         else:
             _, tokens, spans = requests[i]
-            together[i] = (await llm.create_completion(tokens, media=spans, **GREEDY))["choices"][0]["text"]
+            together[i] = await greedy_text(llm, tokens, media=spans)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(requests) + 1):
@@ -77,13 +83,13 @@ async def test_concurrent_image_and_text_requests_match_their_runs_alone(llm):
 async def test_a_reused_prefix_continues_at_the_right_positions(llm):
     image = _png(32, 40)
     chunks, tokens, spans = await prompt_of(llm, image, "Look: <__media__> first question?")
-    await llm.create_completion(tokens, media=spans, **GREEDY)
+    await llm.create_completion(tokens, media=spans, max_tokens=N_TOKENS, **GREEDY)
     # the same image and text, then more text: the kept KV through the image is reused and the
     # new text must be placed after the image's positions, not its token count
     chunks2, tokens2, spans2 = await prompt_of(llm, image, "Look: <__media__> first question? And a second one:")
-    out = await llm.create_completion(tokens2, media=spans2, **GREEDY)
+    out = await llm.create_completion(tokens2, media=spans2, max_tokens=N_TOKENS, **GREEDY)
     assert out["usage"]["prompt_tokens_details"]["cached_tokens"] > spans2[0].end
-    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks2, 6)).decode("utf-8", "ignore")
+    assert out["choices"][0]["text"] == llm.detokenize(reference(llm, chunks2, N_TOKENS)).decode("utf-8", "ignore")
 
 
 async def test_a_chat_with_an_image_through_the_qwen_preset(llm):
@@ -92,8 +98,8 @@ async def test_a_chat_with_an_image_through_the_qwen_preset(llm):
     url = "data:image/png;base64," + base64.b64encode(_png(24, 32)).decode()
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                              {"type": "text", "text": "What is this?"}]}]
-    a = await llm.create_chat_completion(messages, max_tokens=5, temperature=0.0)
-    b = await llm.create_chat_completion(messages, max_tokens=5, temperature=0.0, stream=True)
+    a = await llm.create_chat_completion(messages, max_tokens=5, **GREEDY)
+    b = await llm.create_chat_completion(messages, max_tokens=5, **GREEDY, stream=True)
     streamed = "".join([c["choices"][0]["delta"].get("content") or "" async for c in b if c["choices"]])
     assert streamed == a["choices"][0]["message"]["content"]
     assert a["usage"]["prompt_tokens"] > 8

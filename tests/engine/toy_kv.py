@@ -11,6 +11,10 @@ class ToyKV:
         self.calls: list[tuple] = []
         self.capacity = capacity        # cells: a state load beyond it fails as llama.cpp's does
 
+    @property
+    def n_ctx(self) -> int:
+        return self.capacity
+
     def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
         self.calls.append(("rm", seq_id, p0, p1))
         if p0 <= 0 and p1 < 0:
