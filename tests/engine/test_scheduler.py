@@ -4,6 +4,8 @@ cancellation, prefix reuse and KV pressure. Runs under asyncio and trio."""
 from __future__ import annotations
 
 import random
+import threading
+from functools import partial
 
 import anyio
 import numpy as np
@@ -247,13 +249,14 @@ async def test_one_loop_wakeup_per_step_not_per_token(llm, monkeypatch):
 async def test_higher_priority_is_admitted_first(llama_f32_path):
     async with Llama(str(llama_f32_path), n_ctx=512, n_parallel=1) as one:
         order = []
+        both_queued = threading.Event()  # "busy" holds the one slot until then
 
-        async def run(name, priority, n):
-            await one.create_completion(name, max_tokens=n, ignore_eos=True, priority=priority)
+        async def run(name, priority, n, **kwargs):
+            await one.create_completion(name, max_tokens=n, ignore_eos=True, priority=priority, **kwargs)
             order.append(name)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run, "busy", 0, 60)
+            tg.start_soon(partial(run, "busy", 0, 480, stopping_criteria=lambda ids, logits: both_queued.is_set()))
             with anyio.fail_after(10):
                 while one.stats().active == 0:
                     await anyio.sleep(0.001)
@@ -265,6 +268,7 @@ async def test_higher_priority_is_admitted_first(llama_f32_path):
             with anyio.fail_after(10):
                 while one.stats().queued < 2:
                     await anyio.sleep(0.001)
+            both_queued.set()
         assert order == ["busy", "high", "low"]
 
 
