@@ -127,6 +127,7 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
         LogCapture capture;
         {
             nb::gil_scoped_release release;
+            auto rpc_turn = one_call_at_a_time(rpc_relays_);
             try {
                 ctx_ = llama_init_from_model(model_.get(), cp);
             } catch (const std::exception & e) {
@@ -397,6 +398,7 @@ void Context::evaluate(const Batch & batch, const char * what, Run run) {
         status = -3;
     } else {
         nb::gil_scoped_release release;
+        auto rpc_turn = one_call_at_a_time(rpc_relays_);
         status = run(ctx, batch.raw());
     }
     if (rpc_relays_) {
@@ -461,6 +463,7 @@ int32_t Context::process(int32_t type, BatchExt & batch) {
             ~Busy() { b.set_busy(false); }
         } busy(batch);
         nb::gil_scoped_release release;
+        auto rpc_turn = one_call_at_a_time(rpc_relays_);
         status = llama_process(ctx, static_cast<llama_process_type>(type), batch.get());
     }
     if (rpc_relays_ && rpc_relays_->loss()) {

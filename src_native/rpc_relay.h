@@ -63,12 +63,21 @@ private:
 // The relays of one model: its RPC devices' links to their workers.
 struct RpcRelays {
     std::vector<std::unique_ptr<RpcRelay>> relays;
+    // ggml's RPC client shares one connection per worker among every context of the model and
+    // does not take turns on it: a context holds this while it computes (one_call_at_a_time).
+    std::mutex calls;
 
     // "RPC worker h:p was lost (reason)" for the first lost worker, or nothing.
     std::optional<std::string> loss() const;
     // Ends every session with the workers; further requests are answered as for a lost worker.
     void release(const std::string & reason);
 };
+
+// A lock on `relays`' calls (none for a local model, whose `relays` is null). Take it with
+// the GIL released.
+inline std::unique_lock<std::mutex> one_call_at_a_time(const std::shared_ptr<RpcRelays> & relays) {
+    return relays ? std::unique_lock<std::mutex>(relays->calls) : std::unique_lock<std::mutex>();
+}
 
 // Raises allama.errors.WorkerLostError when a relay in `relays` (may be null) lost its worker.
 void check_rpc_relays(const std::shared_ptr<RpcRelays> & relays, const char * what);

@@ -5,6 +5,8 @@ weights on the workers' hosts and the traffic on their links."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -14,7 +16,8 @@ from allama import Llama
 from allama.testing.model_builder import build_llama
 from tests.tiny_models import GREEDY, TINY_LLAMA
 
-from .workers import HOST_KINDS, hosts, worker
+from ..paths import REPO_ROOT
+from .workers import ENV, HOST_KINDS, hosts, worker
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +97,45 @@ async def test_a_worker_with_a_cache_is_sent_hashes_instead_of_weights(models_di
             assert any(cache.iterdir())
     assert texts[0] == texts[1]
     assert sent[0] - sent[1] > 16_000_000, sent
+
+
+CONTEXTS_AT_ONCE = """
+import sys, threading
+import numpy as np
+from allama import _native
+from tests.greedy import greedy_tokens
+
+def run(model, prompt, out, i):
+    p = _native.ContextParams(); p.n_ctx = 128; p.n_batch = p.n_ubatch = 32; p.n_seq_max = 1; p.n_threads = 1
+    ctx = _native.Context(model, p)
+    batch = _native.Batch(32)
+    batch.add_tokens(prompt, 0, 0, True)
+    ctx.decode(batch)
+    out[i] = greedy_tokens(ctx, len(prompt), 24)
+    ctx.close()
+
+def texts(model):
+    out = [None] * 4
+    threads = [threading.Thread(target=run, args=(model, [1, 100 + 7 * i, 200 + i], out, i)) for i in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return out
+
+local = texts(_native.Model.load(MODEL))
+p = _native.ModelParams(); p.n_gpu_layers = -1; p.rpc_servers = WORKERS
+split = texts(_native.Model.load(MODEL, p))
+print("same" if split == local else f"differ: {split} != {local}")
+"""
+
+
+def test_contexts_of_a_split_model_decode_from_several_threads_at_once(llama_f32_path: Path, tmp_path: Path) -> None:
+    """ggml's RPC client has one connection per worker for all of a model's contexts and does
+    not take turns on it; allama does, so four threads decoding at once get what they would
+    alone instead of garbled messages (and a process abort)."""
+    with hosts("loopback", 2) as (host_a, host_b), worker(host_a, tmp_path) as a, worker(host_b, tmp_path) as b:
+        code = CONTEXTS_AT_ONCE.replace("MODEL", repr(str(llama_f32_path))).replace(
+            "WORKERS", repr([a.endpoint, b.endpoint]))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV,
+                              cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "same", done.stdout[-2000:]
