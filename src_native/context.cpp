@@ -138,15 +138,12 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
             reason = capture.message("llama.cpp gave no reason");
         }
     }
-    if (ctx_ == nullptr) {
-        check_rpc_relays(rpc_relays_, "creating a context");
-        throw nb::value_error(("failed to create a llama.cpp context: " + reason).c_str());
-    }
-    try {
-        check_rpc_relays(rpc_relays_, "creating a context");
-    } catch (...) {
+    if (rpc_relays_ && rpc_relays_->loss()) {  // a context made through a lost worker is no use
         free_context();
-        throw;
+        check_rpc_relays(rpc_relays_, "creating a context");
+    }
+    if (ctx_ == nullptr) {
+        throw nb::value_error(("failed to create a llama.cpp context: " + reason).c_str());
     }
     n_vocab_ = llama_vocab_n_tokens(llama_model_get_vocab(model_.get()));
     n_seq_max_ = llama_n_seq_max(ctx_);
@@ -164,6 +161,14 @@ Context::Context(const Model & model, const ContextParams & p) : model_(model.pt
     }
     llama_set_embeddings(ctx_, p.embeddings);
     thread_pool_ = CpuThreadPool::attach(ctx_, p.n_threads, p.n_threads_batch);
+}
+
+void Context::fail_if_worker_lost(const char * what) {
+    if (rpc_relays_ && rpc_relays_->loss()) {  // outputs computed through it are garbage, whatever the status
+        last_outputs_.clear();
+        n_outputs_ = 0;
+        check_rpc_relays(rpc_relays_, what);
+    }
 }
 
 void Context::free_context() {
@@ -401,16 +406,7 @@ void Context::evaluate(const Batch & batch, const char * what, Run run) {
         auto rpc_turn = one_call_at_a_time(rpc_relays_);
         status = run(ctx, batch.raw());
     }
-    if (rpc_relays_) {
-        // Outputs computed through a lost worker are garbage, whatever the status says.
-        try {
-            check_rpc_relays(rpc_relays_, what);
-        } catch (...) {
-            last_outputs_.clear();
-            n_outputs_ = 0;
-            throw;
-        }
-    }
+    fail_if_worker_lost(what);
     if (status != 0) {
         last_outputs_.clear();
         n_outputs_ = 0;
@@ -466,11 +462,7 @@ int32_t Context::process(int32_t type, BatchExt & batch) {
         auto rpc_turn = one_call_at_a_time(rpc_relays_);
         status = llama_process(ctx, static_cast<llama_process_type>(type), batch.get());
     }
-    if (rpc_relays_ && rpc_relays_->loss()) {
-        last_outputs_.clear();
-        n_outputs_ = 0;
-        check_rpc_relays(rpc_relays_, what);
-    }
+    fail_if_worker_lost(what);
     if (status != 0) {
         last_outputs_.clear();
         n_outputs_ = 0;

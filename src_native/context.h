@@ -122,6 +122,8 @@ private:
 
     // Frees the llama_context, then its worker pool.
     void free_context();
+    // Raises WorkerLost, with no outputs kept, when an RPC worker holding layers was lost.
+    void fail_if_worker_lost(const char * what);
 
     ModelPtr model_;
     std::shared_ptr<RpcRelays> rpc_relays_;  // null for a local model

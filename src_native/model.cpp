@@ -98,6 +98,7 @@ std::shared_ptr<RpcRelays> link_rpc_workers(const std::vector<std::string> & ser
     if (add_server == nullptr) {
         throw nb::value_error("this build's RPC backend cannot add servers");
     }
+    require(std::isfinite(timeout_s) && timeout_s > 0 && timeout_s <= 3600, "rpc_timeout must be in (0, 3600] seconds");
     require(servers.size() <= GGML_RPC_MAX_SERVERS,
             "at most " + std::to_string(GGML_RPC_MAX_SERVERS) + " RPC servers");
     auto relays = std::make_shared<RpcRelays>();

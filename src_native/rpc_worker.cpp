@@ -61,9 +61,8 @@ void serve_rpc_worker(const std::string & host, int port, int n_threads, const s
         ggml_backend_rpc_start_server(endpoint.c_str(), cache_dir ? cache_dir->c_str() : nullptr,
                                       static_cast<size_t>(n_threads), devices.size(), devices.data());
     }
-    nb::object os_error = nb::module_::import_("builtins").attr("OSError");
-    PyErr_SetString(os_error.ptr(), ("the RPC worker could not start on " + endpoint +
-                                     " (address in use or not this machine's?)").c_str());
+    PyErr_SetString(PyExc_OSError, ("the RPC worker could not start on " + endpoint +
+                                    " (address in use or not this machine's?)").c_str());
     throw nb::python_error();
 }
 

@@ -76,6 +76,13 @@ def test_a_malformed_endpoint_is_a_value_error(llama_f32_path: Path, endpoint: s
     assert outcome.type_name == "ValueError" and fragment in outcome.message, outcome
 
 
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bad_rpc_timeout_is_a_value_error(llama_f32_path: Path, timeout: float) -> None:
+    outcome = run_isolated(LOAD.replace("p.rpc_timeout = 0.5", f"p.rpc_timeout = float({str(timeout)!r})").format(
+        servers=["127.0.0.1:1"], model=str(llama_f32_path)))
+    assert outcome.type_name == "ValueError" and "rpc_timeout" in outcome.message, outcome
+
+
 def test_a_host_that_does_not_resolve_is_a_model_load_error(llama_f32_path: Path) -> None:
     outcome = load_over_rpc(llama_f32_path, "no-such-host.invalid:50052")
     assert outcome.is_a("ModelLoadError") and "no-such-host.invalid:50052" in outcome.message, outcome

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import anyio
+import numpy as np
 import pytest
 
-from allama import Llama
+from allama import Llama, _native
 from allama.testing.model_builder import build_llama
 from tests.tiny_models import GREEDY, TINY_LLAMA
 
@@ -139,3 +140,46 @@ def test_contexts_of_a_split_model_decode_from_several_threads_at_once(llama_f32
                               cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "same", done.stdout[-2000:]
+
+
+
+def logits_along(model, tokens: list[int]) -> np.ndarray:
+    """The logits after each of `tokens`, all decoded in one batch (teacher forcing)."""
+    params = _native.ContextParams()
+    params.n_ctx = params.n_batch = params.n_ubatch = 64
+    params.n_seq_max, params.n_threads, params.n_threads_batch = 1, 1, 1
+    ctx = _native.Context(model, params)
+    try:
+        batch = _native.Batch(64)
+        for position, token in enumerate(tokens):
+            batch.add(token, position, 0, True)
+        ctx.decode(batch)
+        return np.stack([ctx.logits(i) for i in range(len(tokens))])
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize(("arch", "ftype"), [("qwen3", "Q4_K_M"), ("qwen2", "Q8_0"), ("gemma3", "Q4_K_M")])
+def test_a_quantized_model_split_over_workers_computes_what_it_computes_alone(
+        architecture_model, arch: str, ftype: str, tmp_path: Path) -> None:
+    """Real users' models are quantized. The workers run the quantized layers with the plain
+    CPU kernels, while this machine repacks its own weights for faster ones (CPU_REPACK), so
+    the two round differently: the logits along one text agree closely, and the greedy choice
+    differs only where the two best logits were within that rounding."""
+    path = str(architecture_model(arch, ftype))
+    local_model = _native.Model.load(path)
+    vocab = _native.Vocab(local_model)
+    tokens = vocab.tokenize(b"Once upon a time there was a little fox who lived in the woods", True, False)
+    local = logits_along(local_model, tokens)
+    with hosts("loopback", 2) as (host_a, host_b), worker(host_a, tmp_path) as a, worker(host_b, tmp_path) as b:
+        params = _native.ModelParams()
+        params.n_gpu_layers, params.rpc_servers = -1, [a.endpoint, b.endpoint]
+        split_model = _native.Model.load(path, params)
+        split = logits_along(split_model, tokens)
+        split_model.close()
+    spread = local.max(axis=1) - local.min(axis=1)
+    assert np.all(np.abs(split - local).max(axis=1) < 0.05 * spread), np.abs(split - local).max(axis=1) / spread
+    for row_local, row_split in zip(local, split):
+        best, chosen = int(np.argmax(row_local)), int(np.argmax(row_split))
+        if best != chosen:  # a near tie, decided by rounding
+            assert row_local[best] - row_local[chosen] < 0.05 * (row_local.max() - row_local.min())
