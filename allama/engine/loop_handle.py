@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 
@@ -18,22 +18,43 @@ _NO_LOOP = "allama's async API needs a running asyncio or trio event loop"
 
 
 class LoopEvent(Protocol):
+    """Set once, from the loop's own thread; `wait()` gives what to await."""
+
     def set(self) -> None: ...
-    async def wait(self) -> Any: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+class FutureEvent:
+    """An asyncio event for one waiter: a bare future. asyncio.Event costs several times more
+    per wait (a future of its own, a waiter list, a coroutine frame), and a stream waits once
+    per token."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future = loop.create_future()
+
+    def set(self) -> None:
+        if not self._future.done():  # (cancelled when its waiter was)
+            self._future.set_result(None)
+
+    def wait(self) -> Awaitable[None]:
+        return self._future
 
 
 def running_loop_event() -> LoopEvent:
-    """A new event of the running loop's own kind (asyncio's or trio's). What anyio.Event()
-    makes, minus its backend lookup, and minus the import of anyio's asyncio backend that the
-    first anyio.Event() of a process costs (about 45 ms, paid by the first request)."""
+    """A new event of the running loop's own kind (asyncio's or trio's), for one waiter. What
+    anyio.Event() makes, minus its backend lookup, and minus the import of anyio's asyncio
+    backend that the first anyio.Event() of a process costs (about 45 ms, paid by the first
+    request)."""
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         trio = sys.modules.get("trio")
         if trio is None:
             raise RuntimeError(_NO_LOOP) from None
         return trio.Event()
-    return asyncio.Event()
+    return FutureEvent(loop)
 
 
 class LoopHandle:

@@ -263,7 +263,7 @@ def _chain(llama_model, *, top_k: int, seed: int, through_llama_cpp: bool) -> _n
     return _native.SamplerChain(llama_model, params)
 
 
-@pytest.mark.parametrize("kind", ["normal", "many -inf", "few finite", "ties"])
+@pytest.mark.parametrize("kind", ["normal", "many -inf", "few finite", "ties", "all negative", "packed"])
 def test_leading_top_k_shortcut_samples_what_llama_cpp_top_k_samples(llama_model, kind):
     # A chain that starts with top-k gets only the k best candidates (select_top_k); it must
     # pick exactly what the chain picks when llama.cpp's top-k sorts the whole vocabulary.
@@ -278,6 +278,10 @@ def test_leading_top_k_shortcut_samples_what_llama_cpp_top_k_samples(llama_model
             logits[rng.integers(0, n_vocab, 5)] = rng.standard_normal(5).astype(np.float32)
         elif kind == "ties":
             logits = np.round(logits).astype(np.float32)  # many equal logits across the cut
+        elif kind == "all negative":
+            logits -= 100.0
+        elif kind == "packed":  # distinct logits, all within the selection's first bound (1/128)
+            logits = np.float32(1.0) + rng.permutation(n_vocab).astype(np.float32) * np.finfo(np.float32).eps
         top_k = int(rng.integers(1, 300))
         fast = _chain(llama_model, top_k=top_k, seed=trial, through_llama_cpp=False)
         full = _chain(llama_model, top_k=top_k, seed=trial, through_llama_cpp=True)
