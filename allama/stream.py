@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -34,8 +34,9 @@ class AsyncStream(Generic[T]):
     def __aiter__(self) -> "AsyncStream[T]":
         return self
 
-    async def __anext__(self) -> T:
-        return await self._chunks.__anext__()
+    def __anext__(self) -> Awaitable[T]:
+        # the inner iterator's own awaitable: no coroutine of this one's per chunk
+        return self._chunks.__anext__()
 
     async def aclose(self) -> None:
         await self._chunks.aclose()  # type: ignore[attr-defined]

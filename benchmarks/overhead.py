@@ -9,6 +9,9 @@ At each level, that many streams start together, each with a distinct prompt of
   allama-server     `python -m allama.server`, streaming /v1/completions
   llama-server      llama.cpp's server on the same build (benchmarks/build_peers.sh), same requests
   batched-bench     llama.cpp's llama-batched-bench (no sampling, no server): the ceiling
+  decode-loop       the floor under any engine that samples: the same decode plus allama's
+                    native sampling of every row, driven by a bare Python loop (no engine, no
+                    event loop, no text); allama / decode-loop is the engine's own cost
 
 Each system runs --runs times, each run in a fresh process, so that a process that starts
 slow shows. Rates are generated tokens per second:
@@ -50,7 +53,7 @@ from throughput_plot import Series, plot_throughput  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_BIN = ROOT / "build" / "peers" / "bin"
-SYSTEMS = ("allama", "allama-server", "llama-server", "batched-bench")
+SYSTEMS = ("allama", "allama-server", "llama-server", "batched-bench", "decode-loop")
 
 
 def vocab_size(model: Path) -> int:
@@ -130,6 +133,59 @@ def run_allama(args: argparse.Namespace) -> dict:
             out["levels"][n] = asyncio.run(level(n))
     finally:
         llm.close()
+    return out
+
+
+# --------------------------------------------------------------------------- decode loop (child)
+
+def run_decode_loop(args: argparse.Namespace) -> dict:
+    """Each level: prefill every stream's prompt but its last token, then --max-tokens steps that
+    decode one token of every stream and sample every row in one native call; gen is the rate
+    of those steps. The context is made as the engine makes its own (same sequences, cells,
+    threads, layout)."""
+    from allama import _native
+
+    levels = [int(x) for x in args.levels.split(",")]
+    n_max = max(levels)
+    model = _native.Model.load(str(args.model), _native.ModelParams())
+    cp = _native.ContextParams()
+    cp.n_seq_max = n_max
+    cp.kv_unified = args.kv == "unified"
+    cp.n_ctx = (args.prompt_tokens + args.max_tokens + 8) * n_max
+    cp.n_threads = cp.n_threads_batch = args.threads
+    cp.n_batch = cp.n_ubatch = 512
+    cp.flash_attn_type = 0
+    ctx = _native.Context(model, cp)
+    batch = _native.Batch(512, 1)
+    out: dict = {"levels": {}}
+    try:
+        for n in levels:
+            ctx.memory_clear()
+            batch_prompts = prompts(n, args)
+            for seq, prompt in enumerate(batch_prompts):
+                batch.clear()
+                batch.add_tokens(prompt[:-1], 0, seq, False)
+                ctx.decode(batch)
+            chains = []
+            for seq in range(n):
+                params = _native.SamplerParams()
+                params.temperature, params.seed = args.temperature, seq
+                chains.append(_native.SamplerChain(model, params))
+            jobs = [(chain, row) for row, chain in enumerate(chains)]
+            tokens = [prompt[-1] for prompt in batch_prompts]
+            pos = args.prompt_tokens - 1
+            t0 = time.perf_counter()
+            for step in range(args.max_tokens):
+                batch.clear()
+                for seq in range(n):
+                    batch.add(tokens[seq], pos + step, seq, True)
+                ctx.decode(batch)
+                tokens = _native.sample_batch(ctx, jobs)
+            rate = n * args.max_tokens / (time.perf_counter() - t0)
+            out["levels"][n] = {"gen": rate, "e2e": rate, "tokens": n * args.max_tokens}
+    finally:
+        ctx.close()
+        model.close()
     return out
 
 
@@ -294,6 +350,12 @@ def summarize(results: dict[str, list[dict]], levels: list[int], args: argparse.
             split = f"{step:.0f}: {dec:.0f} + {smp:.0f} + {step - dec - smp:.0f}"
         lines.append(f"| {n} | {cell(a_gen)} | {cell(b_gen)} | {ratio(a_gen, b_gen)} | {cell(s_e2e)} | {cell(l_e2e)} "
                      f"| {ratio(s_e2e, l_e2e)} | {split} |")
+    if results.get("decode-loop"):
+        lines += ["", "| streams | decode-loop tok/s | decode-loop / S_TG | allama / decode-loop |", "|---:|---:|---:|---:|"]
+        for n in levels:
+            loop_gen = per_run("decode-loop", n, "gen")
+            lines.append(f"| {n} | {cell(loop_gen)} | {ratio(loop_gen, per_run('batched-bench', n, 'gen'))} "
+                         f"| {ratio(per_run('allama', n, 'gen'), loop_gen)} |")
     return "\n".join(lines)
 
 
@@ -328,15 +390,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole", action="store_true",
                         help="allama in-process takes whole results, not streams: no per-token work on the event "
                              "loop; its gen is then its end-to-end rate, compared with batched-bench's end-to-end")
-    parser.add_argument("--child", choices=["allama", "allama-server", "llama-server"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["allama", "allama-server", "llama-server", "decode-loop"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
         args.levels, args.prompt_tokens, args.max_tokens, args.runs = "1,4", 8, 8, 1
-        args.systems = "allama,allama-server"
+        args.systems = "allama,allama-server,decode-loop"
     args.model = args.model or preset_model("overhead")
     args.n_vocab = vocab_size(args.model)
     if args.child:
-        result = run_allama(args) if args.child == "allama" else run_server(args.child, args)
+        children = {"allama": run_allama, "decode-loop": run_decode_loop}
+        result = children[args.child](args) if args.child in children else run_server(args.child, args)
         print(json.dumps(result))
         return 0
 

@@ -43,6 +43,7 @@ def test_overhead_benchmark_smoke(tmp_path):
     run = smoke_run("overhead.py", tmp_path, "--plot", str(plot), "--json", str(tmp_path / "runs.json"))
     assert "| 1 |" in run.stdout and "| 4 |" in run.stdout
     assert "run 1 allama-server" in run.stderr  # the server was measured too
+    assert "run 1 decode-loop" in run.stderr and "allama / decode-loop" in run.stdout
     assert plot.stat().st_size > 0 and (tmp_path / "runs.json").stat().st_size > 0
 
 

@@ -1,6 +1,11 @@
-"""Hands a step's outputs to the event loops waiting for them: one thread-safe call per loop."""
+"""Hands a step's outputs to the event loops waiting for them: one thread-safe call per loop, with
+the outputs already grouped by sink (the decode thread groups them while the event loop, whose
+per-token work competes with the next decode for the cores, only hands them over)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.output_sink import OutputSink
@@ -13,14 +18,20 @@ class OutputPost:
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: dict[object, tuple[LoopHandle, list[tuple[OutputSink, Output]]]] = {}
+        # per loop: its handle, and per sink (by id) its [sink, outputs, final]
+        self._pending: dict[object, tuple[LoopHandle, dict[int, list[Any]]]] = {}
 
     def add(self, sink: OutputSink, loop: LoopHandle, out: Output) -> None:
         """Queues an output; nothing is delivered before flush()."""
         pending = self._pending.get(loop.key)
         if pending is None:
-            pending = self._pending[loop.key] = (loop, [])
-        pending[1].append((sink, out))
+            pending = self._pending[loop.key] = (loop, {})
+        entry = pending[1].get(id(sink))
+        if entry is None:
+            entry = pending[1][id(sink)] = [sink, [], False]
+        entry[1].append(out)
+        if out.finish_reason is not None or out.error is not None:
+            entry[2] = True
 
     def flush(self) -> list[OutputSink]:
         """Posts what was queued; returns the sinks whose event loop is closed (nobody listens)."""
@@ -28,21 +39,15 @@ class OutputPost:
             return []
         pending, self._pending = self._pending, {}
         orphans: list[OutputSink] = []
-        for loop, items in pending.values():
+        for loop, by_sink in pending.values():
             try:
-                loop.post(deliver, items)
+                loop.post(deliver, by_sink.values())
             except RuntimeError:  # the loop is closed
-                orphans.extend(sink for sink, _ in items)
+                orphans.extend(sink for sink, _, _ in by_sink.values())
         return orphans
 
 
-def deliver(items: list[tuple[OutputSink, Output]]) -> None:
+def deliver(entries: Iterable[list[Any]]) -> None:
     """Runs on the event loop: hands each sink its outputs in one push."""
-    by_sink: dict[int, tuple[OutputSink, list[Output]]] = {}
-    for sink, out in items:
-        entry = by_sink.get(id(sink))
-        if entry is None:
-            entry = by_sink[id(sink)] = (sink, [])
-        entry[1].append(out)
-    for sink, outs in by_sink.values():
-        sink.push(outs, any(o.finish_reason is not None or o.error is not None for o in outs))
+    for sink, outs, final in entries:
+        sink.push(outs, final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 
@@ -17,13 +18,19 @@ class OutputSink:
     every token, sparing the event loop a task switch per token.
     """
 
-    __slots__ = ("_items", "_waiter", "_eager", "wakeups")
+    __slots__ = ("_items", "_waiter", "_eager", "wakeups", "_loop")
 
     def __init__(self, eager: bool = True) -> None:
         self._items: deque[Any] = deque()
-        self._waiter: LoopEvent | None = None
+        self._waiter: asyncio.Future[None] | LoopEvent | None = None
         self._eager = eager
         self.wakeups = 0
+        # made by the request's caller, on the loop that reads it: under asyncio, waits are bare
+        # futures of that loop (the cheapest wake-up it has; a stream waits once per token)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def push(self, outputs: list[Any], final: bool = False) -> None:
         self._items.extend(outputs)
@@ -31,10 +38,18 @@ class OutputSink:
         if waiter is not None and (self._eager or final):
             self._waiter = None
             self.wakeups += 1
-            waiter.set()
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():  # (cancelled with its reader)
+                    waiter.set_result(None)
+            else:
+                waiter.set()
 
     async def get(self) -> Any:
         while not self._items:
-            self._waiter = running_loop_event()
-            await self._waiter.wait()
+            if self._loop is not None:
+                future = self._waiter = self._loop.create_future()
+                await future
+            else:
+                event = self._waiter = running_loop_event()
+                await event.wait()
         return self._items.popleft()
