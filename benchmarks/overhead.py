@@ -390,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--whole", action="store_true",
                         help="allama in-process takes whole results, not streams: no per-token work on the event "
                              "loop; its gen is then its end-to-end rate, compared with batched-bench's end-to-end")
+    parser.add_argument("--interleave", action="store_true",
+                        help="one process per system and level, the systems of a level back to back (pairs the "
+                             "runs of a ratio closely in time, on a machine whose speed drifts)")
     parser.add_argument("--child", choices=["allama", "allama-server", "llama-server", "decode-loop"],
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -409,16 +412,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}, "
           f"temperature {args.temperature}; KV {args.kv}", file=sys.stderr)
     results: dict[str, list[dict]] = {}
+    # --interleave: every (system, level) in a process of its own, the systems of one level
+    # back to back, so that the runs a ratio pairs are seconds apart rather than minutes
+    groups = [[str(n)] for n in levels] if args.interleave else [[args.levels]]
+    skipped: set[str] = set()
     for i in range(args.runs):
-        for system in args.systems.split(","):
-            try:
-                run = one_run(system, args)
-            except Unavailable as exc:
-                print(f"{system}: skipped ({exc})", file=sys.stderr)
-                continue
-            results.setdefault(system, []).append(run)
-            gens = ", ".join(f"{n}: {v['gen']:,.0f}/{v['e2e']:,.0f}" for n, v in run["levels"].items())
-            print(f"run {i + 1} {system} (gen/e2e tok/s) {gens}", file=sys.stderr)
+        for group in groups:
+            for system in args.systems.split(","):
+                if system in skipped:
+                    continue
+                try:
+                    run = one_run(system, argparse.Namespace(**{**vars(args), "levels": group[0]}))
+                except Unavailable as exc:
+                    print(f"{system}: skipped ({exc})", file=sys.stderr)
+                    skipped.add(system)
+                    continue
+                runs = results.setdefault(system, [])
+                if len(runs) <= i:
+                    runs.append({"levels": {}})
+                runs[i]["levels"].update(run["levels"])
+                gens = ", ".join(f"{n}: {v['gen']:,.0f}/{v['e2e']:,.0f}" for n, v in run["levels"].items())
+                print(f"run {i + 1} {system} (gen/e2e tok/s) {gens}", file=sys.stderr)
     print(summarize(results, levels, args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -390,6 +390,13 @@ void raise_for_status(int32_t status, const char * what, const std::string & log
     throw DecodeFailure(std::string(what) + " failed with status " + std::to_string(status) + detail);
 }
 
+// llama.cpp adds a decode's tokens to its counters when it next synchronizes: before they are
+// read or reset, wait for the last decode (the GIL released).
+void synchronize_counters(Context & c) {
+    nb::gil_scoped_release release;
+    llama_synchronize(c.get());
+}
+
 }  // namespace
 
 template <typename Run>
@@ -894,11 +901,7 @@ void init_context(nb::module_ & m) {
         // --- perf ---
         .def("perf", [](Context & c) {
             auto lk = c.lock_open();
-            {
-                // llama.cpp adds a decode's tokens to its counters when it next synchronizes.
-                nb::gil_scoped_release release;
-                llama_synchronize(c.get());
-            }
+            synchronize_counters(c);
             const llama_perf_context_data d = llama_perf_context(c.get());
             nb::dict out;
             out["t_start_ms"] = d.t_start_ms;
@@ -911,13 +914,14 @@ void init_context(nb::module_ & m) {
             return out;
         }, "llama.cpp's counters: tokens of multi-token decodes (n_p_eval), single-token decodes (n_eval) "
            "and their times. llama.cpp reports a zero count as 1.")
-        .def("perf_reset", [](Context & c) { auto lk = c.lock_open(); llama_perf_context_reset(c.get()); })
+        .def("perf_reset", [](Context & c) {
+            auto lk = c.lock_open();
+            synchronize_counters(c);
+            llama_perf_context_reset(c.get());
+        }, "Zero llama.cpp's counters, the decodes made so far included.")
         .def("perf_print", [](Context & c) {
             auto lk = c.lock_open();
-            {
-                nb::gil_scoped_release release;
-                llama_synchronize(c.get());
-            }
+            synchronize_counters(c);
             llama_perf_context_print(c.get());
         }, "Log llama.cpp's performance summary (through its log callback).")
         // --- state sizes and llama.cpp's session files (for allama.llama_cpp) ---

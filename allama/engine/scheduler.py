@@ -87,6 +87,7 @@ class Scheduler:
             log.warning("speculative decoding is off: this model's recurrent memory cannot drop refused draft tokens")
             draft_model = None
         self.ctx = _native.Context(model, context_params)
+        self._warm_up()
         self.prefix_cache = PrefixCache(self.ctx, n_ids, kv_unified=config.kv_unified,
                                         recurrent=recurrent, n_swa=model.n_swa,
                                         min_shared_prefix=config.min_shared_prefix)
@@ -115,6 +116,25 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="allama-decode", daemon=True)
         self._thread.start()
         process_hooks.track(self)
+
+    def _warm_up(self) -> None:
+        """One decode of two tokens before the first request, as llama.cpp's own tools do: a
+        context's first decodes fault the weights' pages in, fill its compute buffers and
+        place its thread pool's workers, and the first request would otherwise pay for that."""
+        if self.model.has_encoder or not self.model.has_decoder:
+            return
+        tokens = [t for t in (self.vocab.bos, self.vocab.eos) if t >= 0][:self.ctx.n_batch] or [0]
+        batch = _native.Batch(len(tokens), 1)
+        batch.add_tokens(tokens, 0, 0, True)
+        t0 = time.perf_counter()
+        try:
+            self.ctx.decode(batch)
+        except AllamaError as exc:  # e.g. a lost RPC worker: the first request will say so
+            log.warning("the warm-up decode failed: %s", exc)
+        else:
+            log.debug("warm-up decode of %d tokens: %.1f ms", len(tokens), (time.perf_counter() - t0) * 1e3)
+        self.ctx.memory_clear()
+        self.ctx.perf_reset()
 
     def _check_not_forked(self) -> None:
         if self._forked:

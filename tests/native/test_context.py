@@ -198,6 +198,13 @@ def test_perf_counters_count_prompt_and_generated_tokens(llama_model, llama_voca
     assert ctx.perf()["n_p_eval"] <= 1  # llama.cpp reports zero as 1
 
 
+def test_perf_reset_right_after_a_decode_also_zeroes_that_decode(llama_model, llama_vocab):
+    ctx = make_context(llama_model)
+    prefill(ctx, llama_vocab.tokenize(PROMPTS[0]))  # not synchronized: nothing has read its logits
+    ctx.perf_reset()
+    assert ctx.perf()["n_p_eval"] <= 1  # llama.cpp reports zero as 1
+
+
 def test_abort_stops_a_decode_and_the_next_one_runs(llama_model, llama_vocab):
     ctx = make_context(llama_model)
     tokens = llama_vocab.tokenize(PROMPTS[0])
