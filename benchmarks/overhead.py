@@ -361,8 +361,8 @@ def summarize(results: dict[str, list[dict]], levels: list[int], args: argparse.
 
 def plot(results: dict[str, list[dict]], levels: list[int], path: Path) -> None:
     series: Series = {}
-    styles = {"allama": ("gen", "o-"), "batched-bench": ("gen", "k--"), "allama-server": ("e2e", "s-"),
-              "llama-server": ("e2e", "k:")}
+    styles = {"allama": ("gen", "o-"), "batched-bench": ("gen", "k--"), "decode-loop": ("gen", "k-."),
+              "allama-server": ("e2e", "s-"), "llama-server": ("e2e", "k:")}
     for system, (key, style) in styles.items():
         runs = results.get(system)
         if runs:
