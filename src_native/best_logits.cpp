@@ -16,6 +16,7 @@ constexpr int32_t kBlock = 64;  // logits summarised by one maximum
 typedef float Lanes __attribute__((vector_size(32)));
 typedef float HalfLanes __attribute__((vector_size(16)));
 typedef int32_t IntLanes __attribute__((vector_size(32)));
+typedef int32_t HalfIntLanes __attribute__((vector_size(16)));
 constexpr int32_t kLanes = 8;
 
 // The row scan is compiled for several x86 levels and picked at load time (a portable wheel
@@ -33,7 +34,9 @@ constexpr int32_t kLanes = 8;
 
 // Element-wise maximum that keeps `most` where x is NaN (x > most is false then).
 ALLAMA_LANES_INLINE Lanes lanes_max(Lanes x, Lanes most) {
-    return x > most ? x : most;
+    // (a select written with masks: Clang takes `?:` on vectors only in recent versions)
+    const IntLanes take = x > most;
+    return reinterpret_cast<Lanes>((reinterpret_cast<IntLanes>(x) & take) | (reinterpret_cast<IntLanes>(most) & ~take));
 }
 
 ALLAMA_LANES_INLINE Lanes load_lanes(const float * p) {
@@ -47,7 +50,9 @@ ALLAMA_LANES_INLINE float horizontal_max(Lanes v) {
     HalfLanes hi;
     std::memcpy(&lo, &v, sizeof(lo));
     std::memcpy(&hi, reinterpret_cast<const char *>(&v) + sizeof(lo), sizeof(hi));
-    const HalfLanes m = hi > lo ? hi : lo;
+    const HalfIntLanes take = hi > lo;
+    const HalfLanes m = reinterpret_cast<HalfLanes>((reinterpret_cast<HalfIntLanes>(hi) & take) |
+                                                    (reinterpret_cast<HalfIntLanes>(lo) & ~take));
     const float a = m[1] > m[0] ? m[1] : m[0];
     const float b = m[3] > m[2] ? m[3] : m[2];
     return b > a ? b : a;
