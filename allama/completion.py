@@ -145,19 +145,15 @@ class CompletionJob:
         try:
             while self.remaining:
                 number, out = await self.sink.get()
-                self._count(out)
+                if out.error is not None:
+                    raise out.error
+                if out.finish_reason is not None:
+                    self.remaining -= 1
                 if out.state is not None:
                     await self.keep_state(out.state)
                 yield number, out
         finally:
             self.cancel()
-
-    def _count(self, out: Output) -> None:
-        """Raises the output's error; counts a finished choice."""
-        if out.error is not None:
-            raise out.error
-        if out.finish_reason is not None:
-            self.remaining -= 1
 
     def _prompt_text(self, number: int) -> str:
         return self.prompt_texts[number]
@@ -227,14 +223,8 @@ class CompletionJob:
                     text = self._prompt_text(number)
                     offsets[(number, index)] = len(text)
                     yield chunk(self.id, self.created, self.model, self._choice_index(number, index), text, None)
-        # (the loop of _outputs, inlined: one async generator fewer to resume per token)
-        sink = self.sink
-        try:
-            while self.remaining:
-                number, out = await sink.get()
-                self._count(out)
-                if out.state is not None:
-                    await self.keep_state(out.state)
+        async with aclosing(self._outputs()) as outputs:
+            async for number, out in outputs:
                 completion_tokens += len(out.tokens)
                 if out.usage is not None:
                     cached += out.usage.get("cached_tokens", 0)
@@ -247,8 +237,6 @@ class CompletionJob:
                 if out.text or out.finish_reason is not None or logprobs is not None:
                     yield chunk(self.id, self.created, self.model, self._choice_index(number, out.index),
                                 out.text, out.finish_reason, logprobs)
-        finally:
-            self.cancel()
         if include_usage:
             prompt_tokens = sum(len(p) for p in self.prompts)
             yield {

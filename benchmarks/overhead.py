@@ -414,15 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {}
     # --interleave: every (system, level) in a process of its own, the systems of one level
     # back to back, so that the runs a ratio pairs are seconds apart rather than minutes
-    groups = [[str(n)] for n in levels] if args.interleave else [[args.levels]]
+    level_sets = [str(n) for n in levels] if args.interleave else [args.levels]
     skipped: set[str] = set()
     for i in range(args.runs):
-        for group in groups:
+        for level_set in level_sets:
             for system in args.systems.split(","):
                 if system in skipped:
                     continue
                 try:
-                    run = one_run(system, argparse.Namespace(**{**vars(args), "levels": group[0]}))
+                    run = one_run(system, argparse.Namespace(**{**vars(args), "levels": level_set}))
                 except Unavailable as exc:
                     print(f"{system}: skipped ({exc})", file=sys.stderr)
                     skipped.add(system)

@@ -85,11 +85,11 @@ void collect_at_least(const float * logits, const float * maxima, int32_t n_bloc
         }
         for (int32_t g = b * kBlock; g < (b + 1) * kBlock; g += kLanes) {
             const IntLanes hits = load_lanes(logits + g) >= bound;
-            IntLanes any = hits;
-            for (int32_t j = 1; j < kLanes; ++j) {
-                any[0] |= hits[j];
+            int32_t any = 0;
+            for (int32_t j = 0; j < kLanes; ++j) {
+                any |= hits[j];
             }
-            if (any[0] == 0) {
+            if (any == 0) {
                 continue;
             }
             for (int32_t t = g; t < g + kLanes; ++t) {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from allama.engine.loop_handle import LoopEvent, running_loop_event
+from allama.engine.loop_handle import LoopWaiter, running_loop_waiter, waiter_maker
 
 
 class OutputSink:
@@ -18,19 +18,20 @@ class OutputSink:
     every token, sparing the event loop a task switch per token.
     """
 
-    __slots__ = ("_items", "_waiter", "_eager", "wakeups", "_loop")
+    __slots__ = ("_items", "_waiter", "_eager", "wakeups", "_new_waiter")
 
     def __init__(self, eager: bool = True) -> None:
         self._items: deque[Any] = deque()
-        self._waiter: asyncio.Future[None] | LoopEvent | None = None
+        self._waiter: LoopWaiter | None = None
         self._eager = eager
         self.wakeups = 0
-        # made by the request's caller, on the loop that reads it: under asyncio, waits are bare
-        # futures of that loop (the cheapest wake-up it has; a stream waits once per token)
+        # made by the request's caller, on the loop that reads it: the loop is looked up once,
+        # not at every wait (outside a loop, at every wait)
+        self._new_waiter: Callable[[], LoopWaiter]
         try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            self._new_waiter = waiter_maker()
         except RuntimeError:
-            self._loop = None
+            self._new_waiter = running_loop_waiter
 
     def push(self, outputs: list[Any], final: bool = False) -> None:
         self._items.extend(outputs)
@@ -38,18 +39,11 @@ class OutputSink:
         if waiter is not None and (self._eager or final):
             self._waiter = None
             self.wakeups += 1
-            if isinstance(waiter, asyncio.Future):
-                if not waiter.done():  # (cancelled with its reader)
-                    waiter.set_result(None)
-            else:
-                waiter.set()
+            if not waiter.done():  # (cancelled with its reader)
+                waiter.set_result(None)
 
     async def get(self) -> Any:
         while not self._items:
-            if self._loop is not None:
-                future = self._waiter = self._loop.create_future()
-                await future
-            else:
-                event = self._waiter = running_loop_event()
-                await event.wait()
+            waiter = self._waiter = self._new_waiter()
+            await waiter
         return self._items.popleft()

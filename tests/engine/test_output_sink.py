@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from allama.engine.loop_handle import FutureEvent, running_loop_event
+from allama.engine.loop_handle import running_loop_waiter
 from allama.engine.output_sink import OutputSink
 
 
@@ -53,13 +53,17 @@ def test_a_lazy_sink_wakes_its_waiter_only_on_the_final_push():
     assert asyncio.run(main()) == (0, 1)
 
 
-def test_the_asyncio_event_is_a_bare_future_and_setting_it_twice_is_harmless():
+def test_the_asyncio_waiter_is_a_bare_future_and_waking_it_twice_is_harmless():
     async def main() -> None:
-        event = running_loop_event()
-        assert isinstance(event, FutureEvent)
-        event.set()
-        event.set()
-        await event.wait()
+        sink = OutputSink()
+        waiter = running_loop_waiter()
+        assert type(waiter) is asyncio.Future
+        getting = asyncio.ensure_future(sink.get())
+        await asyncio.sleep(0)
+        sink.push([1])
+        sink.push([2])  # the waiter is woken once: the second push finds none
+        assert await getting == 1
+        assert sink.wakeups == 1
 
     asyncio.run(main())
 
