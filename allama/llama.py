@@ -300,8 +300,9 @@ class Llama:
         """What the last call evaluated: the tokens of the most recently finished completion
         (prompt and output) with their KV, as llama-cpp-python's save_state after `llm(prompt)`;
         after load_state() and before any later completion, the loaded state; with neither,
-        an empty state. AllamaError if that completion's KV was dropped for room since (kept
-        sequences are: `n_keep`), where a session (`llm.session()`) keeps it for sure."""
+        an empty state. AllamaError if that completion's KV was dropped for room since (a finished
+        sequence is kept until its id or cells are needed, docs/engine.md), where a session
+        (`llm.session()`) keeps it for sure."""
         last = await self._engine().save_last_completion(self._seed)
         if last is not None:
             return last

@@ -10,7 +10,7 @@ class EngineConfig:
     n_ctx: int          # the window one request may use
     n_parallel: int     # sequences decoded at once
     n_batch: int        # tokens per decode step
-    n_keep: int         # extra sequence ids that keep finished KV for prefix reuse
+    n_keep: int         # sequence ids beyond n_parallel: sessions, finished KV kept for prefix reuse
     max_queue: int      # requests waiting for a slot before QueueFullError
     min_shared_prefix: int = 16  # tokens worth waiting for another request's prefill
     pooling_type: int = -1       # embeddings: -1 the model's, 0 none, 1 mean, 2 cls, 3 last, 4 rank

@@ -102,7 +102,8 @@ class ModelSettings(BaseSettings):
         "One KV cache shared by all sequences (kv_size cells). False: a stream of n_ctx cells per "
         "sequence (n_parallel + n_keep of them), much faster with many concurrent streams."))
     n_keep: int | None = Field(default=None, ge=0, description=(
-        "Finished sequences kept for prefix reuse and sessions; default n_parallel "
+        "Sequence ids beyond n_parallel, for sessions and finished sequences kept for prefix "
+        "reuse; default n_parallel "
         "(n_parallel // 4, at least 1, with kv_unified false: each then holds a whole window)."))
     verbose: bool = Field(default=False)
 
