@@ -254,5 +254,9 @@ class TaggedSink:
         self.sink = sink
         self.number = number
 
+    @property
+    def eager(self) -> bool:
+        return self.sink.eager
+
     def push(self, outputs: list[Output], final: bool = False) -> None:
         self.sink.push([(self.number, out) for out in outputs], final)

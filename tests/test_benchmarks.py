@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -45,6 +46,13 @@ def test_overhead_benchmark_smoke(tmp_path):
     assert "run 1 allama-server" in run.stderr  # the server was measured too
     assert "run 1 decode-loop" in run.stderr and "allama / decode-loop" in run.stdout
     assert plot.stat().st_size > 0 and (tmp_path / "runs.json").stat().st_size > 0
+
+
+def test_engine_share_benchmark_smoke(tmp_path):
+    run = smoke_run("engine_share.py", tmp_path, "--json", str(tmp_path / "rounds.json"))
+    assert "| 1 |" in run.stdout and "| 4 |" in run.stdout and "allama-stream / decode-loop" in run.stdout
+    rounds = json.loads((tmp_path / "rounds.json").read_text())
+    assert {len(rounds[level][way]) for level in ("1", "4") for way in ("decode-loop", "allama-stream", "allama-whole")} == {2}
 
 
 def test_rpc_split_benchmark_smoke(tmp_path):

@@ -21,16 +21,17 @@ class OutputPost:
         # per loop: its handle, and per sink (by id) its [sink, outputs, final]
         self._pending: dict[object, tuple[LoopHandle, dict[int, list[Any]]]] = {}
 
-    def add(self, sink: OutputSink, loop: LoopHandle, out: Output) -> None:
-        """Queues an output; nothing is delivered before flush()."""
+    def add(self, sink: OutputSink, loop: LoopHandle, *outs: Output) -> None:
+        """Queues outputs (in order); nothing is delivered before flush()."""
         pending = self._pending.get(loop.key)
         if pending is None:
             pending = self._pending[loop.key] = (loop, {})
         entry = pending[1].get(id(sink))
         if entry is None:
             entry = pending[1][id(sink)] = [sink, [], False]
-        entry[1].append(out)
-        if out.finish_reason is not None or out.error is not None:
+        entry[1].extend(outs)
+        last = outs[-1]
+        if last.finish_reason is not None or last.error is not None:
             entry[2] = True
 
     def flush(self) -> list[OutputSink]:

@@ -18,12 +18,12 @@ class OutputSink:
     every token, sparing the event loop a task switch per token.
     """
 
-    __slots__ = ("_items", "_waiter", "_eager", "wakeups", "_new_waiter")
+    __slots__ = ("_items", "_waiter", "eager", "wakeups", "_new_waiter")
 
     def __init__(self, eager: bool = True) -> None:
         self._items: deque[Any] = deque()
         self._waiter: LoopWaiter | None = None
-        self._eager = eager
+        self.eager = eager  # the reader takes outputs as they come (a stream), not only the last
         self.wakeups = 0
         # made by the request's caller, on the loop that reads it: the loop is looked up once,
         # not at every wait (outside a loop, at every wait)
@@ -36,7 +36,7 @@ class OutputSink:
     def push(self, outputs: list[Any], final: bool = False) -> None:
         self._items.extend(outputs)
         waiter = self._waiter
-        if waiter is not None and (self._eager or final):
+        if waiter is not None and (self.eager or final):
             self._waiter = None
             self.wakeups += 1
             if not waiter.done():  # (cancelled with its reader)

@@ -29,6 +29,11 @@ from allama.state import LlamaState
 
 log = logging.getLogger("allama.engine")
 
+# A caller that awaits the whole result gets a sequence's outputs with its last one, which
+# spares its event loop a wake-up per step; or this many at a time, so that a closed event
+# loop is still noticed (and the sequence ended) while it runs.
+HELD_OUTPUTS = 64
+
 
 class RequestTable:
     """Which requests wait and which sequences run; admits, parks and ends them."""
@@ -149,8 +154,24 @@ class RequestTable:
     # --- outputs and ends --------------------------------------------------
 
     def emit(self, to: Sequence | Submission, out: Output) -> None:
-        """Queues an output for the request's event loop; flush() delivers a step's outputs."""
-        self._post.add(to.sink, to.loop, out)
+        """Queues an output for the request's event loop (after the sequence's held ones);
+        flush() delivers a step's outputs."""
+        if isinstance(to, Sequence) and to.held:
+            held, to.held = to.held, []
+            self._post.add(to.sink, to.loop, *held, out)
+        else:
+            self._post.add(to.sink, to.loop, out)
+
+    def emit_token(self, seq: Sequence, out: Output) -> None:
+        """A generated token's output: to a stream's reader this step; held on the sequence for
+        a caller that awaits the whole result (see HELD_OUTPUTS)."""
+        if seq.sink.eager:
+            self._post.add(seq.sink, seq.loop, out)
+            return
+        seq.held.append(out)
+        if len(seq.held) >= HELD_OUTPUTS:
+            held, seq.held = seq.held, []
+            self._post.add(seq.sink, seq.loop, *held)
 
     def flush(self) -> None:
         for sink in self._post.flush():  # their event loop is closed: nobody is listening any more

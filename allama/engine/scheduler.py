@@ -416,7 +416,7 @@ class Scheduler:
             self.requests.finish(seq, error=exc)
             return False
         if finish is None:
-            self.requests.emit(seq, out)
+            self.requests.emit_token(seq, out)
             return True
         self.requests.finish(seq, finish_reason=finish, last=out)
         return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from allama.engine.loop_handle import LoopHandle
 from allama.engine.media_positions import position_shifts
 from allama.engine.output_sink import OutputSink
-from allama.engine.request import Request, TokenLogprob
+from allama.engine.request import Output, Request, TokenLogprob
 from allama.engine.speculation import DRAFT_CAP_START
 from allama.engine.text_stream import TextStream
 
@@ -20,7 +20,7 @@ class Sequence:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "phase",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect", "parked")
+                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect", "parked", "held")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -48,6 +48,7 @@ class Sequence:
         self.draft_cap = DRAFT_CAP_START  # most proposed tokens to decode next step (adapts to acceptance)
         self.suspect = False  # in a batch that llama.cpp failed: decoded alone until it passes
         self.parked = False   # preempted for want of KV cells: recomputed once another sequence ends
+        self.held: list[Output] = []  # outputs not yet posted to a reader that awaits the whole result
 
 
 class Submission:

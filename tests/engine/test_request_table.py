@@ -24,8 +24,9 @@ from .toy_kv import ToyKV
 
 
 class RecordingSink:
-    def __init__(self) -> None:
+    def __init__(self, eager: bool = True) -> None:
         self.outputs: list[Output] = []
+        self.eager = eager
 
     def push(self, outputs: list[Output], final: bool = False) -> None:
         self.outputs.extend(outputs)
@@ -262,6 +263,41 @@ def test_the_sequences_of_a_closed_event_loop_end_without_an_output():
         requests.emit(seq, Output(seq.index, [5], "x"))
     requests.flush()
     assert [s.request.prompt for s in requests.active] == [[3, 4]] and gone.outputs == []
+
+
+def test_a_stream_gets_each_token_at_once_a_whole_result_with_the_last_one():
+    requests, kv = table()
+    stream, whole = RecordingSink(), RecordingSink(eager=False)
+    submit(requests, [1, 2], stream)
+    submit(requests, [3, 4], whole)
+    requests.admit()
+    for seq in requests.active:
+        evaluated(seq, kv, [7])
+    for token in (5, 6):
+        for seq in requests.active:
+            requests.emit_token(seq, Output(seq.index, [token], str(token)))
+        requests.flush()
+    assert [o.tokens for o in stream.outputs] == [[5], [6]] and whole.outputs == []
+    for seq in list(requests.active):
+        requests.finish(seq, finish_reason="length", last=Output(seq.index, [8], "8"))
+    requests.flush()
+    assert [o.tokens for o in whole.outputs] == [[5], [6], [8]] and whole.outputs[-1].finish_reason == "length"
+    assert [o.tokens for o in stream.outputs] == [[5], [6], [8]]
+
+
+def test_held_outputs_go_out_every_held_outputs_tokens_so_a_closed_loop_is_noticed(monkeypatch):
+    monkeypatch.setattr("allama.engine.request_table.HELD_OUTPUTS", 3)
+    requests, kv = table()
+    submit(requests, [1, 2], RecordingSink(eager=False), loop_handle(closed=True))
+    requests.admit()
+    seq = evaluated(requests.active[0], kv, [7])
+    for token in (5, 6):
+        requests.emit_token(seq, Output(0, [token], ""))
+        requests.flush()
+    assert requests.active == [seq]  # nothing was posted yet
+    requests.emit_token(seq, Output(0, [9], ""))
+    requests.flush()
+    assert requests.active == [] and 0 not in kv.held
 
 
 def test_at_shutdown_running_waiting_and_late_requests_all_get_the_error():

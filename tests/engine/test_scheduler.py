@@ -227,25 +227,62 @@ async def test_kv_pressure_preempts_and_recomputes_without_changing_results(llam
     assert got == expected
 
 
-async def test_one_loop_wakeup_per_step_not_per_token(llm, monkeypatch):
+def count_posts(monkeypatch) -> list[list[int]]:
+    """Every post to an event loop from now on, as the number of outputs it hands each sink."""
     from allama.engine.loop_handle import LoopHandle
 
-    posts = []
+    posts: list[list[int]] = []
     original = LoopHandle.post
 
     def counting(self, callback, *args):
-        posts.append(len(args[0]))
+        posts.append([len(outs) for _, outs, _ in args[0]])
         original(self, callback, *args)
 
     monkeypatch.setattr(LoopHandle, "post", counting)
+    return posts
+
+
+async def test_streams_wake_their_loop_once_per_step_not_per_token(llm, monkeypatch):
+    posts = count_posts(monkeypatch)
     before = llm.stats()
+
+    async def read(i):
+        stream = await llm.create_completion(f"wake {i}", max_tokens=16, ignore_eos=True, stream=True)
+        async for _ in stream:
+            pass
+
     async with anyio.create_task_group() as tg:
         for i in range(4):
-            tg.start_soon(lambda i=i: llm.create_completion(f"wake {i}", max_tokens=16, ignore_eos=True))
+            tg.start_soon(read, i)
     steps = llm.stats().decode_calls - before.decode_calls
-    assert sum(posts) >= 4 * 16          # every output was delivered...
-    assert len(posts) <= steps + 4       # ...in about one wake-up per step
-    assert max(posts) >= 4               # outputs of several requests share a wake-up
+    assert sum(map(sum, posts)) >= 4 * 16    # every output was delivered...
+    assert len(posts) <= steps + 4           # ...in about one wake-up per step
+    assert max(map(len, posts)) >= 4         # outputs of several requests share a wake-up
+
+
+async def test_whole_results_wake_their_loop_once_per_request(llm, monkeypatch):
+    posts = count_posts(monkeypatch)
+    results = {}
+
+    async def run(i):
+        results[i] = await llm.create_completion(f"whole {i}", max_tokens=16, ignore_eos=True, temperature=0)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(run, i)
+    assert len(posts) <= 4 and sum(map(sum, posts)) == 4 * 16  # each with its last output
+    for i, result in results.items():
+        assert result["usage"]["completion_tokens"] == 16
+        stream = await llm.create_completion(f"whole {i}", max_tokens=16, ignore_eos=True, temperature=0, stream=True)
+        assert "".join([chunk["choices"][0]["text"] async for chunk in stream]) == result["choices"][0]["text"]
+
+
+async def test_a_long_whole_result_is_posted_in_parts(llm, monkeypatch):
+    # so that a closed event loop is noticed while the sequence runs, not only at its end
+    monkeypatch.setattr("allama.engine.request_table.HELD_OUTPUTS", 5)
+    posts = count_posts(monkeypatch)
+    await llm.create_completion("parts", max_tokens=16, ignore_eos=True)
+    assert posts == [[5], [5], [5], [1]]
 
 
 async def test_higher_priority_is_admitted_first(llama_f32_path):
