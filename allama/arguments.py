@@ -5,7 +5,7 @@ chat handler, the HTTP server). What llama.cpp would abort on is also checked na
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,19 @@ _SAMPLING_WHOLES = (
 def is_int(value: Any) -> bool:
     """Whether `value` is an int (NumPy's included) and not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def int_list(values: Iterable[Any]) -> list[int] | None:
+    """`values` as a list of ints if every one is an int (NumPy's included, bools not), else None.
+    A prompt of ids is checked per request: plain ints and integer arrays take C-speed paths."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iu":
+        return values.tolist()
+    items = list(values)
+    if set(map(type, items)) <= {int}:
+        return items
+    if all(is_int(t) for t in items):
+        return [int(t) for t in items]
+    return None
 
 
 def whole(name: str, value: Any, minimum: int | None = None, maximum: int | None = INT32_MAX) -> int:

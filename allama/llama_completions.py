@@ -77,8 +77,10 @@ async def create_completion(llm: Llama, args: Mapping[str, Any]) -> Any:
             lora=adapters))
     await _bind_requests(llm, requests)
     model_name = args["model"] if args["model"] is not None else llm.model_path
-    job = CompletionJob(llm, engine, requests, n, model_name, echo, logprobs, suffix, prompts,
-                        [""] if media else prompt_texts(llm, prompt, prompts), partial(_keep_state, llm))
+    # the prompts' text serves echo and the logprobs' text offsets only (a detokenization of each)
+    texts = prompt_texts(llm, prompt, prompts) if (echo or logprobs is not None) and not media else [""] * len(prompts)
+    job = CompletionJob(llm, engine, requests, n, model_name, echo, logprobs, suffix, prompts, texts,
+                        partial(_keep_state, llm))
     job.submit(args["stream"])
     if args["stream"]:
         stream_options = args["stream_options"]

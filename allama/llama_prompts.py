@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from allama.arguments import is_int
+from allama.arguments import int_list
 from allama.engine.request import MediaSpan
 from allama.token_ids import checked_token_ids
 
@@ -24,17 +24,17 @@ def prompt_token_lists(llm: Llama, prompt: Any, suffix: str | None) -> list[list
         return [prompt_tokens(llm, prompt, suffix)]
     if not isinstance(prompt, (list, tuple, np.ndarray)):
         raise TypeError(f"{_PROMPT_TYPES}, not {type(prompt).__name__}")
-    items = list(prompt)
-    if not items:
+    if len(prompt) == 0:
         raise ValueError("the prompt is empty")
-    if all(is_int(t) for t in items):
-        return [prompt_tokens(llm, [int(t) for t in items], suffix)]
+    ids = int_list(prompt)
+    if ids is not None:
+        return [prompt_tokens(llm, ids, suffix)]
     lists = []
-    for p in items:
+    for p in prompt:
         if isinstance(p, (str, bytes)):
             lists.append(prompt_tokens(llm, p, suffix))
-        elif isinstance(p, (list, tuple, np.ndarray)) and all(is_int(t) for t in p):
-            lists.append(prompt_tokens(llm, [int(t) for t in p], suffix))
+        elif isinstance(p, (list, tuple, np.ndarray)) and (ids := int_list(p)) is not None:
+            lists.append(prompt_tokens(llm, ids, suffix))
         else:
             raise TypeError(f"{_PROMPT_TYPES}; this one holds a {type(p).__name__}")
     return lists

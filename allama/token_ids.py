@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from allama.arguments import is_int
+import numpy as np
+
+from allama.arguments import int_list, is_int
 
 
 def first_outside(tokens: Sequence[int], n_vocab: int) -> int | None:
@@ -21,10 +23,14 @@ def checked_token_ids(tokens: Any, n_vocab: int, name: str = "the token ids") ->
     ValueError naming `name` otherwise."""
     if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
         raise TypeError(f"{name} must be a list of token ids (ints), not {type(tokens).__name__}")
-    out = list(tokens)
-    for t in out:
+    if not isinstance(tokens, (list, tuple, np.ndarray)):
+        tokens = list(tokens)  # read once: the errors below look again
+    ids = int_list(tokens)
+    if ids is not None and first_outside(ids, n_vocab) is None:
+        return ids
+    for t in tokens:  # the first bad one decides the error
         if not is_int(t):
             raise TypeError(f"{name} must be a list of token ids (ints); it holds a {type(t).__name__}")
         if not 0 <= t < n_vocab:
             raise ValueError(f"token id {t} is out of range [0, {n_vocab})")
-    return [int(t) for t in out]
+    raise AssertionError("unreachable: a bad id was found above")

@@ -56,6 +56,15 @@ async def test_token_id_prompt_equals_text_prompt(llm):
     assert a["choices"][0]["text"] == b["choices"][0]["text"]
 
 
+async def test_token_id_prompts_may_be_numpy_arrays_one_row_a_prompt(llm):
+    tokens = llm.tokenize(b"The answer is", special=True)
+    as_list = await llm.create_completion(tokens, max_tokens=4, temperature=0)
+    as_array = await llm.create_completion(np.array(tokens, dtype=np.int32), max_tokens=4, temperature=0)
+    assert as_array["choices"][0]["text"] == as_list["choices"][0]["text"]
+    rows = await llm.create_completion(np.array([tokens, tokens]), max_tokens=4, temperature=0)
+    assert [c["text"] for c in rows["choices"]] == [as_list["choices"][0]["text"]] * 2
+
+
 async def test_list_of_prompts_gives_one_choice_each(llm):
     out = await llm.create_completion(["One", "Two", "Three"], max_tokens=3, temperature=0)
     assert [c["index"] for c in out["choices"]] == [0, 1, 2]

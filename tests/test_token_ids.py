@@ -27,6 +27,19 @@ def test_anything_else_is_refused_with_the_name_given(tokens, error, message):
         checked_token_ids(tokens, 10, "tokens")
 
 
+@pytest.mark.parametrize("tokens", [
+    np.array([0, 5, 9], dtype=np.int32), np.array([0, 5, 9], dtype=np.uint16), (0, 5, 9),
+    (t for t in [0, 5, 9]), [0, np.int64(5), 9]])
+def test_arrays_tuples_and_iterables_of_ids_are_taken(tokens):
+    out = checked_token_ids(tokens, 10)
+    assert out == [0, 5, 9] and all(type(t) is int for t in out)
+
+
+def test_a_bad_id_in_an_iterable_is_named_though_the_iterable_is_read_once():
+    with pytest.raises(TypeError, match="it holds a float"):
+        checked_token_ids((t for t in [1, 2.5]), 10)
+
+
 def test_first_outside_names_the_first_id_outside_the_vocabulary():
     assert first_outside([3, 12, -1], 10) == 12
     assert first_outside([0, 9], 10) is None
