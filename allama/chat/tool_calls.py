@@ -138,6 +138,7 @@ def tool_call_grammar(tools: list[dict[str, Any]], name: str | None, hermes_tags
 
 
 MARKERS = ("<tool_call>", "[TOOL_CALLS]", "<|python_tag|>")
+_MARKER_STARTS = frozenset(m[0] for m in MARKERS)  # text without these cannot start a marker
 
 
 class ToolCallSplitter:
@@ -170,6 +171,8 @@ class ToolCallSplitter:
                 self._tail = buf
                 self._held = ""
                 return ""
+        if not self._held and _MARKER_STARTS.isdisjoint(buf):
+            return buf  # (most streamed text: no search)
         cut = min((i for i in (buf.find(m) for m in MARKERS) if i != -1), default=-1)
         if cut != -1:
             self._tail = buf[cut:]

@@ -18,13 +18,16 @@ class TextStream:
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._stops = [s for s in stops if s]
+        # No stop string can start in a text holding none of their first characters: such a
+        # text, with nothing held back, goes out without a search
+        self._first_chars = frozenset(s[0] for s in self._stops)
         self._held = ""
         self.stopped = False
 
     def feed(self, piece: bytes) -> str:
         """The text that can be emitted after this piece; sets `stopped` at a stop string."""
         text = self._decoder.decode(piece)
-        if not self._stops:
+        if not self._held and self._first_chars.isdisjoint(text):
             return text
         buf = self._held + text
         cut = -1

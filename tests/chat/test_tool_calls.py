@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 import jsonschema
 import pytest
@@ -165,6 +166,28 @@ def test_splitter_gives_back_markup_that_holds_no_call():
     sent = splitter.feed("a <tool_call> that is not one")
     rest, calls = splitter.finish()
     assert sent + rest == "a <tool_call> that is not one" and calls == []
+
+
+def test_splitter_sends_exactly_the_text_before_the_first_marker_however_it_is_cut():
+    from allama.chat.tool_calls import MARKERS, ToolCallSplitter
+
+    rng = random.Random(5)
+    words = ["Hi", " there", " <", "<b>", "[", "x]", " a<tool", "_call>", "[TOOL", "_CALLS]", "<|python_tag|>",
+             "<tool_call>", " ok", "\n"]
+    for _ in range(400):
+        text = "x" + "".join(rng.choice(words) for _ in range(rng.randint(0, 8)))  # "x": not a JSON reply
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
+        pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+        splitter = ToolCallSplitter()
+        sent = "".join(splitter.feed(piece) for piece in pieces)
+        first = min((i for i in (text.find(m) for m in MARKERS) if i != -1), default=-1)
+        if first != -1:
+            assert sent == text[:first]
+        else:  # all of it, but for an end that may still begin a marker
+            held = text[len(sent):]
+            assert text.startswith(sent) and (not held or any(m.startswith(held) for m in MARKERS))
+        rest, calls = splitter.finish()
+        assert calls == [] and sent + rest == text  # (no JSON here: the markup comes back as text)
 
 
 async def test_streamed_content_before_a_call_arrives_incrementally(hermes):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from allama.engine.text_stream import TextStream
 
 
@@ -47,3 +49,23 @@ def test_invalid_bytes_are_dropped_as_llama_cpp_python_drops_them():
     assert stream.feed(b"a\xffb") == "ab"
     # a character cut short by the end of the sequence is dropped too, not replaced
     assert stream.feed(b"c\xe6\x97") == "c" and stream.flush() == ""
+
+
+def test_random_pieces_emit_exactly_the_text_before_the_first_stop():
+    rng = random.Random(3)
+    for _ in range(500):
+        stops = ["".join(rng.choice("abc\n") for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 3))]
+        text = "".join(rng.choice("abcdxyz \n") for _ in range(rng.randint(0, 30)))
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
+        pieces = [text[i:j].encode() for i, j in zip([0, *cuts], [*cuts, len(text)])]
+        stream = TextStream(stops)
+        out = ""
+        for piece in pieces:  # as the engine feeds a sequence: until a stop string is found
+            out += stream.feed(piece)
+            if stream.stopped:
+                break
+        first = min((i for i in (text.find(s) for s in stops) if i != -1), default=-1)
+        if first == -1:
+            assert not stream.stopped and out + stream.flush() == text
+        else:
+            assert stream.stopped and out == text[:first]
