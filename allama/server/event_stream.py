@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,35 +35,78 @@ def encode_event(payload: Any) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
+class _ChunkPump:
+    """Reads a stream's chunks in a task of its own, so that the response can send a ping
+    while a chunk is slow to come. One task for the stream and a timer per wait: a task and an
+    asyncio.wait per chunk cost the event loop about 15 µs a chunk more."""
+
+    def __init__(self, chunks: AsyncStream[dict[str, Any]]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.ready: deque[dict[str, Any]] = deque()
+        self.ended = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[object] | None = None
+        self._task = self.loop.create_task(self._read(chunks))
+
+    async def _read(self, chunks: AsyncStream[dict[str, Any]]) -> None:
+        try:
+            async for chunk in chunks:
+                self.ready.append(chunk)
+                self.wake(None)
+        except Exception as exc:  # noqa: BLE001 - the response turns it into an error event
+            self.error = exc
+        finally:
+            self.ended = True
+            self.wake(None)
+
+    def wake(self, value: object) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(value)
+
+    async def next_or_ping(self, ping_interval: float) -> object:
+        """The next chunk; PING if none came within `ping_interval`; None at the end."""
+        while not self.ready:
+            if self.ended:
+                if self.error is not None:
+                    raise self.error
+                return None
+            waiter = self.waiter = self.loop.create_future()
+            timer = self.loop.call_later(ping_interval, self.wake, PING)
+            try:
+                if await waiter is PING:
+                    return PING
+            finally:
+                timer.cancel()
+                self.waiter = None
+        return self.ready.popleft()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except BaseException:  # noqa: BLE001 - only its cancellation is expected here
+            pass
+
+
 async def _events(chunks: AsyncStream[dict[str, Any]], ping_interval: float | None) -> AsyncIterator[bytes]:
     """Each chunk as an event. Leaving early (the client disconnected: the server cancels
     this generator) closes `chunks`, which cancels the request in the engine at once."""
-    pending: asyncio.Task[dict[str, Any]] | None = None
+    pump = _ChunkPump(chunks) if ping_interval is not None else None
     try:
-        while True:
-            pending = asyncio.ensure_future(chunks.__anext__())
-            while not pending.done():
-                done, _ = await asyncio.wait({pending}, timeout=ping_interval)
-                if not done:
-                    yield PING
-            try:
-                chunk = pending.result()
-            except StopAsyncIteration:
-                yield DONE
-                return
-            finally:
-                pending = None
-            yield encode_event(chunk)
+        if pump is None:
+            async for chunk in chunks:
+                yield encode_event(chunk)
+        else:
+            while (item := await pump.next_or_ping(ping_interval)) is not None:
+                yield item if item is PING else encode_event(item)
+        yield DONE
     except Exception as exc:  # noqa: BLE001 - an error mid-stream becomes an error event
         error = api_error_from(exc)
         yield encode_event(error_body(error.status, error.message, error.param, error.code))
     finally:
-        if pending is not None:
-            pending.cancel()
-            try:
-                await pending
-            except BaseException:  # noqa: BLE001 - only its cancellation is expected here
-                pass
+        if pump is not None:
+            await pump.stop()
         await chunks.aclose()
 
 
