@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from allama import _native, arguments
 from allama.completion import CompletionJob
 from allama.engine import Request
 from allama.errors import ContextOverflowError
 from allama.gbnf import checked_gbnf
-from allama.llama_prompts import media_prompt_tokens, prompt_texts, prompt_token_lists
+from allama.llama_prompts import LONG_TEXT_BYTES, media_prompt_tokens, prompt_texts, prompt_token_lists
 from allama.logits_processing import as_logits_processor, as_stopping_criteria
 from allama.session_turn import current_turn_slot
 from allama.state import LlamaState
@@ -50,6 +52,8 @@ async def create_completion(llm: Llama, args: Mapping[str, Any]) -> Any:
     stops = arguments.stop_strings(args["stop"])
     if media:
         prompts = [media_prompt_tokens(llm, prompt, media, echo, suffix)]
+    elif isinstance(prompt, (str, bytes)) and len(prompt) >= LONG_TEXT_BYTES:  # off the event loop
+        prompts = await anyio.to_thread.run_sync(prompt_token_lists, llm, prompt, suffix)
     else:
         prompts = prompt_token_lists(llm, prompt, suffix)
     for tokens in prompts:

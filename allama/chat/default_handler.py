@@ -20,6 +20,7 @@ from allama.chat.request import ChatRequest, normalise_messages
 from allama.chat.tool_calls import tool_call_grammar
 from allama.engine.media_prompt import media_prompt
 from allama.engine.request import MediaSpan
+from allama.llama_prompts import tokenize_text
 from allama.stream import AsyncStream
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ async def default_chat_handler(*, llama: Llama, messages: Sequence[dict[str, Any
         chunks = await anyio.to_thread.run_sync(context.tokenize, rendered.prompt, bitmaps, add_special, True)
         prompt, spans = media_prompt(chunks, context)
     else:
-        prompt = llama.tokenize(rendered.prompt.encode("utf-8"), add_special, True)
+        prompt = await tokenize_text(llama, rendered.prompt.encode("utf-8"), add_special, True)
     stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
     options = request.options
     if request.grammar is not None:

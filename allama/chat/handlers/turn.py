@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from allama.chat.completion import chat_logprobs
+from allama.llama_prompts import tokenize_text
 from allama.marker_prefix import held_suffix
 from allama.stream import AsyncStream
 
@@ -85,7 +86,7 @@ class Turn:
         below the turn's budget. The prompt is not extended: the handler appends what it keeps."""
         stops = [s for s in stop if s]
         result = self.last = StepResult()
-        tokens = self.llama.tokenize(self.prompt.encode("utf-8"), add_bos=self.add_bos, special=True)
+        tokens = await tokenize_text(self.llama, self.prompt.encode("utf-8"), self.add_bos, True)
         if self.prompt_tokens is None:
             self.prompt_tokens = len(tokens)  # (a first prompt that is too long raises ContextOverflowError)
         elif len(tokens) >= self.llama.n_ctx():
