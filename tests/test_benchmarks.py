@@ -65,3 +65,11 @@ def test_replicas_benchmark_smoke(tmp_path):
     run = smoke_run("replicas.py", tmp_path)
     assert "| 1 | 2 |" in run.stdout and "| 2 | 1 |" in run.stdout  # replicas, threads each
     assert "2 replicas / 1 replica" in run.stdout
+
+
+def test_step_parts_benchmark_smoke(tmp_path):
+    run = smoke_run("step_parts.py", tmp_path)
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 1, ") or line.startswith("| 2, ")]
+    assert [row.split("|")[1].strip() for row in rows] == ["1, stream", "1, whole", "2, stream", "2, whole"]
+    # every part was timed: no column of a streamed row stayed at zero
+    assert all(float(cell.replace(",", "")) > 0 for cell in rows[0].split("|")[2:-1])
