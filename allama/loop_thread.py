@@ -43,6 +43,10 @@ class LoopThread:
                 task.cancel()
             if pending:
                 self._loop.run_until_complete(asyncio.wait(pending, timeout=process_hooks.EXIT_TIMEOUT))
+            # Streams a caller left half read are closed here, while the interpreter is whole:
+            # otherwise garbage collection finalises them later, on a free-threaded CPython at
+            # its last collection, when asyncio's modules are already torn down.
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         finally:
             self._loop.close()
 

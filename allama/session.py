@@ -8,12 +8,14 @@ leaves the session holding the KV of exactly the tokens it had evaluated.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from allama.engine import process_hooks
 from allama.engine.session_slot import SessionSlot
 from allama.errors import EngineClosedError
 from allama.session_turn import continuing
@@ -73,10 +75,11 @@ class LlamaSession:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    def __del__(self) -> None:
-        # A session dropped without aclose() gives its sequence back at the next step.
+    def __del__(self, _exit_started: threading.Event = process_hooks.exit_started) -> None:
+        # A session dropped without aclose() gives its sequence back at the next step (at exit
+        # the engine is stopped already: nothing to give back).
         slot, llm = self._slot, getattr(self, "_llm", None)
-        if slot is not None and not self._closed and llm is not None:
+        if slot is not None and not self._closed and llm is not None and not _exit_started.is_set():
             try:
                 llm.engine.close_session_soon(slot)
             except EngineClosedError:  # the model is closed, and its sequences with it

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Generic, TypeVar
+
+from allama.engine import process_hooks
 
 T = TypeVar("T")
 
@@ -21,9 +24,11 @@ class AsyncStream(Generic[T]):
         self._chunks = chunks
         self._on_abandon = on_abandon
 
-    def __del__(self) -> None:
-        # A stream dropped without being read to the end or closed still frees its request.
-        self.abandon()
+    def __del__(self, _exit_started: threading.Event = process_hooks.exit_started) -> None:
+        # A stream dropped without being read to the end or closed still frees its request (at
+        # exit the engine is stopped already: nothing to free).
+        if not _exit_started.is_set():
+            self.abandon()
 
     def abandon(self) -> None:
         """Frees the request without closing the iterator, as dropping the stream does (for a

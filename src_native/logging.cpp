@@ -21,8 +21,10 @@ std::atomic<int> g_forward_level{0};
 nb::handle g_logger;  // logging.getLogger("allama.native"), never released
 
 // llama_log_set() from allama.llama_cpp: a Python callable given llama.cpp's raw
-// (level, text, user_data) calls instead of the logger. Read and replaced only with
-// the GIL held; the references are dropped with the GIL held too, never at exit.
+// (level, text, user_data) calls instead of the logger. Read and replaced with the GIL held
+// (attached to the interpreter, on a free-threaded CPython) and under g_user_callback_mutex;
+// the references are dropped the same way, never at exit.
+nb::ft_mutex g_user_callback_mutex;
 PyObject * g_user_callback = nullptr;
 PyObject * g_user_data = nullptr;
 std::atomic<bool> g_user_callback_set{false};
@@ -101,12 +103,17 @@ void call_user_callback(ggml_log_level level, const char * text) {
         return;
     }
     nb::gil_scoped_acquire gil;
-    if (g_user_callback == nullptr) {
-        return;
-    }
     // Hold our own references: the callable may replace itself while it runs.
-    nb::object callback = nb::borrow(g_user_callback);
-    nb::object user_data = nb::borrow(g_user_data);
+    nb::object callback;
+    nb::object user_data;
+    {
+        nb::ft_lock_guard lock(g_user_callback_mutex);
+        if (g_user_callback == nullptr) {
+            return;
+        }
+        callback = nb::borrow(g_user_callback);
+        user_data = nb::borrow(g_user_data);
+    }
     try {
         callback(static_cast<int>(level), nb::bytes(text, std::strlen(text)), user_data);
     } catch (nb::python_error & e) {
@@ -146,16 +153,21 @@ void set_log_callback(nb::object callback, nb::object user_data) {
     if (!callback.is_none() && !PyCallable_Check(callback.ptr())) {
         throw nb::type_error("the log callback must be callable (or None for allama's default)");
     }
-    PyObject * old_callback = g_user_callback;
-    PyObject * old_data = g_user_data;
-    if (callback.is_none()) {
-        g_user_callback = nullptr;
-        g_user_data = nullptr;
-    } else {
-        g_user_callback = callback.inc_ref().ptr();
-        g_user_data = user_data.inc_ref().ptr();
+    PyObject * old_callback;
+    PyObject * old_data;
+    {
+        nb::ft_lock_guard lock(g_user_callback_mutex);
+        old_callback = g_user_callback;
+        old_data = g_user_data;
+        if (callback.is_none()) {
+            g_user_callback = nullptr;
+            g_user_data = nullptr;
+        } else {
+            g_user_callback = callback.inc_ref().ptr();
+            g_user_data = user_data.inc_ref().ptr();
+        }
+        g_user_callback_set.store(g_user_callback != nullptr, std::memory_order_release);
     }
-    g_user_callback_set.store(g_user_callback != nullptr, std::memory_order_release);
     Py_XDECREF(old_callback);
     Py_XDECREF(old_data);
 }

@@ -36,18 +36,46 @@ void require_finite(float v, const char * name) {
 }
 
 // Custom samplers by raw pointer, so that what a Python clone callback returns can be matched
-// to its handle. Used with the GIL held.
+// to its handle. Each access holds registry_mutex (a free-threaded CPython runs threads at once).
+nb::ft_mutex registry_mutex;
+
 std::unordered_map<const llama_sampler *, std::weak_ptr<SamplerState>> & custom_registry() {
     static auto * reg = new std::unordered_map<const llama_sampler *, std::weak_ptr<SamplerState>>();
     return *reg;
 }
 
-// While a clone is in flight (clone callbacks run Python code), every sampler made is held here
-// too: a callback returns a raw pointer and drops its handle, and the clone adopts the sampler.
-int g_clone_depth = 0;
+std::shared_ptr<SamplerState> registered(const llama_sampler * raw) {
+    nb::ft_lock_guard lock(registry_mutex);
+    auto it = custom_registry().find(raw);
+    return it == custom_registry().end() ? nullptr : it->second.lock();
+}
+
+void register_custom(const llama_sampler * raw, const std::shared_ptr<SamplerState> & st) {
+    nb::ft_lock_guard lock(registry_mutex);
+    custom_registry()[raw] = st;
+}
+
+// Forgets `raw` unless it now names another live sampler than `owner`.
+void unregister_custom(const llama_sampler * raw, const SamplerState * owner) {
+    std::shared_ptr<SamplerState> current;  // (released after the lock: it may be the last reference)
+    nb::ft_lock_guard lock(registry_mutex);
+    auto it = custom_registry().find(raw);
+    if (it == custom_registry().end()) {
+        return;
+    }
+    current = it->second.lock();
+    if (!current || current.get() == owner) {
+        custom_registry().erase(it);
+    }
+}
+
+// While a clone is in flight on this thread (clone callbacks run Python code on it), every
+// sampler made here is held too: a callback returns a raw pointer and drops its handle, and the
+// clone adopts the sampler.
+thread_local int g_clone_depth = 0;
 std::vector<std::shared_ptr<SamplerState>> & clone_pending() {
-    static auto * pending = new std::vector<std::shared_ptr<SamplerState>>();
-    return *pending;
+    thread_local std::vector<std::shared_ptr<SamplerState>> pending;  // empty outside a clone
+    return pending;
 }
 
 void hold_while_cloning(const std::shared_ptr<SamplerState> & st) {
@@ -103,11 +131,7 @@ std::shared_ptr<SamplerState> adoptable(const llama_sampler * raw, const std::un
     if (raw == nullptr) {
         return nullptr;
     }
-    auto it = custom_registry().find(raw);
-    if (it == custom_registry().end()) {
-        return nullptr;
-    }
-    auto st = it->second.lock();
+    auto st = registered(raw);
     if (!st || st->ptr != raw || st->in_chain || st->attached || st->busy > 0 || taken.count(st.get()) > 0) {
         return nullptr;
     }
@@ -160,7 +184,7 @@ std::shared_ptr<SamplerState> mirror(const SamplerState & src, llama_sampler * r
     if (src.is_custom) {  // llama.cpp's copy of a custom sampler without clone callback: same iface, ctx NULL
         st->is_custom = true;
         st->keepalive = src.keepalive;
-        custom_registry()[raw] = st;
+        register_custom(raw, st);
     }
     for (size_t i = 0; i < src.children.size(); ++i) {
         auto child = mirror(*src.children[i], llama_sampler_chain_get(raw, static_cast<int32_t>(i)));
@@ -211,10 +235,7 @@ void SamplerState::drop_custom() {
         return;
     }
     if (ptr != nullptr) {
-        auto it = custom_registry().find(ptr);
-        if (it != custom_registry().end() && (it->second.expired() || it->second.lock().get() == this)) {
-            custom_registry().erase(it);
-        }
+        unregister_custom(ptr, this);
     }
     if (keepalive.is_valid()) {
         if (nb::is_alive()) {
@@ -275,7 +296,7 @@ Sampler Sampler::make_custom(uintptr_t iface_addr, size_t iface_size, uintptr_t 
     Sampler s = make(llama_sampler_init(iface, reinterpret_cast<llama_sampler_context_t>(ctx)));
     s.state_->is_custom = true;
     s.state_->keepalive = std::move(keepalive);
-    custom_registry()[s.state_->ptr] = s.state_;
+    register_custom(s.state_->ptr, s.state_);
     return s;
 }
 

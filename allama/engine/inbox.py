@@ -37,6 +37,7 @@ class Inbox:
         self._mail = Mail()
         self._closing = False
         self._queued = 0  # requests posted and not yet admitted (in the mail or waiting)
+        self._activating = 0  # sequences of a request being admitted: active, and still queued
         self._order = 0
 
     @property
@@ -47,13 +48,14 @@ class Inbox:
     def queued(self) -> int:
         return self._queued
 
-    def submit(self, request: Request, sink: OutputSink, loop: LoopHandle, free_slots: int) -> None:
+    def submit(self, request: Request, sink: OutputSink, loop: LoopHandle, free_slots: Callable[[], int]) -> None:
         """Posts a request; EngineClosedError once closed, QueueFullError when max_queue requests
-        wait beyond the `free_slots` that will take requests at once."""
+        wait beyond the `free_slots()` that will take requests at once (read under the lock, so
+        that a request the decode thread is admitting counts as queued, not also as active)."""
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the model is closed")
-            if self._queued >= self.max_queue + max(0, free_slots):
+            if self._queued >= self.max_queue + max(0, free_slots() + self._activating):
                 raise QueueFullError(f"the request queue is full ({self.max_queue} waiting)")
             self._order += 1
             self._mail.submissions.append(Submission(request, sink, loop, self._order))
@@ -99,10 +101,17 @@ class Inbox:
             mail.closing = self._closing
             return mail
 
+    def admitting(self, n_sequences: int) -> None:
+        """The decode thread starts a queued request's `n_sequences` sequences: until admitted(),
+        they take no free slot from a submission's point of view."""
+        with self._lock:
+            self._activating = n_sequences
+
     def admitted(self, n: int = 1) -> None:
         """`n` queued requests left the queue (admitted, cancelled or failed while waiting)."""
         with self._lock:
             self._queued -= n
+            self._activating = 0
 
     def drain(self) -> Mail:
         """At shutdown: what was posted and not yet taken; nothing is queued any more."""

@@ -88,6 +88,7 @@ class RequestTable:
             if slot is None and self.prefix_cache.spare_ids < n:
                 break  # every spare id is a session's: wait for a running request to finish
             heapq.heappop(self.waiting)
+            self.inbox.admitting(n)
             try:
                 self._start(submission)
             finally:  # counted active before it stops counting as queued: stats never show it neither

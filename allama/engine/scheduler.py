@@ -153,7 +153,10 @@ class Scheduler:
         if request.media:
             check_media(request)
         self._check_not_forked()
-        self._inbox.submit(request, sink, loop, self.config.n_parallel - len(self.requests.active))
+        self._inbox.submit(request, sink, loop, self._free_slots)
+
+    def _free_slots(self) -> int:
+        return self.config.n_parallel - len(self.requests.active)
 
     def submit_embedding(self, request: EmbedRequest, sink: OutputSink, loop: LoopHandle) -> None:
         """Queues inputs to embed; their outputs arrive one per input, in completion order."""

@@ -25,7 +25,7 @@ def test_take_waits_for_a_post_while_idle_and_returns_everything_once():
     taker.start()
     time.sleep(0.05)
     assert taker.is_alive()  # idle and nothing posted: it waits
-    inbox.submit(request(), None, None, free_slots=0)
+    inbox.submit(request(), None, None, free_slots=lambda: 0)
     taker.join(2)
     assert not taker.is_alive() and len(got[0].submissions) == 1
     inbox.cancel(7)
@@ -37,30 +37,47 @@ def test_take_waits_for_a_post_while_idle_and_returns_everything_once():
 def test_requests_queue_up_to_max_queue_beyond_the_free_slots():
     inbox = Inbox(max_queue=2)
     for _ in range(3):
-        inbox.submit(request(), None, None, free_slots=1)
+        inbox.submit(request(), None, None, free_slots=lambda: 1)
     with pytest.raises(QueueFullError, match=r"queue is full \(2 waiting\)"):
-        inbox.submit(request(), None, None, free_slots=1)
+        inbox.submit(request(), None, None, free_slots=lambda: 1)
     inbox.admitted(2)
     assert inbox.queued == 1
-    inbox.submit(request(), None, None, free_slots=0)
+    inbox.submit(request(), None, None, free_slots=lambda: 0)
 
 
 def test_submissions_keep_their_arrival_order():
     inbox = Inbox(max_queue=4)
     for _ in range(3):
-        inbox.submit(request(), None, None, free_slots=0)
+        inbox.submit(request(), None, None, free_slots=lambda: 0)
     orders = [s.order for s in inbox.take(lambda: False).submissions]
     assert orders == sorted(orders) and len(set(orders)) == 3
 
 
 def test_after_close_posting_fails_and_take_reports_closing():
     inbox = Inbox(max_queue=4)
-    inbox.submit(request(), None, None, free_slots=0)
+    inbox.submit(request(), None, None, free_slots=lambda: 0)
     inbox.close()
-    for post in (lambda: inbox.submit(request(), None, None, 0), lambda: inbox.submit_embedding((None, None, None)),
+    for post in (lambda: inbox.submit(request(), None, None, lambda: 0), lambda: inbox.submit_embedding((None, None, None)),
                  lambda: inbox.call(EngineCall(lambda: None, None))):
         with pytest.raises(EngineClosedError):
             post()
     mail = inbox.take(lambda: True)  # closing wakes it even when idle
     assert mail.closing and len(mail.submissions) == 1
     assert inbox.drain().submissions == [] and inbox.queued == 0
+
+
+def test_a_request_being_admitted_takes_no_free_slot_from_a_submission():
+    # n_parallel 1, max_queue 1: one request runs, one waits. While the decode thread admits
+    # the first, it is already active (no free slot) and still queued: counted twice, the
+    # second submission would be refused.
+    inbox = Inbox(max_queue=1)
+    active: list[int] = []
+    free_slots = lambda: 1 - len(active)  # noqa: E731
+    inbox.submit(request(), None, None, free_slots)
+    inbox.admitting(1)
+    active.append(1)
+    inbox.submit(request(), None, None, free_slots)  # queued 2 (one of them being admitted), free 0 + 1
+    inbox.admitted()
+    assert inbox.queued == 1
+    with pytest.raises(QueueFullError):
+        inbox.submit(request(), None, None, free_slots)

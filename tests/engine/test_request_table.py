@@ -56,7 +56,7 @@ def submit(requests: RequestTable, prompt: list[int], sink: RecordingSink | None
            **fields) -> Request:
     """Posts a request to the table's inbox and hands it over as the decode thread does."""
     request = Request(prompt=list(prompt), chains=[object()] * fields.pop("n", 1), **fields)
-    requests.inbox.submit(request, sink or RecordingSink(), loop, 0)
+    requests.inbox.submit(request, sink or RecordingSink(), loop, lambda: 0)
     for submission in requests.inbox.take(lambda: False).submissions:
         requests.add(submission)
     return request
@@ -307,7 +307,7 @@ def test_at_shutdown_running_waiting_and_late_requests_all_get_the_error():
     submit(requests, [3, 4], sinks[1])
     requests.admit()
     late = Inbox(8)
-    late.submit(Request(prompt=[5], chains=[object()]), sinks[2], LOOP, 0)
+    late.submit(Request(prompt=[5], chains=[object()]), sinks[2], LOOP, lambda: 0)
     error = EngineClosedError("the model was closed")
     requests.fail_all(error, late.drain().submissions)
     requests.flush()
