@@ -22,6 +22,16 @@ PREFIX="$PWD/.cache/python${VERSION}-ft"
 PYTHON_FT="$PREFIX/bin/python3.13t"
 
 if [ ! -x "$PYTHON_FT" ]; then
+    # the headers of what pip and the tests need in the interpreter (ssl, zlib, ctypes, lzma, bz2)
+    need=()
+    for package in libssl-dev libffi-dev zlib1g-dev libbz2-dev liblzma-dev; do
+        dpkg -s "$package" >/dev/null 2>&1 || need+=("$package")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
     work=$(mktemp -d)
     chmod 755 "$work"  # (apt fetches as its own user)
     trap 'rm -rf "$work"' EXIT
@@ -50,6 +60,11 @@ if [ ! -x "$PYTHON_FT" ]; then
         make --quiet -j"$(nproc)"
         make --quiet install
     ) > "$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; exit 1; }
+    if ! "$PYTHON_FT" -c "import ssl, zlib, ctypes, lzma, bz2"; then
+        rm -rf "$PREFIX"
+        echo "free_threaded.sh: the interpreter was built without a module pip or the tests need" >&2
+        exit 1
+    fi
 fi
 
 if [ ! -x .venv-ft/bin/python ]; then
