@@ -52,7 +52,7 @@ class LoopThread:
 
     @property
     def closed(self) -> bool:
-        return self._closed or process_hooks.exiting
+        return self._closed or process_hooks.exit_started.is_set()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the loop, awaited if it returns an awaitable; its result or its exception."""

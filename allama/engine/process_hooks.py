@@ -29,10 +29,10 @@ class Stoppable(Protocol):
 
 _live: "weakref.WeakSet[Stoppable]" = weakref.WeakSet()
 _lock = threading.Lock()
-exiting = False  # set once the interpreter runs its exit hooks
-# The same, for finalizers (__del__) to bind as a default argument: on a free-threaded CPython
-# an object may be collected only at the interpreter's last collection, when module names are
-# gone (`exiting` reads None then), and what it would free has been stopped already.
+# Set once the interpreter runs its exit hooks. An Event, not a flag: finalizers (__del__) bind
+# it as a default argument, since a free-threaded CPython may collect an object only at the
+# interpreter's last collection, when module names read None (and what the object would free
+# has been stopped already).
 exit_started = threading.Event()
 
 
@@ -50,8 +50,6 @@ def block_interrupts() -> None:
 
 
 def _stop_all() -> None:
-    global exiting
-    exiting = True
     exit_started.set()
     with _lock:
         things = list(_live)
