@@ -248,15 +248,12 @@ class CompletionJob:
 class TaggedSink:
     """Routes one request's outputs into a sink shared by several requests, tagged by number."""
 
-    __slots__ = ("sink", "number")
+    __slots__ = ("sink", "number", "eager")
 
     def __init__(self, sink: OutputSink, number: int) -> None:
         self.sink = sink
         self.number = number
-
-    @property
-    def eager(self) -> bool:
-        return self.sink.eager
+        self.eager = sink.eager  # read by the decode thread once per token
 
     def push(self, outputs: list[Output], final: bool = False) -> None:
         self.sink.push([(self.number, out) for out in outputs], final)

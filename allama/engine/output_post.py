@@ -34,6 +34,18 @@ class OutputPost:
         if last.finish_reason is not None or last.error is not None:
             entry[2] = True
 
+    def add_token(self, sink: OutputSink, loop: LoopHandle, out: Output) -> None:
+        """add() of one generated token's output (never a sequence's last): the decode thread's
+        per-token path, without add()'s argument tuple and end checks."""
+        pending = self._pending.get(loop.key)
+        if pending is None:
+            pending = self._pending[loop.key] = (loop, {})
+        entry = pending[1].get(id(sink))
+        if entry is None:
+            pending[1][id(sink)] = [sink, [out], False]
+        else:
+            entry[1].append(out)
+
     def flush(self) -> list[OutputSink]:
         """Posts what was queued; returns the sinks whose event loop is closed (nobody listens)."""
         if not self._pending:

@@ -25,6 +25,9 @@ class OutputProcessor:
         self.vocab = vocab
         self.n_ctx = n_ctx            # the window one request may use
         self.tokenizer = tokenizer    # a BaseLlamaTokenizer; None: the model's vocabulary
+        # looked up once per generated token: a set and a cache instead of two native calls
+        self._eog = frozenset(vocab.eog_tokens)
+        self._pieces: dict[int, bytes] = {}
 
     def accept(self, seq: Sequence, row: int, token: int) -> tuple[Output, str | None]:
         """Appends a sampled token (whose logits are batch row `row`) to the sequence and returns
@@ -37,14 +40,17 @@ class OutputProcessor:
         if seq.logprobs is not None:
             logprob = token_logprob(self.ctx.logits(row), token, request.logprobs or 0)
             seq.logprobs.append(logprob)
-        end_of_generation = self.vocab.is_eog(token) and not request.ignore_eos
+        end_of_generation = token in self._eog and not request.ignore_eos
         finish = None
         text = ""
         if end_of_generation:
             finish = "stop"
         else:
             if self.tokenizer is None:
-                text = seq.text.feed(self.vocab.token_to_piece(token))
+                piece = self._pieces.get(token)
+                if piece is None:
+                    piece = self._pieces[token] = self.vocab.token_to_piece(token)
+                text = seq.text.feed(piece)
             else:
                 context = [t for t in seq.tokens[-DETOKENIZE_CONTEXT - 1:-1] if t >= 0]  # no media ids
                 text = seq.text.feed(bytes(self.tokenizer.detokenize([token], prev_tokens=context)))

@@ -214,8 +214,11 @@ class PrefixCache:
         """After a step: followers whose leader reached their target copy its KV. A follower with
         the leader's prompt (n > 1) whose leader finished its prompt this step samples from the
         leader's row too: it joins `rows`."""
+        leaders = [s for s in active if s.followers]
+        if not leaders:  # most steps
+            return
         completed_row = {id(seq): row for seq, row in rows}
-        for leader in [s for s in active if s.followers]:
+        for leader in leaders:
             for follower in [f for f in leader.followers if leader.n_past >= f.target]:
                 leader.followers.remove(follower)
                 follower.leader = None

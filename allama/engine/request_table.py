@@ -167,7 +167,7 @@ class RequestTable:
         """A generated token's output: to a stream's reader this step; held on the sequence for
         a caller that awaits the whole result (see HELD_OUTPUTS)."""
         if seq.sink.eager:
-            self._post.add(seq.sink, seq.loop, out)
+            self._post.add_token(seq.sink, seq.loop, out)
             return
         seq.held.append(out)
         if len(seq.held) >= HELD_OUTPUTS:

@@ -8,15 +8,19 @@ complete: such text is held back until it is clear.
 
 from __future__ import annotations
 
-import codecs
+from codecs import utf_8_decode
 from collections.abc import Sequence
 
 from allama.marker_prefix import held_suffix
 
 
 class TextStream:
+    __slots__ = ("_pending", "_stops", "_first_chars", "_held", "stopped")
+
     def __init__(self, stops: Sequence[str] = ()) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        # the bytes of a character whose last byte has not come yet (what codecs' incremental
+        # decoder keeps, without its Python-level wrapper: this runs once per generated token)
+        self._pending = b""
         self._stops = [s for s in stops if s]
         # No stop string can start in a text holding none of their first characters: such a
         # text, with nothing held back, goes out without a search
@@ -26,8 +30,10 @@ class TextStream:
 
     def feed(self, piece: bytes) -> str:
         """The text that can be emitted after this piece; sets `stopped` at a stop string."""
-        text = self._decoder.decode(piece)
-        if not self._held and self._first_chars.isdisjoint(text):
+        data = self._pending + piece if self._pending else piece
+        text, used = utf_8_decode(data, "ignore", False)
+        self._pending = data[used:] if used < len(data) else b""
+        if not self._held and (not self._stops or self._first_chars.isdisjoint(text)):
             return text
         buf = self._held + text
         cut = -1
@@ -45,6 +51,7 @@ class TextStream:
 
     def flush(self) -> str:
         """Whatever is held back, at the end of the sequence (no stop string matched)."""
-        text = self._held + self._decoder.decode(b"", final=True)
+        text = self._held + utf_8_decode(self._pending, "ignore", True)[0]
         self._held = ""
+        self._pending = b""
         return text

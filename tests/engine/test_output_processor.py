@@ -17,6 +17,8 @@ PIECES = {1: b"Hel", 2: b"lo", 3: b" wor", 4: b"ld", 5: b"\xe2\x82", 6: b"\xac",
 
 
 class ToyVocab:
+    eog_tokens = [EOG]
+
     def is_eog(self, token: int) -> bool:
         return token == EOG
 

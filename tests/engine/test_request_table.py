@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,7 +50,7 @@ def table(*, n_parallel: int = 2, n_keep: int = 2, cells: int = 1 << 20) -> tupl
     config = EngineConfig(n_ctx=64, n_parallel=n_parallel, n_batch=32, n_keep=n_keep, max_queue=8)
     prefix = PrefixCache(kv, n_parallel + n_keep, kv_unified=True, recurrent=False, n_swa=0, min_shared_prefix=16)
     sessions = SessionTable(kv, prefix, n_keep)
-    return RequestTable(kv, config, Inbox(8), prefix, sessions, OutputProcessor(kv, None, 64), Counter()), kv
+    return RequestTable(kv, config, Inbox(8), prefix, sessions, OutputProcessor(kv, SimpleNamespace(eog_tokens=[]), 64), Counter()), kv
 
 
 def submit(requests: RequestTable, prompt: list[int], sink: RecordingSink | None = None, loop: LoopHandle = LOOP,

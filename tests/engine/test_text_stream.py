@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import random
 
 from allama.engine.text_stream import TextStream
@@ -69,3 +70,17 @@ def test_random_pieces_emit_exactly_the_text_before_the_first_stop():
             assert not stream.stopped and out + stream.flush() == text
         else:
             assert stream.stopped and out == text[:first]
+
+
+def test_random_bytes_decode_as_codecs_incremental_decoder_ignoring_errors():
+    # the stream decodes with utf_8_decode and keeps an unfinished character's bytes itself:
+    # deltas and the flushed end must be what codecs' incremental decoder gives
+    rng = random.Random(11)
+    alphabet = [b"a", b" ", b"\xc3", b"\xa9", b"\xe2", b"\x82", b"\xac", b"\xf0", b"\x9f", b"\x98", b"\x80",
+                b"\xff", b"\xc0", b"\xed", b"\xa0"]
+    for _ in range(2000):
+        pieces = [b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(1, 8))]
+        reference = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        stream = TextStream()
+        assert [stream.feed(p) for p in pieces] == [reference.decode(p) for p in pieces], pieces
+        assert stream.flush() == reference.decode(b"", final=True), pieces
