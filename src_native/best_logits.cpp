@@ -34,9 +34,13 @@ constexpr int32_t kLanes = 8;
 
 // Element-wise maximum that keeps `most` where x is NaN (x > most is false then).
 ALLAMA_LANES_INLINE Lanes lanes_max(Lanes x, Lanes most) {
+#if defined(__GNUC__) && !defined(__clang__)
+    return x > most ? x : most;  // one (v)maxps, whose NaN rule is exactly this
+#else
     // (a select written with masks: Clang takes `?:` on vectors only in recent versions)
     const IntLanes take = x > most;
     return reinterpret_cast<Lanes>((reinterpret_cast<IntLanes>(x) & take) | (reinterpret_cast<IntLanes>(most) & ~take));
+#endif
 }
 
 ALLAMA_LANES_INLINE Lanes load_lanes(const float * p) {
@@ -50,12 +54,29 @@ ALLAMA_LANES_INLINE float horizontal_max(Lanes v) {
     HalfLanes hi;
     std::memcpy(&lo, &v, sizeof(lo));
     std::memcpy(&hi, reinterpret_cast<const char *>(&v) + sizeof(lo), sizeof(hi));
+#if defined(__GNUC__) && !defined(__clang__)
+    const HalfLanes m = hi > lo ? hi : lo;
+#else
     const HalfIntLanes take = hi > lo;
     const HalfLanes m = reinterpret_cast<HalfLanes>((reinterpret_cast<HalfIntLanes>(hi) & take) |
                                                     (reinterpret_cast<HalfIntLanes>(lo) & ~take));
+#endif
     const float a = m[1] > m[0] ? m[1] : m[0];
     const float b = m[3] > m[2] ? m[3] : m[2];
     return b > a ? b : a;
+}
+
+// Whether any lane is set (halves OR-ed as vectors, then two 64-bit words: a few
+// instructions where testing the eight lanes one by one takes fifteen).
+ALLAMA_LANES_INLINE bool any_lane(IntLanes v) {
+    HalfIntLanes lo;
+    HalfIntLanes hi;
+    std::memcpy(&lo, &v, sizeof(lo));
+    std::memcpy(&hi, reinterpret_cast<const char *>(&v) + sizeof(lo), sizeof(hi));
+    const HalfIntLanes both = lo | hi;
+    uint64_t words[2];
+    std::memcpy(words, &both, sizeof(words));
+    return (words[0] | words[1]) != 0;
 }
 
 // maxima[b] = the largest logit of block b (NaN ignored; -inf for a block of NaNs).
@@ -85,11 +106,7 @@ void collect_at_least(const float * logits, const float * maxima, int32_t n_bloc
         }
         for (int32_t g = b * kBlock; g < (b + 1) * kBlock; g += kLanes) {
             const IntLanes hits = load_lanes(logits + g) >= bound;
-            int32_t any = 0;
-            for (int32_t j = 0; j < kLanes; ++j) {
-                any |= hits[j];
-            }
-            if (any == 0) {
+            if (!any_lane(hits)) {
                 continue;
             }
             for (int32_t t = g; t < g + kLanes; ++t) {
@@ -134,9 +151,21 @@ float kth_largest_bound(const float * v, int32_t n, int32_t k) {
     uint32_t known = 0;  // the bits of the answer found so far
     int32_t rank = k;    // its rank among the keys that share them
     for (int shift = 24; shift >= 16; shift -= 8) {
-        int32_t count[256] = {};
-        for (int32_t i = 0; i < n; ++i) {
-            count[(keys[i] >> shift) & 0xffu] += (keys[i] & known) == prefix;
+        // Four interleaved histograms: block maxima mostly share their top byte, and
+        // increments of one counter in a row would wait on each other's store.
+        int32_t counts[4][256] = {};
+        int32_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            for (int32_t j = 0; j < 4; ++j) {
+                counts[j][(keys[i + j] >> shift) & 0xffu] += (keys[i + j] & known) == prefix;
+            }
+        }
+        for (; i < n; ++i) {
+            counts[0][(keys[i] >> shift) & 0xffu] += (keys[i] & known) == prefix;
+        }
+        int32_t count[256];
+        for (int32_t d = 0; d < 256; ++d) {
+            count[d] = counts[0][d] + counts[1][d] + counts[2][d] + counts[3][d];
         }
         int32_t digit = 255;
         for (; digit > 0 && count[digit] < rank; --digit) {
@@ -182,7 +211,9 @@ void select_top_k(const float * logits, int32_t n, int32_t k, std::vector<llama_
         }
     }
     const size_t keep = std::min(out.size(), static_cast<size_t>(k));
-    std::partial_sort(out.begin(), out.begin() + keep, out.end(), stronger);
+    // (a lambda, not the function itself: the sort then inlines the comparison)
+    std::partial_sort(out.begin(), out.begin() + keep, out.end(),
+                      [](const llama_token_data & a, const llama_token_data & b) { return stronger(a, b); });
     out.resize(keep);
 }
 
