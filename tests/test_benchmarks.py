@@ -73,3 +73,8 @@ def test_step_parts_benchmark_smoke(tmp_path):
     assert [row.split("|")[1].strip() for row in rows] == ["1, stream", "1, whole", "2, stream", "2, whole"]
     # every part was timed: no column of a streamed row stayed at zero
     assert all(float(cell.replace(",", "")) > 0 for cell in rows[0].split("|")[2:-1])
+
+
+def test_sampling_benchmark_smoke(tmp_path):
+    run = smoke_run("sampling.py", tmp_path)
+    assert "| default |" in run.stdout and "| greedy |" in run.stdout and "2 rows" in run.stdout
