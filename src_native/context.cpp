@@ -13,6 +13,8 @@
 #include "ggml.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <sys/stat.h>
 #include <string>
@@ -390,14 +392,24 @@ void raise_for_status(int32_t status, const char * what, const std::string & log
     throw DecodeFailure(std::string(what) + " failed with status " + std::to_string(status) + detail);
 }
 
-// llama.cpp adds a decode's tokens to its counters when it next synchronizes: before they are
-// read or reset, wait for the last decode (the GIL released).
-void synchronize_counters(Context & c) {
+}  // namespace
+
+void Context::wait_for_outputs() {
+    llama_context * ctx = get();
+    const double extra = output_wait_for_test_;
+    output_wait_for_test_ = 0.0;
     nb::gil_scoped_release release;
-    llama_synchronize(c.get());
+    llama_synchronize(ctx);
+    if (extra > 0.0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(extra));
+    }
 }
 
-}  // namespace
+void Context::inject_output_wait(double seconds) {
+    auto lk = lock_open();
+    require(seconds >= 0.0 && std::isfinite(seconds), "seconds must be a finite number, at least 0");
+    output_wait_for_test_ = seconds;
+}
 
 template <typename Run>
 void Context::evaluate(const Batch & batch, const char * what, Run run) {
@@ -616,6 +628,9 @@ void init_context(nb::module_ & m) {
              "Run the model on a batch (GIL released). Raises KVCacheFullError when no KV slot is free, "
              "DecodeAbortedError after abort(), DecodeError otherwise.")
         .def("encode", &Context::encode, nb::arg("batch"), "Run the encoder on a batch (encoder and embedding models).")
+        .def("inject_output_wait", &Context::inject_output_wait, nb::arg("seconds"),
+             "Test hook: the next read of a decode's outputs first waits `seconds` with the GIL released, "
+             "as one still computing on a GPU would.")
         .def("inject_decode_failures", &Context::inject_decode_failures, nb::arg("seq_id") = -1, nb::arg("count") = 1,
              "Test hook: the next `count` decode()/encode() calls whose batch holds `seq_id` (-1: any) fail "
              "with DecodeError before llama.cpp runs; count=0 clears it.")
@@ -666,6 +681,7 @@ void init_context(nb::module_ & m) {
         .def("logits", [](Context & c, int32_t i) {
             auto lk = c.lock_open();
             c.check_output_row(i);
+            c.wait_for_outputs();
             const float * row = llama_get_logits_ith(c.get(), i);
             if (row == nullptr) {
                 throw nb::index_error("no logits for this row (was the context made for embeddings only?)");
@@ -681,6 +697,10 @@ void init_context(nb::module_ & m) {
                               "the logits of its candidates).")
         .def("logits_rows", [](Context & c, const std::vector<int32_t> & rows) {
             auto lk = c.lock_open();
+            for (int32_t row : rows) {
+                c.check_output_row(row);
+            }
+            c.wait_for_outputs();
             const size_t n_vocab = c.n_vocab();
             std::vector<float> out(rows.size() * n_vocab);
             for (size_t k = 0; k < rows.size(); ++k) {
@@ -752,6 +772,7 @@ void init_context(nb::module_ & m) {
         .def("embeddings", [](Context & c, int32_t i) {
             auto lk = c.lock_open();
             c.check_output_row(i);
+            c.wait_for_outputs();
             const float * row = llama_get_embeddings_ith(c.get(), i);
             if (row == nullptr) {
                 throw nb::index_error("no embeddings for this row (is embeddings on, with pooling none?)");
@@ -765,6 +786,7 @@ void init_context(nb::module_ & m) {
             if (pooling == LLAMA_POOLING_TYPE_NONE) {
                 throw nb::value_error("the context has pooling type none: read per-token embeddings with embeddings(i)");
             }
+            c.wait_for_outputs();
             const float * row = llama_get_embeddings_seq(c.get(), seq_id);
             if (row == nullptr) {
                 throw nb::value_error(("no pooled embedding for sequence " + std::to_string(seq_id) + " in the last batch").c_str());
@@ -901,7 +923,7 @@ void init_context(nb::module_ & m) {
         // --- perf ---
         .def("perf", [](Context & c) {
             auto lk = c.lock_open();
-            synchronize_counters(c);
+            c.wait_for_outputs();  // (llama.cpp counts a decode's tokens when it synchronizes)
             const llama_perf_context_data d = llama_perf_context(c.get());
             nb::dict out;
             out["t_start_ms"] = d.t_start_ms;
@@ -916,12 +938,12 @@ void init_context(nb::module_ & m) {
            "and their times. llama.cpp reports a zero count as 1.")
         .def("perf_reset", [](Context & c) {
             auto lk = c.lock_open();
-            synchronize_counters(c);
+            c.wait_for_outputs();  // (llama.cpp counts a decode's tokens when it synchronizes)
             llama_perf_context_reset(c.get());
         }, "Zero llama.cpp's counters, the decodes made so far included.")
         .def("perf_print", [](Context & c) {
             auto lk = c.lock_open();
-            synchronize_counters(c);
+            c.wait_for_outputs();  // (llama.cpp counts a decode's tokens when it synchronizes)
             llama_perf_context_print(c.get());
         }, "Log llama.cpp's performance summary (through its log callback).")
         // --- state sizes and llama.cpp's session files (for allama.llama_cpp) ---

@@ -88,6 +88,15 @@ public:
     // with a fatal status before llama.cpp runs, as a failing backend would.
     void inject_decode_failures(llama_seq_id seq_id, int32_t count);
 
+    // Waits, with the GIL released, until the last decode's outputs are there. On a backend
+    // that computes asynchronously (a GPU), llama_decode returns before then and the first
+    // read of an output waits for the compute: done with the GIL held, that wait would stop
+    // every other Python thread (the event loop with it). Callers hold lock_open() and the GIL.
+    void wait_for_outputs();
+    // Test hook: the next wait_for_outputs() also sleeps `seconds` (the GIL released), as a
+    // decode still computing on a GPU would make it wait.
+    void inject_output_wait(double seconds);
+
     // Validates an output row index as llama_get_logits_ith() reads it:
     // i >= 0 is a batch index that requested output, i < 0 counts back from the last output.
     void check_output_row(int32_t i) const;
@@ -148,6 +157,7 @@ private:
     std::vector<LoraPtr> adapters_;     // keeps applied adapters alive
     std::map<llama_seq_id, std::shared_ptr<SamplerState>> samplers_;  // llama_set_sampler's, kept alive
     llama_seq_id failing_seq_ = -1;     // inject_decode_failures: which batches fail
+    double output_wait_for_test_ = 0.0;  // inject_output_wait: seconds the next wait also takes
     int32_t failures_left_ = 0;
 
     friend void init_context(nanobind::module_ & m);

@@ -446,9 +446,10 @@ void Sampler::accept(llama_token token) {
 }
 
 llama_token Sampler::sample(Context & ctx, int32_t idx) {
-    // Lock first: waiting for the context may release the GIL, and the sampler
-    // must be checked after that.
+    // Lock and wait for the decode's outputs first: both may release the GIL, and the
+    // sampler must be checked after that.
     auto lk = ctx.lock_open();
+    ctx.wait_for_outputs();
     llama_sampler * s = get();
     ctx.check_output_row(idx);
     const int32_t n_vocab = ctx.n_vocab();

@@ -285,6 +285,7 @@ void init_sampler(nb::module_ & m) {
         .def("sample", [](SamplerChain & s, Context & ctx, int32_t i) {
             auto lk = ctx.lock_open();
             ctx.check_output_row(i);
+            ctx.wait_for_outputs();
             const float * row = llama_get_logits_ith(ctx.get(), i);
             if (row == nullptr || ctx.n_vocab() != s.n_vocab()) {
                 throw nb::value_error("the context has no logits for this row, or belongs to another vocabulary");
@@ -330,6 +331,9 @@ void init_sampler(nb::module_ & m) {
                 throw nb::value_error("a sampler chain belongs to another vocabulary");
             }
             ctx.check_output_row(jobs[k].second);
+        }
+        ctx.wait_for_outputs();
+        for (size_t k = 0; k < jobs.size(); ++k) {
             rows[k] = llama_get_logits_ith(ctx.get(), jobs[k].second);
             if (rows[k] == nullptr) {
                 throw nb::value_error("the context has no logits for a requested row");

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -245,13 +248,11 @@ def medium_model(models_dir):
     return _native.Model.load(str(build_llama(models_dir / "medium.gguf", config)[0]))
 
 
-def test_decode_releases_the_gil(medium_model):
-    """A Python thread keeps running while a long decode is in flight."""
-    ctx = make_context(medium_model, n_ctx=1024, n_batch=512, n_seq_max=1, n_threads=1)
-    batch = _native.Batch(512)
-    batch.add_tokens(list(range(100, 612)), 0, 0)
-    ctx.decode(batch)  # warm up
-    ctx.memory_clear()
+@contextmanager
+def spinning_thread() -> Iterator[list[int]]:
+    """A Python thread counting as fast as it can while the body runs, with a switch interval so
+    long that a GIL holder is never made to let go: the count says whether the body left the
+    GIL free."""
     counter = [0]
     stop = threading.Event()
 
@@ -260,17 +261,28 @@ def test_decode_releases_the_gil(medium_model):
             counter[0] += 1
 
     old = sys.getswitchinterval()
-    sys.setswitchinterval(5.0)  # a GIL holder is not forced to let go during the decode
+    sys.setswitchinterval(5.0)
     thread = threading.Thread(target=spin)
     thread.start()
     try:
-        before = counter[0]
-        ctx.decode(batch)
-        during = counter[0] - before
+        yield counter
     finally:
         stop.set()
         sys.setswitchinterval(old)
         thread.join()
+
+
+def test_decode_releases_the_gil(medium_model):
+    """A Python thread keeps running while a long decode is in flight."""
+    ctx = make_context(medium_model, n_ctx=1024, n_batch=512, n_seq_max=1, n_threads=1)
+    batch = _native.Batch(512)
+    batch.add_tokens(list(range(100, 612)), 0, 0)
+    ctx.decode(batch)  # warm up
+    ctx.memory_clear()
+    with spinning_thread() as counter:
+        before = counter[0]
+        ctx.decode(batch)
+        during = counter[0] - before
     assert during > 1000
 
 
@@ -401,3 +413,47 @@ def test_encode_runs_an_encoder_batch(bert_path):
     encoded = ctx.embeddings_seq(0)
     ctx.decode(batch)
     np.testing.assert_allclose(encoded, ctx.embeddings_seq(0), atol=1e-6)
+
+
+def _readers(ctx: _native.Context, model: _native.Model, rows: list[int]):
+    """Every call that reads a decode's outputs, each as a function of no arguments."""
+    chain = _native.SamplerChain(model)
+    return {
+        "sample_batch": lambda: _native.sample_batch(ctx, [(_native.SamplerChain(model), r) for r in rows]),
+        "SamplerChain.sample": lambda: chain.sample(ctx, rows[0]),
+        "Sampler.sample (low level)": lambda: _native.Sampler.greedy().sample(ctx, rows[0]),
+        "logits": lambda: ctx.logits(rows[0]),
+        "logits_rows": lambda: ctx.logits_rows(rows),
+        "perf": lambda: ctx.perf(),
+    }
+
+
+@pytest.mark.parametrize("reader", ["sample_batch", "SamplerChain.sample", "Sampler.sample (low level)", "logits",
+                                    "logits_rows", "perf"])
+def test_reading_outputs_waits_for_the_decode_with_the_gil_released(llama_model, llama_vocab, reader):
+    """On a GPU, llama_decode returns before the outputs exist and their first read waits for
+    the compute: that wait must leave the GIL to the event loop. The test hook makes the next
+    read wait as such a decode would."""
+    ctx = make_context(llama_model)
+    batch = _native.Batch(16)
+    for pos, token in enumerate(llama_vocab.tokenize("Once upon a time")):
+        batch.add(token, pos, 0, True)
+    ctx.decode(batch)
+    read = _readers(ctx, llama_model, [batch.n_tokens - 1, batch.n_tokens - 2])[reader]
+    ctx.inject_output_wait(0.3)
+    with spinning_thread() as counter:
+        before, t0 = counter[0], time.perf_counter()
+        read()
+        during, waited = counter[0] - before, time.perf_counter() - t0
+    assert waited >= 0.3  # the read did wait
+    assert during > 1000  # ... and Python ran meanwhile
+    t0 = time.perf_counter()
+    read()
+    assert time.perf_counter() - t0 < 0.3  # the hook held for one wait only
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf")])
+def test_inject_output_wait_refuses_a_bad_duration(llama_model, seconds):
+    ctx = make_context(llama_model)
+    with pytest.raises(ValueError, match="seconds"):
+        ctx.inject_output_wait(seconds)
