@@ -28,6 +28,11 @@ class Mail:
     closing: bool = False
 
 
+# What take() returns when nothing was posted and the decode thread has work: shared, never
+# changed (the decode thread only reads mail).
+NO_MAIL = Mail()
+
+
 class Inbox:
     """Posting never blocks on the decode thread's work: it appends under a lock and wakes it."""
 
@@ -35,6 +40,7 @@ class Inbox:
         self.max_queue = max_queue  # requests that may wait beyond the free sequence slots
         self._lock = threading.Condition()
         self._mail = Mail()
+        self._posted = False  # anything in the mail (or closing): set under the lock, read without
         self._closing = False
         self._queued = 0  # requests posted and not yet admitted (in the mail or waiting)
         self._activating = 0  # sequences of a request being admitted: active, and still queued
@@ -60,6 +66,7 @@ class Inbox:
             self._order += 1
             self._mail.submissions.append(Submission(request, sink, loop, self._order))
             self._queued += 1
+            self._posted = True
             self._lock.notify()
 
     def submit_embedding(self, embedding: Embedding) -> None:
@@ -67,11 +74,13 @@ class Inbox:
             if self._closing:
                 raise EngineClosedError("the model is closed")
             self._mail.embeddings.append(embedding)
+            self._posted = True
             self._lock.notify()
 
     def cancel(self, request_id: int) -> None:
         with self._lock:
             self._mail.cancels.append(request_id)
+            self._posted = True
             self._lock.notify()
 
     def call(self, job: EngineCall) -> None:
@@ -79,25 +88,34 @@ class Inbox:
             if self._closing:
                 raise EngineClosedError("the model is closed")
             self._mail.calls.append(job)
+            self._posted = True
             self._lock.notify()
 
     def close(self) -> None:
         with self._lock:
             self._closing = True
+            self._posted = True
             self._lock.notify()
 
     def mark_closing(self) -> None:
         """close() without the lock: in a child made by fork(), where it may have been copied held."""
         self._closing = True
+        self._posted = True
 
     def take(self, idle: Callable[[], bool]) -> Mail:
-        """The decode thread: waits while nothing was posted and `idle()` holds, then takes the mail."""
+        """The decode thread: waits while nothing was posted and `idle()` holds, then takes the mail.
+
+        Between two steps of running requests nothing has usually been posted: that case reads
+        one flag and takes no lock (a post it misses is taken at the next step)."""
+        if not self._posted and not idle():
+            return NO_MAIL
         with self._lock:
             mail = self._mail
             while idle() and not (mail.submissions or mail.embeddings or mail.cancels or mail.calls
                                   or self._closing):
                 self._lock.wait()
             self._mail = Mail()
+            self._posted = self._closing  # (closing stays posted: every later take sees it)
             mail.closing = self._closing
             return mail
 
@@ -117,5 +135,6 @@ class Inbox:
         """At shutdown: what was posted and not yet taken; nothing is queued any more."""
         with self._lock:
             mail, self._mail = self._mail, Mail()
+            self._posted = self._closing
             self._queued = 0
             return mail

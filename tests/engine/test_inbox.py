@@ -81,3 +81,21 @@ def test_a_request_being_admitted_takes_no_free_slot_from_a_submission():
     assert inbox.queued == 1
     with pytest.raises(QueueFullError):
         inbox.submit(request(), None, None, free_slots)
+
+
+def test_a_busy_take_with_nothing_posted_takes_no_lock_and_misses_nothing():
+    inbox = Inbox(max_queue=4)
+    inbox._lock = None  # any use of the lock would fail: nothing posted and busy reads a flag only
+    mail = inbox.take(lambda: False)
+    assert not (mail.submissions or mail.embeddings or mail.cancels or mail.calls or mail.closing)
+    inbox._lock = threading.Condition()
+    inbox.cancel(3)
+    assert inbox.take(lambda: False).cancels == [3]  # a post sets the flag: the next take has it
+    assert inbox.take(lambda: False).cancels == []
+
+
+def test_closing_is_seen_by_every_take_after_it():
+    inbox = Inbox(max_queue=4)
+    inbox.close()
+    assert inbox.take(lambda: False).closing
+    assert inbox.take(lambda: False).closing  # not only by the first
