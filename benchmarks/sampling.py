@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.rows, args.steps, args.repeats = "1,2", 3, 20
+    row_counts = [int(x) for x in args.rows.split(",")]
     from allama import _native
 
     model = _native.Model.load(str(args.model or preset_model("overhead")), _native.ModelParams())
@@ -113,12 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         row = ctx.logits(0).copy()  # a real row of this model's logits
         ctx.close()
         print(f"Microseconds per row of {n_vocab:,} logits; {args.threads} threads.\n")
-        print("| chain | hot row | " + " | ".join(f"{n} rows: after a decode / again"
-                                                  for n in args.rows.split(",")) + " |")
-        print("|---|---:|" + "---:|" * len(args.rows.split(",")))
+        print("| chain | hot row | " + " | ".join(f"{n} rows: after a decode / again" for n in row_counts) + " |")
+        print("|---|---:|" + "---:|" * len(row_counts))
         for kind in CHAINS:
             cells = [f"{hot_row_us(_native, model, row, kind, args.repeats):.1f}"]
-            for n in (int(x) for x in args.rows.split(",")):
+            for n in row_counts:
                 after = after_decode_us(_native, model, n, kind, args.steps, args.threads)
                 cells.append(" / ".join(f"{after[k]:.1f}" for k in ("after a decode", "again")))
             print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)

@@ -697,9 +697,6 @@ void init_context(nb::module_ & m) {
                               "the logits of its candidates).")
         .def("logits_rows", [](Context & c, const std::vector<int32_t> & rows) {
             auto lk = c.lock_open();
-            for (int32_t row : rows) {
-                c.check_output_row(row);
-            }
             c.wait_for_outputs();
             const size_t n_vocab = c.n_vocab();
             std::vector<float> out(rows.size() * n_vocab);
