@@ -230,17 +230,22 @@ def test_models_dropped_without_close_free_their_threads_and_memory(llama_f32_pa
             del llm
             gc.collect()
 
-        for i in range(5):
+        for i in range(6):
             one(i)
-        threads, rss = threading.active_count(), rss_kb()
-        for i in range(5, 50):
+        threads, rss = threading.active_count(), [rss_kb()]
+        for i in range(6, 50):
             one(i)
-        print(threads, threading.active_count(), rss, rss_kb())
+            if i in (27, 49):
+                rss.append(rss_kb())
+        print(threads, threading.active_count(), *rss)
     """, timeout=240)
     assert_clean_exit(proc)
-    before_threads, after_threads, before_rss, after_rss = map(int, proc.stdout.split())
+    before_threads, after_threads, *rss = map(int, proc.stdout.split())
     assert after_threads == before_threads
-    assert after_rss <= before_rss * 1.05, (before_rss, after_rss)
+    # A leak grows RSS in both halves (22 drops each); malloc may take one more arena as the
+    # decode threads come and go (a one-time step of about a megabyte), which shows in one half.
+    least_growth = min(rss[1] - rss[0], rss[2] - rss[1])
+    assert least_growth <= rss[0] * 0.025, rss
 
 
 def test_a_forked_child_gets_a_clear_error_and_spawn_works(llama_f32_path, tmp_path):
