@@ -2,20 +2,26 @@
 
 overhead.py compares systems run in separate processes, seconds to minutes apart; on a VM whose
 speed drifts by 2x within a minute, its per-run ratios swing as much as the machine does. Here
-the three ways of generating the same tokens alternate round by round inside one process, on
+the ways of generating the same tokens alternate round by round inside one process, on
 the same model, context parameters and prompts, so that each ratio pairs rounds a fraction of a
 second apart:
 
   decode-loop     a bare Python loop: one decode of every stream per step and allama's native
                   sampling of every row (no engine, no event loop, no text)
+  stream-floor    the same loop on a thread of its own that hands each step's tokens to the
+                  event loop (one call_soon_threadsafe a step), where one task per stream
+                  awaits its next token: what any engine that streams tokens to asyncio tasks
+                  must do at least (no text, no chunks, no bookkeeping)
   allama-stream   Llama.create_completion(stream=True), each stream read with `async for`
   allama-whole    the same requests awaited whole (no per-token work on the event loop)
 
 Every rate is end to end (prompts prefilled in batches of up to 512 tokens, then --max-tokens
 tokens per stream). Besides the rates it reports each way's decode time per decode call (longer
 where other work shares the cores the decode uses) and the event loop's CPU time per token.
+allama-stream / stream-floor is the engine's own cost beyond handing tokens to asyncio at all.
 
     python benchmarks/engine_share.py --kv split
+    python benchmarks/engine_share.py --loops asyncio,uvloop   # each way on both event loops
     python benchmarks/engine_share.py --smoke          # seconds: CI smoke test
 """
 
@@ -28,14 +34,18 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrency import prompts_for  # noqa: E402 - beside this script
 from preset_models import preset_model  # noqa: E402
 
-WAYS = ("decode-loop", "allama-stream", "allama-whole")
+WAYS = ("decode-loop", "stream-floor", "allama-stream", "allama-whole")
 
 
 class DecodeLoop:
@@ -59,7 +69,8 @@ class DecodeLoop:
         self.max_tokens = args.max_tokens
         self.temperature = args.temperature
 
-    def run(self, prompts: list[list[int]]) -> dict[str, float]:
+    def run(self, prompts: list[list[int]], post: Callable[[list[int]], None] | None = None) -> dict[str, float]:
+        """Generates --max-tokens tokens a stream; `post` (if given) gets each step's tokens."""
         native, ctx, batch = self._native, self.ctx, self.batch
         jobs = []
         for row in range(self.n):
@@ -91,9 +102,51 @@ class DecodeLoop:
             decode += time.perf_counter() - t
             calls += 1
             tokens = native.sample_batch(ctx, jobs)
+            if post is not None:
+                post(tokens)
         seconds = time.perf_counter() - t0
         return {"rate": self.n * self.max_tokens / seconds, "decode_us": decode / calls * 1e6,
                 "loop_cpu_us_per_token": 0.0}
+
+    async def stream(self, prompts: list[list[int]]) -> dict[str, float]:
+        """run() on a thread of its own, each step's tokens read on this event loop by one task
+        per stream (the stream-floor way)."""
+        loop = asyncio.get_running_loop()
+        queues: list[deque[int]] = [deque() for _ in prompts]
+        waiters: list[asyncio.Future[None] | None] = [None] * len(prompts)
+
+        def deliver(tokens: list[int]) -> None:
+            for i, token in enumerate(tokens):
+                queues[i].append(token)
+                waiter = waiters[i]
+                if waiter is not None:
+                    waiters[i] = None
+                    waiter.set_result(None)
+
+        async def reader(i: int) -> None:
+            for _ in range(self.max_tokens):
+                while not queues[i]:
+                    waiter = waiters[i] = loop.create_future()
+                    await waiter
+                queues[i].popleft()
+
+        done: asyncio.Future[dict[str, float]] = loop.create_future()
+
+        def decode_thread() -> None:
+            try:
+                figures = self.run(prompts, post=lambda tokens: loop.call_soon_threadsafe(deliver, tokens))
+                loop.call_soon_threadsafe(done.set_result, figures)
+            except BaseException as exc:  # noqa: BLE001 - raised on the event loop below
+                loop.call_soon_threadsafe(done.set_exception, exc)
+
+        cpu0 = time.thread_time()
+        thread = threading.Thread(target=decode_thread, name="stream-floor-decode")
+        thread.start()
+        await asyncio.gather(*(reader(i) for i in range(len(prompts))))
+        figures = await done
+        thread.join()
+        figures["loop_cpu_us_per_token"] = (time.thread_time() - cpu0) / (len(prompts) * self.max_tokens) * 1e6
+        return figures
 
     def close(self) -> None:
         self.ctx.close()
@@ -140,25 +193,43 @@ class Engine:
         self.llm.close()
 
 
-def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    """`args.rounds` rounds of the three ways in turn (the order rotating), on the same prompts per round."""
-    loop, engine = DecodeLoop(model_path, n, args), Engine(model_path, n, args)
-    rounds: dict[str, list[dict[str, float]]] = {way: [] for way in WAYS}
+def run_on(loop_kind: str, coroutine: Coroutine[Any, Any, dict[str, float]]) -> dict[str, float]:
+    """The coroutine's result, run on a fresh event loop of this kind."""
+    if loop_kind == "uvloop":
+        import uvloop  # in allama's test extra, not a dependency: `pip install uvloop`
 
-    async def main() -> None:
-        warm = prompts_for(n, args.prompt_tokens, args.n_vocab, 999, 1)
-        loop.run(warm)  # a round of each first, not counted: the first request of a process
-        await engine.run(warm, whole=False)
-        for r in range(args.rounds):
-            prompts = prompts_for(n, args.prompt_tokens, args.n_vocab, 1000 * n + r, 1)
-            for way in WAYS[r % 3:] + WAYS[:r % 3]:
-                if way == "decode-loop":
-                    rounds[way].append(loop.run(prompts))
-                else:
-                    rounds[way].append(await engine.run(prompts, whole=way == "allama-whole"))
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+def way_key(way: str, loop_kind: str) -> str:
+    """How results name a way on an event loop (decode-loop runs on none)."""
+    return way if way == "decode-loop" or loop_kind == "asyncio" else f"{way} ({loop_kind})"
+
+
+def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    """`args.rounds` rounds of the ways in turn (on each event loop of --loops; the order
+    rotating), on the same prompts per round."""
+    loop, engine = DecodeLoop(model_path, n, args), Engine(model_path, n, args)
+    runs = [("decode-loop", "asyncio")] + [(way, kind) for kind in args.loops for way in WAYS if way != "decode-loop"]
+    rounds: dict[str, list[dict[str, float]]] = {way_key(way, kind): [] for way, kind in runs}
+
+    def one(way: str, kind: str, prompts: list[list[int]]) -> dict[str, float]:
+        if way == "decode-loop":
+            return loop.run(prompts)
+        if way == "stream-floor":
+            return run_on(kind, loop.stream(prompts))
+        return run_on(kind, engine.run(prompts, whole=way == "allama-whole"))
 
     try:
-        asyncio.run(main())
+        warm = prompts_for(n, args.prompt_tokens, args.n_vocab, 999, 1)
+        for way, kind in runs:  # a round of each first, not counted: the first request of a process
+            one(way, kind, warm)
+        for r in range(args.rounds):
+            prompts = prompts_for(n, args.prompt_tokens, args.n_vocab, 1000 * n + r, 1)
+            shift = r % len(runs)
+            for way, kind in runs[shift:] + runs[:shift]:
+                rounds[way_key(way, kind)].append(one(way, kind, prompts))
     finally:
         engine.close()
         loop.close()
@@ -170,25 +241,42 @@ def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
     return f"{statistics.median(values):,.{digits}f}{unit} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
 
 
-def table(results: dict[int, dict[str, list[dict[str, float]]]]) -> str:
-    lines = ["| streams | decode-loop tok/s | allama-stream / decode-loop | allama-whole / decode-loop "
-             "| decode µs a call: loop, whole, stream | event loop CPU µs a token: whole, stream |",
-             "|---:|---:|---:|---:|---:|---:|"]
+def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str]) -> str:
+    lines = ["| streams | event loop | decode-loop tok/s | stream-floor / decode-loop | allama-stream / decode-loop "
+             "| allama-whole / decode-loop | allama-stream / stream-floor "
+             "| decode µs a call: loop, floor, whole, stream | event loop CPU µs a token: floor, whole, stream |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for n, rounds in results.items():
         base = [r["rate"] for r in rounds["decode-loop"]]
+        for kind in loops:
+            def key(way: str) -> str:
+                return way_key(way, kind)  # noqa: B023 - used within this iteration
 
-        def ratio(way: str) -> str:
-            return spread([r["rate"] / b for r, b in zip(rounds[way], base)], unit="x")
+            def ratio(way: str, against: str = "decode-loop") -> str:
+                return spread([r["rate"] / b["rate"] for r, b in zip(rounds[key(way)], rounds[key(against)])],
+                              unit="x")
 
-        def decode(way: str) -> str:
-            return f"{statistics.median(r['decode_us'] for r in rounds[way]):,.0f}"
+            def decode(way: str) -> str:
+                return f"{statistics.median(r['decode_us'] for r in rounds[key(way)]):,.0f}"
 
-        def cpu(way: str) -> str:
-            return f"{statistics.median(r['loop_cpu_us_per_token'] for r in rounds[way]):.1f}"
+            def cpu(way: str) -> str:
+                return f"{statistics.median(r['loop_cpu_us_per_token'] for r in rounds[key(way)]):.1f}"
 
-        lines.append(f"| {n} | {spread(base, 0)} | {ratio('allama-stream')} | {ratio('allama-whole')} "
-                     f"| {decode('decode-loop')}, {decode('allama-whole')}, {decode('allama-stream')} "
-                     f"| {cpu('allama-whole')}, {cpu('allama-stream')} |")
+            lines.append(f"| {n} | {kind} | {spread(base, 0)} | {ratio('stream-floor')} | {ratio('allama-stream')} "
+                         f"| {ratio('allama-whole')} | {ratio('allama-stream', 'stream-floor')} "
+                         f"| {decode('decode-loop')}, {decode('stream-floor')}, {decode('allama-whole')}, "
+                         f"{decode('allama-stream')} | {cpu('stream-floor')}, {cpu('allama-whole')}, "
+                         f"{cpu('allama-stream')} |")
+    if len(loops) > 1:
+        first = loops[0]
+        lines += ["", f"Each way on the other event loops against the same way on {first}, paired per round:", "",
+                  "| streams | event loop | stream-floor | allama-stream | allama-whole |", "|---:|---|---:|---:|---:|"]
+        for n, rounds in results.items():
+            for kind in loops[1:]:
+                cells = [spread([r["rate"] / b["rate"] for r, b in zip(rounds[way_key(way, kind)],
+                                                                       rounds[way_key(way, first)])], unit="x")
+                         for way in ("stream-floor", "allama-stream", "allama-whole")]
+                lines.append(f"| {n} | {kind} / {first} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -202,11 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kv", choices=["unified", "split"], default="split")
+    parser.add_argument("--loops", default="asyncio",
+                        help="the event loops the streams are read on, comma-separated: asyncio, uvloop "
+                             "(pip install uvloop); each round runs every way on each")
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 2 rounds")
     args = parser.parse_args(argv)
     if args.smoke:
         args.levels, args.rounds, args.prompt_tokens, args.max_tokens = "1,4", 2, 8, 8
+    args.loops = args.loops.split(",")
+    if set(args.loops) - {"asyncio", "uvloop"}:
+        parser.error(f"--loops: asyncio or uvloop, not {args.loops}")
     args.model = args.model or preset_model("overhead")
     args.slot_ctx = args.prompt_tokens + args.max_tokens + 8
     from allama import _native
@@ -218,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     vocab_model.close()
     print(f"model {args.model}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}, "
-          f"temperature {args.temperature}; KV {args.kv}; {args.rounds} rounds", file=sys.stderr)
+          f"temperature {args.temperature}; KV {args.kv}; {args.rounds} rounds; event loops {', '.join(args.loops)}", file=sys.stderr)
     results = {}
     for n in (int(x) for x in args.levels.split(",")):
         results[n] = measure_level(args.model, n, args)
@@ -226,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({str(n): r for n, r in results.items()}, indent=1))
     print("Rates end to end, ratios per round (median [min-max]); each level's ways alternate in one process.\n")
-    print(table(results))
+    print(table(results, args.loops))
     return 0
 
 

@@ -49,10 +49,14 @@ def test_overhead_benchmark_smoke(tmp_path):
 
 
 def test_engine_share_benchmark_smoke(tmp_path):
-    run = smoke_run("engine_share.py", tmp_path, "--json", str(tmp_path / "rounds.json"))
-    assert "| 1 |" in run.stdout and "| 4 |" in run.stdout and "allama-stream / decode-loop" in run.stdout
+    run = smoke_run("engine_share.py", tmp_path, "--loops", "asyncio,uvloop", "--json", str(tmp_path / "rounds.json"))
+    assert "| 1 | uvloop |" in run.stdout and "| 4 | asyncio |" in run.stdout
+    assert "allama-stream / stream-floor" in run.stdout and "| 4 | uvloop / asyncio |" in run.stdout
     rounds = json.loads((tmp_path / "rounds.json").read_text())
-    assert {len(rounds[level][way]) for level in ("1", "4") for way in ("decode-loop", "allama-stream", "allama-whole")} == {2}
+    ways = ("decode-loop", "stream-floor", "allama-stream", "allama-whole", "stream-floor (uvloop)",
+            "allama-stream (uvloop)", "allama-whole (uvloop)")
+    assert {len(rounds[level][way]) for level in ("1", "4") for way in ways} == {2}
+    assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["stream-floor"])
 
 
 def test_rpc_split_benchmark_smoke(tmp_path):

@@ -43,7 +43,8 @@ def timed_exit(code: str, model: Path) -> float:
 
 @pytest.mark.parametrize("case", [
     "sync_no_close", "sync_half_read_stream", "sync_half_read_chat_stream", "async_no_close",
-    "async_half_read_stream", "sync_session_and_embedding_stream", "several_models", "mounted_server_app"])
+    "async_half_read_stream", "uvloop_no_close", "uvloop_half_read_stream", "sync_session_and_embedding_stream",
+    "several_models", "mounted_server_app"])
 def test_scripts_that_never_close_exit_promptly(llama_f32_path, case):
     scripts = {
         "sync_no_close": """
@@ -124,8 +125,17 @@ def test_scripts_that_never_close_exit_promptly(llama_f32_path, case):
             asyncio.run(main())
         """,
     }
+    for name in ("no_close", "half_read_stream"):  # the same scripts on uvloop (uvicorn[standard]'s loop)
+        scripts[f"uvloop_{name}"] = on_uvloop(scripts[f"async_{name}"])
     after = timed_exit(scripts[case], llama_f32_path)
     assert after < 2.5, f"{case}: exited {after:.2f} s after its last line"
+
+
+def on_uvloop(script: str) -> str:
+    """An asyncio.run script, run by uvloop.run instead."""
+    converted = script.replace("import asyncio", "import uvloop").replace("asyncio.run(", "uvloop.run(")
+    assert "uvloop.run(" in converted and "asyncio" not in converted, converted
+    return converted
 
 
 def _ctrl_c_not_ignored() -> None:
@@ -205,6 +215,26 @@ def test_an_unhandled_ctrl_c_ends_the_process_at_once(llama_f32_path):
         print("calling", flush=True)
         llm.create_completion("Hello", max_tokens=8000, ignore_eos=True)
     """, "calling")
+    assert code in (-signal.SIGINT, 128 + signal.SIGINT, 1), (code, err)
+    assert "KeyboardInterrupt" in err and "terminate called" not in err
+    assert took < 5
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_an_unhandled_ctrl_c_while_reading_an_async_stream_ends_the_process_at_once(llama_f32_path, runner):
+    code, out, err, took = interrupt(f"""
+        import {runner}
+        from allama import Llama
+        async def main():
+            llm = await Llama.load({str(llama_f32_path)!r}, n_ctx=8192)
+            stream = await llm.create_completion("Hello", max_tokens=8000, ignore_eos=True, stream=True)
+            chunks = 0
+            async for chunk in stream:
+                chunks += 1
+                if chunks == 3:
+                    print("streaming", flush=True)
+        {runner}.run(main())
+    """, "streaming")
     assert code in (-signal.SIGINT, 128 + signal.SIGINT, 1), (code, err)
     assert "KeyboardInterrupt" in err and "terminate called" not in err
     assert took < 5
