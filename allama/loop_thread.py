@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from allama.engine import process_hooks
@@ -54,13 +55,16 @@ class LoopThread:
     def closed(self) -> bool:
         return self._closed or process_hooks.exit_started.is_set()
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(*args) on the loop, awaited if it returns an awaitable; its result or its exception."""
+    def _check_usable(self) -> None:
         if self._forked:
             raise AllamaError("this model was loaded in the parent process before fork(); load it in the "
                               "child, or use multiprocessing's 'spawn' start method")
         if self.closed:
             raise EngineClosedError("the model is closed")
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the loop, awaited if it returns an awaitable; its result or its exception."""
+        self._check_usable()
 
         async def run() -> Any:
             result = fn(*args)
@@ -81,35 +85,62 @@ class LoopThread:
                 future.cancel()  # cancels the task on the loop: the engine drops the request
             raise
 
-    def iterate(self, stream: AsyncIterator[T]) -> Any:
-        """The chunks of an async stream as a generator; leaving it early (break, an exception,
-        Ctrl-C, the generator dropped) closes the stream, which cancels its request."""
+    def iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
+        """The chunks of an async stream as a generator.
+
+        One task on the loop reads the stream and hands each chunk over as it comes: a chunk
+        costs a wake-up of the caller's thread only, where a call per chunk would wake the
+        loop's thread too. Leaving early (break, an exception, Ctrl-C, the generator dropped)
+        cancels that task, which closes the stream (cancelling its request) before the
+        generator finishes."""
+        self._check_usable()
+        handoff: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        reader = asyncio.run_coroutine_threadsafe(_read_into(stream, handoff), self._loop)
+        closed = False
         try:
             while True:
-                try:
-                    chunk = self.call(stream.__anext__)
-                except StopAsyncIteration:
+                kind, value = self._take(handoff)
+                if kind == _CHUNK:
+                    yield value
+                    continue
+                if kind == _CLOSED:
+                    closed = True
                     return
-                yield chunk
+                # _FAILED: the stream's error, raised once the stream is closed
+                while not closed:
+                    closed = self._take(handoff)[0] == _CLOSED
+                if isinstance(value, asyncio.CancelledError):  # not cancelled by this generator
+                    raise EngineClosedError("the model was closed")
+                raise value
         finally:
-            if not self.closed:
-                self._close_stream(stream)
+            if not closed and not self.closed:  # (a closed loop has cancelled the task itself)
+                reader.cancel()  # the reading task's cancellation closes the stream
+                self._await_closed(handoff)
 
-    def _close_stream(self, stream: AsyncIterator[Any]) -> None:
-        """stream.aclose() on the loop. After a Ctrl-C, the cancelled __anext__ may still be
-        unwinding there: aclose() then says the generator is running; it is retried until the
-        cancellation has landed (the KeyboardInterrupt, not that error, reaches the caller)."""
-        deadline = time.monotonic() + process_hooks.EXIT_TIMEOUT
+    def _take(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> tuple[int, Any]:
+        """The next item the reading task handed over. Short waits: a signal that lands on
+        another thread (the kernel picks any thread that does not block it) still reaches
+        this one's handler within a tick. EngineClosedError once the loop's thread has ended
+        with nothing more to hand over."""
         while True:
             try:
-                self.call(stream.aclose)  # type: ignore[attr-defined]
-                return
+                return handoff.get(timeout=0.05)
+            except queue.Empty:
+                if not self._thread.is_alive() or self._forked:
+                    try:
+                        return handoff.get_nowait()
+                    except queue.Empty:
+                        raise EngineClosedError("the model is closed") from None
+
+    def _await_closed(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> None:
+        """Waits (a bounded time) until the reading task has closed its stream."""
+        deadline = time.monotonic() + process_hooks.EXIT_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if self._take(handoff)[0] == _CLOSED:
+                    return
             except EngineClosedError:
                 return
-            except RuntimeError as exc:
-                if "already running" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
@@ -129,3 +160,22 @@ class LoopThread:
 
     def mark_forked(self) -> None:
         self._forked = True
+
+
+# what the reading task of iterate() hands over: a chunk; the stream's error (CancelledError
+# when the task was cancelled); the stream closed, always last
+_CHUNK, _FAILED, _CLOSED = 0, 1, 2
+
+
+async def _read_into(stream: AsyncIterator[Any], handoff: queue.SimpleQueue[tuple[int, Any]]) -> None:
+    """Reads the stream to its end into `handoff`, then closes it."""
+    try:
+        async for chunk in stream:
+            handoff.put((_CHUNK, chunk))
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread (cancellation too)
+        handoff.put((_FAILED, exc))
+    finally:
+        try:
+            await stream.aclose()  # type: ignore[attr-defined]
+        finally:
+            handoff.put((_CLOSED, None))

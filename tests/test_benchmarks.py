@@ -82,3 +82,11 @@ def test_step_parts_benchmark_smoke(tmp_path):
 def test_sampling_benchmark_smoke(tmp_path):
     run = smoke_run("sampling.py", tmp_path)
     assert "| default |" in run.stdout and "| greedy |" in run.stdout and "2 rows" in run.stdout
+
+
+def test_sync_streams_benchmark_smoke(tmp_path):
+    run = smoke_run("sync_streams.py", tmp_path, "--against", "HEAD", "--json", str(tmp_path / "rounds.json"))
+    assert "| 1 |" in run.stdout and "| 4 |" in run.stdout and "now / HEAD, paired" in run.stdout
+    rounds = json.loads((tmp_path / "rounds.json").read_text())
+    assert {len(rounds[level][way]) for level in ("1", "4") for way in ("now", "HEAD")} == {2}
+    assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["now"])
