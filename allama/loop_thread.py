@@ -115,7 +115,8 @@ class LoopThread:
         finally:
             if not closed and not self.closed:  # (a closed loop has cancelled the task itself)
                 reader.cancel()  # the reading task's cancellation closes the stream
-                self._await_closed(handoff)
+                if threading.get_ident() != self._thread.ident:  # (on the loop, waiting would block it)
+                    self._await_closed(handoff)
 
     def _take(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> tuple[int, Any]:
         """The next item the reading task handed over. Short waits: a signal that lands on
@@ -133,14 +134,15 @@ class LoopThread:
                         raise EngineClosedError("the model is closed") from None
 
     def _await_closed(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> None:
-        """Waits (a bounded time) until the reading task has closed its stream."""
+        """Waits, at most EXIT_TIMEOUT, until the reading task has closed its stream."""
         deadline = time.monotonic() + process_hooks.EXIT_TIMEOUT
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                if self._take(handoff)[0] == _CLOSED:
+                if handoff.get(timeout=min(left, 0.05))[0] == _CLOSED:
                     return
-            except EngineClosedError:
-                return
+            except queue.Empty:
+                if not self._thread.is_alive() or self._forked:
+                    return
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:

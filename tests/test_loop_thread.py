@@ -8,6 +8,7 @@ import _thread
 import asyncio
 import signal
 import threading
+import time
 
 import pytest
 
@@ -143,3 +144,37 @@ def test_closing_the_loop_ends_a_caller_waiting_on_a_stream(loop_thread):
     reader.join(10)
     assert not reader.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], EngineClosedError), outcome
+
+
+def test_a_generator_closed_on_the_loop_thread_does_not_block_the_loop(loop_thread):
+    # (as when the garbage collector finalises an abandoned generator on the loop's thread)
+    stream = CountingStream(10_000, delay=0.001)
+    chunks = loop_thread.iterate(stream)
+    assert next(chunks) == 1
+    closer = threading.Thread(target=loop_thread.call, args=(chunks.close,), daemon=True)
+    closer.start()
+    closer.join(1.0)
+    assert not closer.is_alive()
+    deadline = time.monotonic() + 5
+    while not stream.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.closed
+
+
+class StuckClosingStream(CountingStream):
+    """A stream whose aclose() never returns."""
+
+    async def aclose(self) -> None:
+        await asyncio.Event().wait()
+
+
+def test_leaving_early_waits_a_bounded_time_for_a_stream_that_never_closes(loop_thread, monkeypatch):
+    from allama.engine import process_hooks
+
+    monkeypatch.setattr(process_hooks, "EXIT_TIMEOUT", 0.3)
+    chunks = loop_thread.iterate(StuckClosingStream(10_000, delay=0.001))
+    assert next(chunks) == 1
+    leaver = threading.Thread(target=chunks.close, daemon=True)
+    leaver.start()
+    leaver.join(3.0)
+    assert not leaver.is_alive()
