@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import math
 import queue
 import threading
 import time
@@ -103,12 +104,9 @@ class LoopThread:
                 if kind == _CHUNK:
                     yield value
                     continue
-                if kind == _CLOSED:
-                    closed = True
+                closed = True  # _CLOSED, with the stream's error if it failed
+                if value is None:
                     return
-                # _FAILED: the stream's error, raised once the stream is closed
-                while not closed:
-                    closed = self._take(handoff)[0] == _CLOSED
                 if isinstance(value, asyncio.CancelledError):  # not cancelled by this generator
                     raise EngineClosedError("the model was closed")
                 raise value
@@ -118,31 +116,30 @@ class LoopThread:
                 if threading.get_ident() != self._thread.ident:  # (on the loop, waiting would block it)
                     self._await_closed(handoff)
 
-    def _take(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> tuple[int, Any]:
-        """The next item the reading task handed over. Short waits: a signal that lands on
-        another thread (the kernel picks any thread that does not block it) still reaches
-        this one's handler within a tick. EngineClosedError once the loop's thread has ended
-        with nothing more to hand over."""
-        while True:
+    def _take(self, handoff: queue.SimpleQueue[tuple[int, Any]], deadline: float = math.inf) -> tuple[int, Any]:
+        """The next item the reading task handed over, or (_CLOSED, None) once `deadline`
+        (time.monotonic()) has passed. Short waits: a signal that lands on another thread (the
+        kernel picks any thread that does not block it) still reaches this one's handler within
+        a tick. EngineClosedError once the loop's thread has ended with nothing more to hand over."""
+        while (left := deadline - time.monotonic()) > 0:
             try:
-                return handoff.get(timeout=0.05)
+                return handoff.get(timeout=min(left, 0.05))
             except queue.Empty:
                 if not self._thread.is_alive() or self._forked:
                     try:
                         return handoff.get_nowait()
                     except queue.Empty:
                         raise EngineClosedError("the model is closed") from None
+        return _CLOSED, None
 
     def _await_closed(self, handoff: queue.SimpleQueue[tuple[int, Any]]) -> None:
         """Waits, at most EXIT_TIMEOUT, until the reading task has closed its stream."""
         deadline = time.monotonic() + process_hooks.EXIT_TIMEOUT
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                if handoff.get(timeout=min(left, 0.05))[0] == _CLOSED:
-                    return
-            except queue.Empty:
-                if not self._thread.is_alive() or self._forked:
-                    return
+        try:
+            while self._take(handoff, deadline)[0] != _CLOSED:
+                pass
+        except EngineClosedError:
+            pass
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
@@ -164,20 +161,21 @@ class LoopThread:
         self._forked = True
 
 
-# what the reading task of iterate() hands over: a chunk; the stream's error (CancelledError
-# when the task was cancelled); the stream closed, always last
-_CHUNK, _FAILED, _CLOSED = 0, 1, 2
+# what the reading task of iterate() hands over: a chunk; the stream closed, always last, with
+# the error it failed with (CancelledError when the task was cancelled) or None
+_CHUNK, _CLOSED = 0, 1
 
 
 async def _read_into(stream: AsyncIterator[Any], handoff: queue.SimpleQueue[tuple[int, Any]]) -> None:
     """Reads the stream to its end into `handoff`, then closes it."""
+    error: BaseException | None = None
     try:
         async for chunk in stream:
             handoff.put((_CHUNK, chunk))
     except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread (cancellation too)
-        handoff.put((_FAILED, exc))
+        error = exc
     finally:
         try:
             await stream.aclose()  # type: ignore[attr-defined]
         finally:
-            handoff.put((_CLOSED, None))
+            handoff.put((_CLOSED, error))
