@@ -64,7 +64,9 @@ class Llama:
     `n_ctx * n_parallel`) trades memory for fewer preemptions under load. `kv_unified=False`
     gives every sequence id a KV stream of `n_ctx` cells of its own instead (memory for
     `n_parallel + n_keep` windows, `n_keep` then defaulting to `n_parallel // 4`; much faster
-    decoding of many streams at once).
+    decoding of many streams at once). `overlap_outputs` turns a step's tokens into text on a
+    thread of its own while the next step decodes; by default it is on where that thread has
+    a CPU the decode leaves free (`n_threads` below the CPU count, or layers on a GPU).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Llama:
         # allama
         n_parallel: int = 4, max_queue: int = 1024, kv_size: int | None = None, kv_unified: bool = True,
         n_keep: int | None = None, progress_callback: Callable[[float], bool | None] | None = None,
+        overlap_outputs: bool | None = None,
         **kwargs: Any,
     ) -> None:
         self._params = LlamaParams({k: v for k, v in locals().items() if k not in ("self", "kwargs")} | kwargs)

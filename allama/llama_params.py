@@ -100,7 +100,18 @@ class LlamaParams:
             pooling_type=self["pooling_type"],
             embed_max_tokens=max(self["n_batch"], 1),
             kv_unified=self["kv_unified"],
+            overlap_outputs=self.overlap_outputs,
         )
+
+    @property
+    def overlap_outputs(self) -> bool:
+        """The overlap_outputs argument, else whether the decode leaves a CPU free for the output
+        thread: generation threads below the CPU count, or layers offloaded to a GPU (on two
+        CPUs that both decode, the thread would take one from the decode: docs/benchmarks.md)."""
+        if self["overlap_outputs"] is not None:
+            return bool(self["overlap_outputs"])
+        offloaded = self["n_gpu_layers"] != 0 and _native.supports_gpu_offload()
+        return offloaded or self.n_threads < (os.cpu_count() or 1)
 
     def single_sequence_context(self, n_ctx: int) -> _native.ContextParams:
         """The private context of llama-cpp-python's eval/sample/generate API (allama.sequential):
@@ -138,6 +149,8 @@ def _check(args: Mapping[str, Any]) -> None:
     for share in args["tensor_split"] or ():
         arguments.real("tensor_split", share, 0.0)
     arguments.seed(args["seed"])
+    if args["overlap_outputs"] is not None and not isinstance(args["overlap_outputs"], bool):
+        raise TypeError(f"overlap_outputs must be True, False or None, not {type(args['overlap_outputs']).__name__}")
     arguments.optional_mapping("kv_overrides", args["kv_overrides"])
     arguments.optional_mapping("lora_adapters", args["lora_adapters"])
     tokenizer = args["tokenizer"]

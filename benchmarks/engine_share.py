@@ -14,10 +14,17 @@ second apart:
                   must do at least (no text, no chunks, no bookkeeping)
   allama-stream   Llama.create_completion(stream=True), each stream read with `async for`
   allama-whole    the same requests awaited whole (no per-token work on the event loop)
+  allama-serial   allama-stream with overlap_outputs off: a step's tokens become text on the
+                  decode thread, after its decode, instead of on the output thread during the
+                  next one. The same Llama, its scheduler's switch flipped between rounds, so
+                  that both ways decode in the same memory (allama-stream takes --overlap:
+                  auto, Llama's default, or on/off)
 
 Every rate is end to end (prompts prefilled in batches of up to 512 tokens, then --max-tokens
 tokens per stream). Besides the rates it reports each way's decode time per decode call (longer
-where other work shares the cores the decode uses) and the event loop's CPU time per token.
+where other work shares the cores the decode uses), the event loop's CPU time per token, and
+the decode thread's time a step beside the decode (the engine's Python on the step's critical
+path; with overlap_outputs, a step's outputs are made during the next decode instead).
 allama-stream / stream-floor is the engine's own cost beyond handing tokens to asyncio at all.
 
     python benchmarks/engine_share.py --kv split
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import statistics
@@ -45,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrency import prompts_for  # noqa: E402 - beside this script
 from preset_models import preset_model  # noqa: E402
 
-WAYS = ("decode-loop", "stream-floor", "allama-stream", "allama-whole")
+# allama-serial right after allama-stream: their rounds run back to back (rotation aside)
+WAYS = ("decode-loop", "stream-floor", "allama-whole", "allama-stream", "allama-serial")
 
 
 class DecodeLoop:
@@ -156,13 +165,15 @@ class DecodeLoop:
 class Engine:
     """allama in-process, its streams read token by token or awaited whole."""
 
-    def __init__(self, model_path: Path, n: int, args: argparse.Namespace) -> None:
+    def __init__(self, model_path: Path, n: int, args: argparse.Namespace, overlap: bool | None) -> None:
         from allama import Llama
 
         kv = {"kv_size": args.slot_ctx * n} if args.kv == "unified" else {"kv_unified": False}
         self.llm = Llama(str(model_path), n_ctx=args.slot_ctx, n_parallel=n, n_threads=args.threads,
-                         n_threads_batch=args.threads, flash_attn=False, n_keep=0, verbose=False, **kv)
+                         n_threads_batch=args.threads, flash_attn=False, n_keep=0, verbose=False,
+                         overlap_outputs=overlap, **kv)
         self.args = args
+        self.overlap = self.llm._scheduler.deferred.enabled  # what overlap_outputs resolved to
 
     async def _one(self, prompt: list[int], seed: int, whole: bool) -> None:
         options = dict(max_tokens=self.args.max_tokens, temperature=self.args.temperature, ignore_eos=True, seed=seed)
@@ -173,7 +184,8 @@ class Engine:
         async for _chunk in stream:
             pass
 
-    async def run(self, prompts: list[list[int]], whole: bool) -> dict[str, float]:
+    async def run(self, prompts: list[list[int]], whole: bool, serial: bool = False) -> dict[str, float]:
+        self.llm._scheduler.deferred.enabled = self.overlap and not serial  # the engine is idle between rounds
         before = self.llm.stats()
         cpu0 = time.thread_time()
         t0 = time.perf_counter()
@@ -187,6 +199,7 @@ class Engine:
             raise RuntimeError(f"generated {tokens} tokens, not {len(prompts) * self.args.max_tokens}")
         return {"rate": tokens / seconds,
                 "decode_us": (after.decode_seconds - before.decode_seconds) / steps * 1e6,
+                "step_us": (after.step_seconds - before.step_seconds) / steps * 1e6,
                 "loop_cpu_us_per_token": loop_cpu / tokens * 1e6}
 
     def close(self) -> None:
@@ -210,8 +223,9 @@ def way_key(way: str, loop_kind: str) -> str:
 def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
     """`args.rounds` rounds of the ways in turn (on each event loop of --loops; the order
     rotating), on the same prompts per round."""
-    loop, engine = DecodeLoop(model_path, n, args), Engine(model_path, n, args)
-    runs = [("decode-loop", "asyncio")] + [(way, kind) for kind in args.loops for way in WAYS if way != "decode-loop"]
+    overlap = {"auto": None, "on": True, "off": False}[args.overlap]
+    loop, engine = DecodeLoop(model_path, n, args), Engine(model_path, n, args, overlap)
+    runs = [("decode-loop", "asyncio")] + [(way, kind) for kind in args.loops for way in args.ways if way != "decode-loop"]
     rounds: dict[str, list[dict[str, float]]] = {way_key(way, kind): [] for way, kind in runs}
 
     def one(way: str, kind: str, prompts: list[list[int]]) -> dict[str, float]:
@@ -219,6 +233,8 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
             return loop.run(prompts)
         if way == "stream-floor":
             return run_on(kind, loop.stream(prompts))
+        if way == "allama-serial":
+            return run_on(kind, engine.run(prompts, whole=False, serial=True))
         return run_on(kind, engine.run(prompts, whole=way == "allama-whole"))
 
     try:
@@ -243,9 +259,10 @@ def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
 
 def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str]) -> str:
     lines = ["| streams | event loop | decode-loop tok/s | stream-floor / decode-loop | allama-stream / decode-loop "
-             "| allama-whole / decode-loop | allama-stream / stream-floor "
-             "| decode µs a call: loop, floor, whole, stream | event loop CPU µs a token: floor, whole, stream |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| allama-whole / decode-loop | allama-stream / stream-floor | allama-stream / allama-serial "
+             "| decode µs a call: loop, floor, whole, stream | event loop CPU µs a token: floor, whole, stream "
+             "| decode thread µs a step beside the decode: serial, stream |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, rounds in results.items():
         base = [r["rate"] for r in rounds["decode-loop"]]
         for kind in loops:
@@ -253,20 +270,41 @@ def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str
                 return way_key(way, kind)  # noqa: B023 - used within this iteration
 
             def ratio(way: str, against: str = "decode-loop") -> str:
+                if key(way) not in rounds or key(against) not in rounds:
+                    return "-"
                 return spread([r["rate"] / b["rate"] for r, b in zip(rounds[key(way)], rounds[key(against)])],
                               unit="x")
 
+            def median_of(way: str, figure: Callable[[dict[str, float]], float], fmt: str) -> str:
+                if key(way) not in rounds:
+                    return "-"
+                return format(statistics.median(figure(r) for r in rounds[key(way)]), fmt)
+
             def decode(way: str) -> str:
-                return f"{statistics.median(r['decode_us'] for r in rounds[key(way)]):,.0f}"
+                return median_of(way, lambda r: r["decode_us"], ",.0f")
+
+            def beside(way: str) -> str:
+                return median_of(way, lambda r: r["step_us"] - r["decode_us"], ",.0f")
 
             def cpu(way: str) -> str:
-                return f"{statistics.median(r['loop_cpu_us_per_token'] for r in rounds[key(way)]):.1f}"
+                return median_of(way, lambda r: r["loop_cpu_us_per_token"], ".1f")
 
             lines.append(f"| {n} | {kind} | {spread(base, 0)} | {ratio('stream-floor')} | {ratio('allama-stream')} "
                          f"| {ratio('allama-whole')} | {ratio('allama-stream', 'stream-floor')} "
+                         f"| {ratio('allama-stream', 'allama-serial')} "
                          f"| {decode('decode-loop')}, {decode('stream-floor')}, {decode('allama-whole')}, "
                          f"{decode('allama-stream')} | {cpu('stream-floor')}, {cpu('allama-whole')}, "
-                         f"{cpu('allama-stream')} |")
+                         f"{cpu('allama-stream')} | {beside('allama-serial')}, {beside('allama-stream')} |")
+    pairs = [(n, rounds) for n, rounds in results.items() if "allama-serial" in rounds and "allama-stream" in rounds]
+    if pairs:
+        lines += ["", "allama-stream / allama-serial, rounds back to back: geometric mean, its 95% interval, and "
+                  "the rounds where allama-stream was faster:", ""]
+        for n, rounds in pairs:
+            logs = [math.log(r["rate"] / b["rate"]) for r, b in zip(rounds["allama-stream"], rounds["allama-serial"])]
+            mean = statistics.mean(logs)
+            half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else math.inf
+            lines.append(f"- {n} streams: {math.exp(mean):.3f}x [{math.exp(mean - half):.3f}-{math.exp(mean + half):.3f}], "
+                         f"faster in {sum(x > 0 for x in logs)} of {len(logs)}")
     if len(loops) > 1:
         first = loops[0]
         lines += ["", f"Each way on the other event loops against the same way on {first}, paired per round:", "",
@@ -293,12 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", default="asyncio",
                         help="the event loops the streams are read on, comma-separated: asyncio, uvloop "
                              "(pip install uvloop); each round runs every way on each")
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help="the ways to run, comma-separated (decode-loop always runs: the ratios' base)")
+    parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto",
+                        help="allama-stream's overlap_outputs: Llama's default, or forced")
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 2 rounds")
     args = parser.parse_args(argv)
     if args.smoke:
         args.levels, args.rounds, args.prompt_tokens, args.max_tokens = "1,4", 2, 8, 8
     args.loops = args.loops.split(",")
+    asked = args.ways.split(",")
+    if set(asked) - set(WAYS):
+        parser.error(f"--ways: some of {', '.join(WAYS)}, not {args.ways}")
+    args.ways = [way for way in WAYS if way in asked]
     if set(args.loops) - {"asyncio", "uvloop"}:
         parser.error(f"--loops: asyncio or uvloop, not {args.loops}")
     args.model = args.model or preset_model("overhead")
@@ -312,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     vocab_model.close()
     print(f"model {args.model}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"{args.threads} threads; prompt {args.prompt_tokens}, generate {args.max_tokens}, "
-          f"temperature {args.temperature}; KV {args.kv}; {args.rounds} rounds; event loops {', '.join(args.loops)}", file=sys.stderr)
+          f"temperature {args.temperature}; KV {args.kv}; overlap {args.overlap}; {args.rounds} rounds; "
+          f"event loops {', '.join(args.loops)}", file=sys.stderr)
     results = {}
     for n in (int(x) for x in args.levels.split(",")):
         results[n] = measure_level(args.model, n, args)

@@ -52,9 +52,10 @@ def test_engine_share_benchmark_smoke(tmp_path):
     run = smoke_run("engine_share.py", tmp_path, "--loops", "asyncio,uvloop", "--json", str(tmp_path / "rounds.json"))
     assert "| 1 | uvloop |" in run.stdout and "| 4 | asyncio |" in run.stdout
     assert "allama-stream / stream-floor" in run.stdout and "| 4 | uvloop / asyncio |" in run.stdout
+    assert "allama-stream / allama-serial" in run.stdout and "- 4 streams:" in run.stdout
     rounds = json.loads((tmp_path / "rounds.json").read_text())
-    ways = ("decode-loop", "stream-floor", "allama-stream", "allama-whole", "stream-floor (uvloop)",
-            "allama-stream (uvloop)", "allama-whole (uvloop)")
+    ways = ("decode-loop", "stream-floor", "allama-stream", "allama-whole", "allama-serial", "stream-floor (uvloop)",
+            "allama-stream (uvloop)", "allama-whole (uvloop)", "allama-serial (uvloop)")
     assert {len(rounds[level][way]) for level in ("1", "4") for way in ways} == {2}
     assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["stream-floor"])
 

@@ -43,6 +43,16 @@ def test_the_engine_keeps_n_parallel_sequences_by_default():
     assert LlamaParams(arguments(n_keep=0)).engine(128).n_keep == 0
 
 
+def test_outputs_overlap_the_next_decode_where_the_decode_leaves_a_cpu_free(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert LlamaParams(arguments()).engine(128).overlap_outputs is True  # 2 generation threads of 4 CPUs
+    assert LlamaParams(arguments(n_threads=4)).engine(128).overlap_outputs is False
+    assert LlamaParams(arguments(n_threads=4, overlap_outputs=True)).engine(128).overlap_outputs is True
+    assert LlamaParams(arguments(n_threads=1, overlap_outputs=False)).engine(128).overlap_outputs is False
+    monkeypatch.setattr("allama._native.supports_gpu_offload", lambda: True)
+    assert LlamaParams(arguments(n_threads=4, n_gpu_layers=-1)).engine(128).overlap_outputs is True
+
+
 def test_the_model_is_mapped_unless_a_lora_path_is_merged():
     assert LlamaParams(arguments()).model().use_mmap is True
     assert LlamaParams(arguments(lora_path="a.gguf")).model().use_mmap is False
@@ -60,6 +70,7 @@ def test_the_single_sequence_context_decodes_n_batch_at_a_time():
     ({"rope_freq_base": float("nan")}, ValueError, "rope_freq_base"),
     ({"tokenizer": object()}, TypeError, "tokenize"),
     ({"kv_unified": False, "kv_size": 64}, ValueError, "kv_size"),
+    ({"overlap_outputs": "yes"}, TypeError, "overlap_outputs"),
 ])
 def test_bad_arguments_are_refused_before_anything_loads(given, error, message):
     with pytest.raises(error, match=message):

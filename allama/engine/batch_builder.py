@@ -23,6 +23,13 @@ class StepBatch:
         self.speculating: list[tuple[Sequence, int, list[int]]] = []  # (sequence, first row, proposal)
         self.failed: list[tuple[Sequence, BaseException]] = []    # (sequence, why its media failed)
 
+    def drop(self, ended: set[Sequence]) -> None:
+        """Forgets sequences that ended while the batch was decoded: nothing is read for them."""
+        self.included = [e for e in self.included if e[0] not in ended]
+        self.rows = [e for e in self.rows if e[0] not in ended]
+        self.prompt_rows = [e for e in self.prompt_rows if e[0] not in ended]
+        self.speculating = [e for e in self.speculating if e[0] not in ended]
+
 
 class BatchBuilder:
     """Owns the native batch and the adapter set the context decodes with."""

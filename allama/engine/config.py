@@ -17,6 +17,7 @@ class EngineConfig:
     embed_max_tokens: int = 512  # tokens in one embedding batch (an input longer than this is truncated)
     embed_max_seqs: int = 4      # inputs in one embedding batch (fastest on CPU; docs/benchmarks.md)
     kv_unified: bool = True      # False: a KV stream of n_ctx cells per sequence id (docs/engine.md)
+    overlap_outputs: bool = True  # a step's tokens become text while the next step decodes (docs/engine.md)
 
     @staticmethod
     def default_n_keep(n_parallel: int, kv_unified: bool) -> int:

@@ -34,41 +34,61 @@ class OutputProcessor:
         its output and finish reason ("stop", "length", or None to go on). Raises what a user
         callback (tokenizer, stopping criteria) raised: that request fails."""
         request = seq.request
-        seq.tokens.append(token)
-        seq.generated += 1
+        self.append(seq, token)
         logprob = None
         if seq.logprobs is not None:
             logprob = token_logprob(self.ctx.logits(row), token, request.logprobs or 0)
             seq.logprobs.append(logprob)
-        end_of_generation = token in self._eog and not request.ignore_eos
-        finish = None
-        text = ""
-        if end_of_generation:
-            finish = "stop"
-        else:
-            if self.tokenizer is None:
-                piece = self._pieces.get(token)
-                if piece is None:
-                    piece = self._pieces[token] = self.vocab.token_to_piece(token)
-                text = seq.text.feed(piece)
-            else:
-                context = [t for t in seq.tokens[-DETOKENIZE_CONTEXT - 1:-1] if t >= 0]  # no media ids
-                text = seq.text.feed(bytes(self.tokenizer.detokenize([token], prev_tokens=context)))
-            if seq.text.stopped:
-                finish = "stop"
-            elif request.max_tokens is not None and seq.generated >= request.max_tokens:
-                finish = "length"
-            elif len(seq.tokens) >= self.n_ctx:
-                finish = "length"
-            elif request.stopping_criteria is not None:
-                ids = np.asarray(seq.tokens, dtype=np.intc)
-                if request.stopping_criteria(ids, self.ctx.logits(row)):
-                    finish = "stop"
-        if end_of_generation:
+        if token in self._eog and not request.ignore_eos:
             # As llama-cpp-python: the end-of-generation token is neither text nor a completion token.
             seq.generated -= 1
-            return Output(seq.index, [], ""), finish
+            return Output(seq.index, [], ""), "stop"
+        text = self._text(seq, token)
+        finish = None
+        if seq.text.stopped:
+            finish = "stop"
+        elif request.max_tokens is not None and seq.generated >= request.max_tokens:
+            finish = "length"
+        elif len(seq.tokens) >= self.n_ctx:
+            finish = "length"
+        elif request.stopping_criteria is not None:
+            ids = np.asarray(seq.tokens, dtype=np.intc)
+            if request.stopping_criteria(ids, self.ctx.logits(row)):
+                finish = "stop"
         return Output(seq.index, [token], text, logprobs=[logprob] if logprob is not None else None), finish
+
+    def can_defer(self, seq: Sequence, token: int) -> bool:
+        """Whether the token's text may wait until the next step's decode runs: the sequence
+        goes on whatever that text holds (no end of generation, token limit or full window),
+        and nothing needs this step's logits for it (logprobs, stopping criteria)."""
+        request = seq.request
+        return (seq.logprobs is None and request.stopping_criteria is None
+                and (token not in self._eog or request.ignore_eos)
+                and (request.max_tokens is None or seq.generated + 1 < request.max_tokens)
+                and len(seq.tokens) + 1 < self.n_ctx)
+
+    @staticmethod
+    def append(seq: Sequence, token: int) -> None:
+        """The sequence holds the token; accept() and deferred_output() say what it means."""
+        seq.tokens.append(token)
+        seq.generated += 1
+
+    def deferred_output(self, seq: Sequence, token: int) -> tuple[Output, str | None]:
+        """The output of the sequence's last token, which append() added and can_defer() let
+        wait: its text, and "stop" if that completes a stop string. Raises what a custom
+        tokenizer raised."""
+        text = self._text(seq, token)
+        return Output(seq.index, [token], text), "stop" if seq.text.stopped else None
+
+    def _text(self, seq: Sequence, token: int) -> str:
+        """The text the sequence's last token (`token`) adds to its stream."""
+        if self.tokenizer is None:
+            piece = self._pieces.get(token)
+            if piece is None:
+                piece = self._pieces[token] = self.vocab.token_to_piece(token)
+            return seq.text.feed(piece)
+        context = [t for t in seq.tokens[-DETOKENIZE_CONTEXT - 1:-1] if t >= 0]  # no media ids
+        return seq.text.feed(bytes(self.tokenizer.detokenize([token], prev_tokens=context)))
 
     def final(self, seq: Sequence, submission: Submission | None, last: Output | None,
               finish_reason: str | None, error: BaseException | None, state: Any) -> Output:

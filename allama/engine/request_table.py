@@ -19,6 +19,7 @@ from allama.engine.inbox import Inbox
 from allama.engine.media_positions import position
 from allama.engine.output_post import OutputPost
 from allama.engine.output_processor import OutputProcessor
+from allama.engine.output_sink import OutputSink
 from allama.engine.prefix_cache import PrefixCache
 from allama.engine.request import Output
 from allama.engine.sequence import FOLLOWING, PREFILLING, Sequence, Submission
@@ -53,6 +54,7 @@ class RequestTable:
         self.timed: list[Submission] = []     # submissions with a timeout
         self.admission_paused = False         # a sequence is parked: it goes before new requests
         self._post = OutputPost()
+        self._orphans: list[OutputSink] = []  # sinks of closed event loops, for the next flush
 
     def has_work(self) -> bool:
         """A sequence runs, or a waiting request may be admitted."""
@@ -174,8 +176,15 @@ class RequestTable:
             held, seq.held = seq.held, []
             self._post.add(seq.sink, seq.loop, *held)
 
-    def flush(self) -> None:
-        for sink in self._post.flush():  # their event loop is closed: nobody is listening any more
+    def flush(self, *, finish_orphans: bool = True) -> None:
+        """Posts the queued outputs. Sequences whose event loop is closed (nobody is listening
+        any more) end here, or with the next flush when `finish_orphans` is false (a decode
+        is running, and ending a sequence changes the KV cache)."""
+        self._orphans.extend(self._post.flush())
+        if not finish_orphans or not self._orphans:
+            return
+        orphans, self._orphans = self._orphans, []
+        for sink in orphans:
             for seq in [s for s in self.active if s.sink is sink]:
                 self.finish(seq, error=EngineClosedError("the event loop closed"), notify=False)
 
@@ -184,6 +193,7 @@ class RequestTable:
         if seq not in self.active:
             return
         self.active.remove(seq)
+        seq.ended = True
         if seq.drafted:  # it ended inside confirmed draft tokens: KV beyond n_past is not its
             self.ctx.seq_rm(seq.seq_id, position(seq.shifts, seq.n_past), -1)
             seq.drafted = False

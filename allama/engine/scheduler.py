@@ -3,14 +3,17 @@
 Each step builds one batch from one token of every generating sequence plus prompt chunks
 of sequences in prefill (up to n_batch tokens), decodes it with the GIL released, samples
 every sequence in one native call, and hands the outputs to each waiting event loop with
-one thread-safe call per loop.
+one thread-safe call per loop. With `overlap_outputs`, a sampled token that only its text (a
+stop string) could end goes into the next step's batch at once, and its text is made and
+posted on a second thread while that batch decodes (`DeferredOutputs`).
 
 The scheduler owns the decode thread's loop and the step; the pieces it drives are
 `RequestTable` (admission, the waiting and running requests, how each ends), `BatchBuilder`
 (what goes in a step's batch), `Speculator` (draft proposals and their verification),
 `PrefixCache` (which KV a sequence starts from, kept sequences, followers), `SessionTable`
 (sessions and the last completion's state), `OutputProcessor` (tokens to text deltas,
-stops, logprobs, usage) and `OutputPost` (delivery to event loops, through the table).
+stops, logprobs, usage), `OutputPost` (delivery to event loops, through the table) and
+`DeferredOutputs` (outputs made during the next decode).
 
 Only the decode thread touches the context. The event loop talks to it through `submit`,
 `cancel` and `close`, which only append to a locked inbox, and through the session calls
@@ -33,6 +36,7 @@ from allama import _native
 from allama.engine import process_hooks
 from allama.engine.batch_builder import BatchBuilder, StepBatch
 from allama.engine.config import EngineConfig
+from allama.engine.deferred_outputs import DeferredOutputs
 from allama.engine.embedding import EmbeddingRunner, EmbedRequest
 from allama.engine.engine_call import EngineCall
 from allama.engine.inbox import Inbox
@@ -113,6 +117,8 @@ class Scheduler:
         self._single_token_decodes = 0
         self.embedder = EmbeddingRunner(model, config.pooling_type, config.embed_max_tokens, config.embed_max_seqs,
                                         context_params.n_threads, context_params.n_threads_batch)
+        # a recurrent state could not drop the token a stop string ends on once it was decoded
+        self.deferred = DeferredOutputs(self.outputs, self.requests, enabled=config.overlap_outputs and not recurrent)
         self._thread = threading.Thread(target=self._run, name="allama-decode", daemon=True)
         self._thread.start()
         process_hooks.track(self)
@@ -338,27 +344,42 @@ class Scheduler:
             for seq, error in step.failed:
                 self.requests.finish(seq, error=error)
             if self.batches.batch.n_tokens == 0:
+                self.deferred.post_now()
                 self.requests.flush()
                 return
-            t_decode = time.perf_counter()
-            try:
-                self.ctx.decode(self.batches.batch)
-            except KVCacheFullError:
-                self.requests.make_room()
-                return
-            except DecodeAbortedError:
-                raise
-            except DecodeError as exc:
-                self._recover_failed_decode(step.included, exc)
-                return
-            finally:
-                self._seconds["decode"] += time.perf_counter() - t_decode
-            self._advance(step)
-            self._sample(step)
-            self._count_llama_tokens()
+            if self._decode(step):
+                self._advance(step)
+                self._sample(step)
+                self._count_llama_tokens()
             self.requests.flush()
         finally:
             self._seconds["step"] += time.perf_counter() - t_start
+
+    def _decode(self, step: StepBatch) -> bool:
+        """Decodes the step's batch (the last step's deferred outputs are made meanwhile);
+        whether the step goes on to read the outputs."""
+        t_decode = time.perf_counter()
+        try:
+            self.deferred.post_during(partial(self.ctx.decode, self.batches.batch))
+        except KVCacheFullError:
+            self.deferred.end_stopped()
+            self.requests.make_room()
+            return False
+        except DecodeError as exc:
+            stopped = self.deferred.end_stopped()
+            if isinstance(exc, DecodeAbortedError):
+                raise
+            self._recover_failed_decode([e for e in step.included if e[0] not in stopped], exc)
+            return False
+        except BaseException:
+            self.deferred.end_stopped()
+            raise
+        finally:
+            self._seconds["decode"] += time.perf_counter() - t_decode
+        stopped = self.deferred.end_stopped()
+        if stopped:
+            step.drop(stopped)
+        return True
 
     def _advance(self, step: StepBatch) -> None:
         """After a decode: the sequences hold the tokens they added; prompts are scored and
@@ -393,8 +414,9 @@ class Scheduler:
         t_sample = time.perf_counter()
         results = _native.sample_batch(self.ctx, jobs) if jobs else []
         self._seconds["sample"] += time.perf_counter() - t_sample
+        defer = self.deferred.worth_it(len(sampled))
         for (seq, row), result in zip(sampled, results):
-            self._accept(seq, row, result)
+            self._accept(seq, row, result, defer=defer)
         for seq, row in processed:
             try:
                 ids = np.asarray(seq.tokens, dtype=np.intc)
@@ -406,15 +428,20 @@ class Scheduler:
         for seq, first, proposed in step.speculating:
             self.speculator.verify(seq, first, proposed, self._accept)
 
-    def _accept(self, seq: Sequence, row: int, result: Any) -> bool:
-        """A sampled token (or the error sampling raised) for the sequence; whether it goes on."""
+    def _accept(self, seq: Sequence, row: int, result: Any, defer: bool = False) -> bool:
+        """A sampled token (or the error sampling raised) for the sequence; whether it goes on.
+        With `defer`, a token that only its text could end gets its output during the next
+        step's decode (if overlap_outputs is on)."""
         if isinstance(result, BaseException):
             self.requests.finish(seq, error=result)
             return False
         seq.phase = GENERATING
         self._counters["tokens_generated"] += 1
+        token = int(result)
+        if defer and self.deferred.defer(seq, token):
+            return True
         try:
-            out, finish = self.outputs.accept(seq, row, int(result))
+            out, finish = self.outputs.accept(seq, row, token)
         except Exception as exc:  # noqa: BLE001 - a user callback (tokenizer, stopping criteria) failed
             self.requests.finish(seq, error=exc)
             return False
@@ -460,4 +487,5 @@ class Scheduler:
             call.fail(error)
         self.sessions.close_all()
         self.requests.flush()
+        self.deferred.close()
         self.ctx.close()

@@ -20,7 +20,7 @@ class Sequence:
 
     __slots__ = ("request", "index", "sink", "loop", "seq_id", "tokens", "n_prompt", "n_past", "phase",
                  "chain", "text", "generated", "leader", "target", "share_row", "followers", "logprobs",
-                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect", "parked", "held")
+                 "prompt_logprobs", "reused", "shifts", "drafted", "draft_cap", "suspect", "parked", "held", "ended")
 
     def __init__(self, request: Request, index: int, sink: OutputSink, loop: LoopHandle, seq_id: int) -> None:
         self.request = request
@@ -49,6 +49,7 @@ class Sequence:
         self.suspect = False  # in a batch that llama.cpp failed: decoded alone until it passes
         self.parked = False   # preempted for want of KV cells: recomputed once another sequence ends
         self.held: list[Output] = []  # outputs not yet posted to a reader that awaits the whole result
+        self.ended = False    # finished, cancelled or failed: it gets no more outputs
 
 
 class Submission:

@@ -105,6 +105,9 @@ class ModelSettings(BaseSettings):
         "Sequence ids beyond n_parallel, for sessions and finished sequences kept for prefix "
         "reuse; default n_parallel "
         "(n_parallel // 4, at least 1, with kv_unified false: each then holds a whole window)."))
+    overlap_outputs: bool | None = Field(default=None, description=(
+        "Turn a step's tokens into text on a thread of its own while the next step decodes. "
+        "Default: on where the decode leaves a CPU free (n_threads below the CPU count, or layers on a GPU)."))
     verbose: bool = Field(default=False)
 
     @field_validator("kv_overrides", "tensor_split", mode="before")

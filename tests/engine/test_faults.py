@@ -16,9 +16,9 @@ from ..tiny_models import GREEDY
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    model = Llama(str(llama_f32_path), n_ctx=256, n_parallel=4, n_keep=0, n_threads=2)
+@pytest.fixture(scope="module", params=[True, False], ids=["overlap", "serial"])
+def llm(llama_f32_path, request):
+    model = Llama(str(llama_f32_path), n_ctx=256, n_parallel=4, n_keep=0, n_threads=2, overlap_outputs=request.param)
     yield model
     model.close()
 

@@ -174,3 +174,49 @@ def test_a_failed_sequence_ends_with_its_error_and_no_finish_reason(processor):
     error = RuntimeError("boom")
     out = processor.final(sequence(), None, None, None, error, None)
     assert out.error is error and out.finish_reason is None
+
+
+def deferred_run(processor: OutputProcessor, seq: Sequence, tokens: list[int]) -> tuple[list[str], str | None]:
+    """run(), taking each token the deferred way where can_defer() allows it."""
+    texts = []
+    for token in tokens:
+        if processor.can_defer(seq, token):
+            processor.append(seq, token)
+            out, finish = processor.deferred_output(seq, token)
+        else:
+            out, finish = processor.accept(seq, 0, token)
+        texts.append(out.text)
+        if finish is not None:
+            return texts, finish
+    return texts, None
+
+
+@pytest.mark.parametrize("fields, tokens", [
+    ({}, [1, 2, 5, 6, 3, 4]),
+    ({"stop": ["lo w"]}, [1, 2, 3, 4]),
+    ({"stop": ["€"]}, [1, 5, 6, 2]),
+    ({"max_tokens": 3}, [1, 2, 3, 4]),
+    ({}, [1, 2, EOG, 3]),
+    ({"ignore_eos": True, "max_tokens": 4}, [1, EOG, 2, 3, 4]),
+])
+def test_deferred_tokens_give_the_outputs_and_finish_of_accept(processor, fields, tokens, monkeypatch):
+    monkeypatch.setitem(PIECES, EOG, b"</s>")  # text only where ignore_eos makes it a token
+    assert deferred_run(processor, sequence(**fields), tokens) == run(processor, sequence(**fields), tokens)
+
+
+def test_a_token_that_ends_its_sequence_whatever_its_text_is_not_deferred(processor):
+    assert not processor.can_defer(sequence(), EOG)
+    assert processor.can_defer(sequence(ignore_eos=True), EOG)
+    seq = sequence(max_tokens=2)
+    assert processor.can_defer(seq, 1)
+    processor.append(seq, 1)
+    assert not processor.can_defer(seq, 2)  # the token limit
+    full = sequence()
+    full.tokens = [1] * 63
+    assert not OutputProcessor(ToyContext(), ToyVocab(), n_ctx=64).can_defer(full, 1)  # the window's last token
+
+
+@pytest.mark.parametrize("fields", [{"logprobs": 0}, {"stopping_criteria": lambda ids, logits: False}])
+def test_a_token_whose_logits_are_read_is_not_deferred(processor, fields):
+    """Logprobs and stopping criteria read this step's logits, which the next decode replaces."""
+    assert not processor.can_defer(sequence(**fields), 1)

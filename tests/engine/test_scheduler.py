@@ -18,10 +18,12 @@ from ..tiny_models import GREEDY
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def llm(llama_f32_path):
-    """One model shared by tests on both backends (the loop is captured per request)."""
-    model = Llama(str(llama_f32_path), n_ctx=1024, n_parallel=8, n_batch=256, n_threads=2, n_threads_batch=2)
+@pytest.fixture(scope="module", params=[True, False], ids=["overlap", "serial"])
+def llm(llama_f32_path, request):
+    """One model shared by tests on both backends (the loop is captured per request), with a
+    step's outputs made on the output thread during the next decode, and after the decode."""
+    model = Llama(str(llama_f32_path), n_ctx=1024, n_parallel=8, n_batch=256, n_threads=2, n_threads_batch=2,
+                  overlap_outputs=request.param)
     yield model
     model.close()
 
