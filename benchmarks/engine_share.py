@@ -29,6 +29,8 @@ allama-stream / stream-floor is the engine's own cost beyond handing tokens to a
 
     python benchmarks/engine_share.py --kv split
     python benchmarks/engine_share.py --loops asyncio,uvloop   # each way on both event loops
+    python benchmarks/engine_share.py --threads 1 --ways allama-stream,allama-serial --rounds 40
+                                                      # overlap_outputs against the serial path
     python benchmarks/engine_share.py --smoke          # seconds: CI smoke test
 """
 
@@ -320,7 +322,10 @@ def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="a GGUF model; default: the tiny overhead model (built if missing)")
+    parser.add_argument("--model", type=Path, help="a GGUF model; default: the --preset model (built if missing)")
+    parser.add_argument("--preset", default="overhead",
+                        help="allama.testing's llama preset to build when no --model is given: overhead (4 layers "
+                             "of 128, F16) or tiny (2 layers of 64, F32: a faster decode)")
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of each way per level")
     parser.add_argument("--prompt-tokens", type=int, default=16)
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args.ways = [way for way in WAYS if way in asked]
     if set(args.loops) - {"asyncio", "uvloop"}:
         parser.error(f"--loops: asyncio or uvloop, not {args.loops}")
-    args.model = args.model or preset_model("overhead")
+    args.model = args.model or preset_model(args.preset)
     args.slot_ctx = args.prompt_tokens + args.max_tokens + 8
     from allama import _native
 
