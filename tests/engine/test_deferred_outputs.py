@@ -208,5 +208,16 @@ async def test_a_step_of_fewer_rows_than_min_rows_defers_nothing(pair, monkeypat
     monkeypatch.setattr(on._scheduler.deferred, "defer", lambda seq, token: deferred.append(token) or original(seq, token))
     await streamed(on, PROMPTS[0], max_tokens=8, ignore_eos=True)
     assert deferred == []
-    await concurrently(on, [lambda p=p: streamed(on, p, max_tokens=8, ignore_eos=True) for p in PROMPTS])
-    assert deferred  # four streams at once: their steps defer
+    # submitted back to back (a stream is submitted at its await), then read together: the
+    # four are admitted at once and generate in the same steps
+    streams = [await on.create_completion(p, stream=True, max_tokens=32, ignore_eos=True, **GREEDY)
+               for p in PROMPTS]
+
+    async def read(stream) -> None:
+        async for _chunk in stream:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        for stream in streams:
+            tg.start_soon(read, stream)
+    assert deferred  # four rows a step: those steps defer
