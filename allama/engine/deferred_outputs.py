@@ -34,7 +34,7 @@ class DeferredOutputs:
         self.enabled = enabled
         self._pending: list[tuple[Sequence, int]] = []  # sampled last step, outputs not made yet
         self._ended: list[tuple[Sequence, Output | None, BaseException | None]] = []  # to end after the decode
-        self._thread = OutputThread() if enabled else None
+        self._thread: OutputThread | None = None  # started at the first hand-over
 
     def worth_it(self, n_rows: int) -> bool:
         """Whether a step that sampled `n_rows` rows defers what it can (see MIN_ROWS)."""
@@ -43,7 +43,7 @@ class DeferredOutputs:
     def defer(self, seq: Sequence, token: int) -> bool:
         """Appends a sampled token whose output can wait for the next decode; False (nothing
         done) when it cannot, and the caller accepts it now."""
-        if not self.enabled or not self.outputs.can_defer(seq, token):
+        if not self.outputs.can_defer(seq, token):  # the caller asked worth_it() first
             return False
         self.outputs.append(seq, token)
         self._pending.append((seq, token))
@@ -56,10 +56,8 @@ class DeferredOutputs:
         if not pending:
             decode()
             return
-        if self._thread is None:  # switched on after it was made without one: no overlap
-            self._make_outputs(pending)
-            decode()
-            return
+        if self._thread is None:
+            self._thread = OutputThread()
         self._thread.start(lambda: self._post(pending))
         try:
             decode()

@@ -360,23 +360,19 @@ class Scheduler:
         whether the step goes on to read the outputs."""
         t_decode = time.perf_counter()
         try:
-            self.deferred.post_during(partial(self.ctx.decode, self.batches.batch))
+            try:
+                self.deferred.post_during(partial(self.ctx.decode, self.batches.batch))
+            finally:
+                stopped = self.deferred.end_stopped()  # stop strings found meanwhile
+                self._seconds["decode"] += time.perf_counter() - t_decode
         except KVCacheFullError:
-            self.deferred.end_stopped()
             self.requests.make_room()
             return False
+        except DecodeAbortedError:
+            raise
         except DecodeError as exc:
-            stopped = self.deferred.end_stopped()
-            if isinstance(exc, DecodeAbortedError):
-                raise
             self._recover_failed_decode([e for e in step.included if e[0] not in stopped], exc)
             return False
-        except BaseException:
-            self.deferred.end_stopped()
-            raise
-        finally:
-            self._seconds["decode"] += time.perf_counter() - t_decode
-        stopped = self.deferred.end_stopped()
         if stopped:
             step.drop(stopped)
         return True

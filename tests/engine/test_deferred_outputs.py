@@ -186,9 +186,9 @@ async def test_a_tokenizer_failing_on_the_output_thread_fails_only_its_request(l
         plain.close()
 
 
-async def test_deferring_without_an_output_thread_makes_the_outputs_before_the_decode(pair):
-    """A scheduler made without overlap has no output thread; switched on (as
-    benchmarks/engine_share.py does between rounds), deferred outputs are made inline."""
+async def test_overlap_switched_on_after_the_model_was_made_defers_as_the_default_does(pair):
+    """A scheduler made without overlap, switched on (as benchmarks/engine_share.py does
+    between rounds), starts its output thread at the first hand-over."""
     on, off = pair
     prompt = PROMPTS[1]
     full, stop = await text_and_stop(off, prompt, 16)
