@@ -6,6 +6,12 @@ the ways of generating the same tokens alternate round by round inside one proce
 the same model, context parameters and prompts, so that each ratio pairs rounds a fraction of a
 second apart:
 
+  decode-only     the loop whose generation llama-batched-bench times as S_TG: one decode of
+                  every stream per step, every row's logits out, no sampling (each stream
+                  decodes the same token again); the ceiling, with which the others are paired
+                  in the limit table
+  batched-bench   llama.cpp's llama-batched-bench itself (benchmarks/build_peers.sh), a process
+                  per round at this level while the others sit idle: ties decode-only to S_TG
   decode-loop     a bare Python loop: one decode of every stream per step and allama's native
                   sampling of every row (no engine, no event loop, no text)
   stream-floor    the same loop on a thread of its own that hands each step's tokens to the
@@ -31,6 +37,9 @@ allama-stream / stream-floor is the engine's own cost beyond handing tokens to a
     python benchmarks/engine_share.py --loops asyncio,uvloop   # each way on both event loops
     python benchmarks/engine_share.py --threads 1 --ways allama-stream,allama-serial --rounds 40
                                                       # overlap_outputs against the serial path
+    python benchmarks/engine_share.py --ways decode-only,batched-bench,stream-floor,allama-stream
+                                                      # how close to S_TG any engine that samples
+                                                      # and streams can come here, and allama
     python benchmarks/engine_share.py --smoke          # seconds: CI smoke test
 """
 
@@ -43,6 +52,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -56,7 +66,9 @@ from concurrency import prompts_for  # noqa: E402 - beside this script
 from preset_models import preset_model  # noqa: E402
 
 # allama-serial right after allama-stream: their rounds run back to back (rotation aside)
-WAYS = ("decode-loop", "stream-floor", "allama-whole", "allama-stream", "allama-serial")
+WAYS = ("decode-only", "batched-bench", "decode-loop", "stream-floor", "allama-whole", "allama-stream",
+        "allama-serial")
+PEERS_BIN = Path(__file__).resolve().parents[1] / "build" / "peers" / "bin"
 
 
 class DecodeLoop:
@@ -80,8 +92,11 @@ class DecodeLoop:
         self.max_tokens = args.max_tokens
         self.temperature = args.temperature
 
-    def run(self, prompts: list[list[int]], post: Callable[[list[int]], None] | None = None) -> dict[str, float]:
-        """Generates --max-tokens tokens a stream; `post` (if given) gets each step's tokens."""
+    def run(self, prompts: list[list[int]], post: Callable[[list[int]], None] | None = None,
+            sample: bool = True) -> dict[str, float]:
+        """Generates --max-tokens tokens a stream; `post` (if given) gets each step's tokens.
+        Without `sample`, llama-batched-bench's generation: each stream decodes its last prompt
+        token again at every position, all rows' logits out, none read."""
         native, ctx, batch = self._native, self.ctx, self.batch
         jobs = []
         for row in range(self.n):
@@ -104,6 +119,7 @@ class DecodeLoop:
             calls += 1
         tokens = [prompt[-1] for prompt in prompts]
         pos = len(prompts[0]) - 1
+        t_gen = time.perf_counter()
         for step in range(self.max_tokens):
             batch.clear()
             for seq in range(self.n):
@@ -112,12 +128,14 @@ class DecodeLoop:
             ctx.decode(batch)
             decode += time.perf_counter() - t
             calls += 1
-            tokens = native.sample_batch(ctx, jobs)
+            if sample:
+                tokens = native.sample_batch(ctx, jobs)
             if post is not None:
                 post(tokens)
-        seconds = time.perf_counter() - t0
-        return {"rate": self.n * self.max_tokens / seconds, "decode_us": decode / calls * 1e6,
-                "loop_cpu_us_per_token": 0.0}
+        t1 = time.perf_counter()
+        generated = self.n * self.max_tokens
+        return {"rate": generated / (t1 - t0), "gen_rate": generated / (t1 - t_gen),
+                "decode_us": decode / calls * 1e6, "loop_cpu_us_per_token": 0.0}
 
     async def stream(self, prompts: list[list[int]]) -> dict[str, float]:
         """run() on a thread of its own, each step's tokens read on this event loop by one task
@@ -162,6 +180,22 @@ class DecodeLoop:
     def close(self) -> None:
         self.ctx.close()
         self.model.close()
+
+
+def batched_bench(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """One llama-batched-bench run at this level in a process of its own: its end-to-end rate
+    (prompts included, as the other ways') and its generation rate, S_TG."""
+    exe = PEERS_BIN / "llama-batched-bench"
+    cmd = [str(exe), "-m", str(model_path), "-c", str(args.slot_ctx * n), "-b", "512", "-ub", "512",
+           "-npp", str(args.prompt_tokens), "-ntg", str(args.max_tokens), "-npl", str(n),
+           "-t", str(args.threads), "-tb", str(args.threads), "-fa", "off", "--output-format", "jsonl",
+           *(["-kvu"] if args.kv == "unified" else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            return {"rate": n * int(row["tg"]) / float(row["t"]), "gen_rate": float(row["speed_tg"])}
+    raise RuntimeError(f"llama-batched-bench printed no result: {proc.stderr[-500:]}")
 
 
 class Engine:
@@ -217,9 +251,13 @@ def run_on(loop_kind: str, coroutine: Coroutine[Any, Any, dict[str, float]]) -> 
     return asyncio.run(coroutine)
 
 
+# the ways that run on no event loop: once a round, whatever --loops says
+LOOPLESS = ("decode-only", "batched-bench", "decode-loop")
+
+
 def way_key(way: str, loop_kind: str) -> str:
-    """How results name a way on an event loop (decode-loop runs on none)."""
-    return way if way == "decode-loop" or loop_kind == "asyncio" else f"{way} ({loop_kind})"
+    """How results name a way on an event loop (the loopless ones run on none)."""
+    return way if way in LOOPLESS or loop_kind == "asyncio" else f"{way} ({loop_kind})"
 
 
 def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
@@ -227,12 +265,17 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
     rotating), on the same prompts per round."""
     overlap = {"auto": None, "on": True, "off": False}[args.overlap]
     loop, engine = DecodeLoop(model_path, n, args), Engine(model_path, n, args, overlap)
-    runs = [("decode-loop", "asyncio")] + [(way, kind) for kind in args.loops for way in args.ways if way != "decode-loop"]
+    runs = [(way, "asyncio") for way in LOOPLESS if way in args.ways] + \
+        [(way, kind) for kind in args.loops for way in args.ways if way not in LOOPLESS]
     rounds: dict[str, list[dict[str, float]]] = {way_key(way, kind): [] for way, kind in runs}
 
     def one(way: str, kind: str, prompts: list[list[int]]) -> dict[str, float]:
         if way == "decode-loop":
             return loop.run(prompts)
+        if way == "decode-only":
+            return loop.run(prompts, sample=False)
+        if way == "batched-bench":
+            return batched_bench(model_path, n, args)
         if way == "stream-floor":
             return run_on(kind, loop.stream(prompts))
         if way == "allama-serial":
@@ -242,7 +285,8 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
     try:
         warm = prompts_for(n, args.prompt_tokens, args.n_vocab, 999, 1)
         for way, kind in runs:  # a round of each first, not counted: the first request of a process
-            one(way, kind, warm)
+            if way != "batched-bench":  # a process of its own every round
+                one(way, kind, warm)
         for r in range(args.rounds):
             prompts = prompts_for(n, args.prompt_tokens, args.n_vocab, 1000 * n + r, 1)
             shift = r % len(runs)
@@ -257,6 +301,35 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
 def spread(values: list[float], digits: int = 2, unit: str = "") -> str:
     """median [min-max]"""
     return f"{statistics.median(values):,.{digits}f}{unit} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
+
+
+def paired(ways: list[dict[str, float]], bases: list[dict[str, float]], figure: str = "rate") -> str:
+    """The rounds' ratios of `figure`: geometric mean, its 95% interval, the rounds above 1."""
+    logs = [math.log(r[figure] / b[figure]) for r, b in zip(ways, bases)]
+    mean = statistics.mean(logs)
+    half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else math.inf
+    return (f"{math.exp(mean):.3f}x [{math.exp(mean - half):.3f}-{math.exp(mean + half):.3f}], "
+            f"above in {sum(x > 0 for x in logs)} of {len(logs)}")
+
+
+def limit_table(results: dict[int, dict[str, list[dict[str, float]]]]) -> list[str]:
+    """Each way against decode-only, llama-batched-bench's own loop in this process: end-to-end
+    rates, and batched-bench's S_TG against decode-only's generation rate."""
+    ways = [way for way in ("decode-loop", "stream-floor", "allama-stream", "allama-whole")
+            if any(way in rounds for rounds in results.values())]
+    lines = ["", "Against decode-only (llama-batched-bench's generation loop, in this process), paired per "
+             "round: geometric mean [95% interval], rounds above it:", "",
+             "| streams | decode-only tok/s, end to end | batched-bench S_TG / decode-only generation | "
+             + " | ".join(f"{way} / decode-only" for way in ways) + " |",
+             "|---:|---:|---:|" + "---:|" * len(ways)]
+    for n, rounds in results.items():
+        if "decode-only" not in rounds:
+            continue
+        base = rounds["decode-only"]
+        cells = [paired(rounds["batched-bench"], base, "gen_rate") if "batched-bench" in rounds else "-"]
+        cells += [paired(rounds[way], base) if way in rounds else "-" for way in ways]
+        lines.append(f"| {n} | {spread([r['rate'] for r in base], 0)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str]) -> str:
@@ -302,11 +375,9 @@ def table(results: dict[int, dict[str, list[dict[str, float]]]], loops: list[str
         lines += ["", "allama-stream / allama-serial, rounds back to back: geometric mean, its 95% interval, and "
                   "the rounds where allama-stream was faster:", ""]
         for n, rounds in pairs:
-            logs = [math.log(r["rate"] / b["rate"]) for r, b in zip(rounds["allama-stream"], rounds["allama-serial"])]
-            mean = statistics.mean(logs)
-            half = 1.96 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else math.inf
-            lines.append(f"- {n} streams: {math.exp(mean):.3f}x [{math.exp(mean - half):.3f}-{math.exp(mean + half):.3f}], "
-                         f"faster in {sum(x > 0 for x in logs)} of {len(logs)}")
+            lines.append(f"- {n} streams: {paired(rounds['allama-stream'], rounds['allama-serial'])}")
+    if any("decode-only" in rounds for rounds in results.values()):
+        lines += limit_table(results)
     if len(loops) > 1:
         first = loops[0]
         lines += ["", f"Each way on the other event loops against the same way on {first}, paired per round:", "",
@@ -336,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", default="asyncio",
                         help="the event loops the streams are read on, comma-separated: asyncio, uvloop "
                              "(pip install uvloop); each round runs every way on each")
-    parser.add_argument("--ways", default=",".join(WAYS),
+    parser.add_argument("--ways", default=",".join(way for way in WAYS if way != "batched-bench"),
                         help="the ways to run, comma-separated (decode-loop always runs: the ratios' base)")
     parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto",
                         help="allama-stream's overlap_outputs: Llama's default, or forced")
@@ -349,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     asked = args.ways.split(",")
     if set(asked) - set(WAYS):
         parser.error(f"--ways: some of {', '.join(WAYS)}, not {args.ways}")
-    args.ways = [way for way in WAYS if way in asked]
+    args.ways = [way for way in WAYS if way in asked or way == "decode-loop"]
+    if "batched-bench" in args.ways and not (PEERS_BIN / "llama-batched-bench").exists():
+        parser.error("--ways batched-bench: llama-batched-bench is not built (bash benchmarks/build_peers.sh)")
     if set(args.loops) - {"asyncio", "uvloop"}:
         parser.error(f"--loops: asyncio or uvloop, not {args.loops}")
     args.model = args.model or preset_model(args.preset)

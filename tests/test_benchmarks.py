@@ -53,11 +53,27 @@ def test_engine_share_benchmark_smoke(tmp_path):
     assert "| 1 | uvloop |" in run.stdout and "| 4 | asyncio |" in run.stdout
     assert "allama-stream / stream-floor" in run.stdout and "| 4 | uvloop / asyncio |" in run.stdout
     assert "allama-stream / allama-serial" in run.stdout and "- 4 streams:" in run.stdout
+    assert "| streams | decode-only tok/s, end to end |" in run.stdout and "allama-stream / decode-only" in run.stdout
     rounds = json.loads((tmp_path / "rounds.json").read_text())
-    ways = ("decode-loop", "stream-floor", "allama-stream", "allama-whole", "allama-serial", "stream-floor (uvloop)",
-            "allama-stream (uvloop)", "allama-whole (uvloop)", "allama-serial (uvloop)")
+    ways = ("decode-only", "decode-loop", "stream-floor", "allama-stream", "allama-whole", "allama-serial",
+            "stream-floor (uvloop)", "allama-stream (uvloop)", "allama-whole (uvloop)", "allama-serial (uvloop)")
     assert {len(rounds[level][way]) for level in ("1", "4") for way in ways} == {2}
     assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["stream-floor"])
+    # decode-only reports its generation rate too, the figure paired with S_TG
+    assert all(r["gen_rate"] > 0 for level in ("1", "4") for r in rounds[level]["decode-only"])
+
+
+def test_engine_share_pairs_llama_batched_bench_or_says_it_is_not_built(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "engine_share.py"), "--smoke",
+                          "--ways", "decode-only,batched-bench", "--json", str(tmp_path / "rounds.json")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    if not (REPO_ROOT / "build" / "peers" / "bin" / "llama-batched-bench").exists():
+        assert run.returncode == 2 and "llama-batched-bench is not built" in run.stderr, run.stderr[-3000:]
+        return
+    assert run.returncode == 0, run.stderr[-3000:]
+    rounds = json.loads((tmp_path / "rounds.json").read_text())
+    assert all(r["gen_rate"] > 0 and r["rate"] > 0 for level in ("1", "4") for r in rounds[level]["batched-bench"])
+    assert "| 4 | " in run.stdout.split("Against decode-only")[1]
 
 
 def test_rpc_split_benchmark_smoke(tmp_path):
