@@ -4,9 +4,13 @@ itself (Jinja2), else llama-2."""
 
 from __future__ import annotations
 
+import logging
+
 from allama import _native
 from allama.chat.formatter import ChatFormatter, Jinja2ChatFormatter
 from allama.chat.registry import get_chat_format, guess_chat_format
+
+log = logging.getLogger("allama.chat")
 
 
 def model_chat_formatter(chat_format: str | None, model: _native.Model, vocab: _native.Vocab) -> ChatFormatter:
@@ -18,6 +22,10 @@ def model_chat_formatter(chat_format: str | None, model: _native.Model, vocab: _
         return get_chat_format(known)
     if template:
         return template_formatter(vocab, template)
+    # A base model's GGUF often has no template: say so once, or its chat answers (often
+    # nothing at all, the model ending a turn it was never trained on) come with no hint
+    log.warning("the model has no chat template and no chat_format was given: chat uses the llama-2 "
+                "format; pass chat_format (e.g. 'chatml', 'gemma') if the model expects another")
     return get_chat_format("llama-2")
 
 

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             pass
     llm = load_model(args, n_parallel=1)
+    llm.chat_formatter()  # now: a warning about the format (no chat template) comes before the first prompt
     conversation = Conversation(args.system)
     if interactive:
         _note("Ctrl-C stops a reply; /help lists the commands; /exit or Ctrl-D leaves")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 
@@ -93,9 +94,21 @@ async def test_a_named_format_overrides_the_template(chat_model_path):
         assert out["usage"]["completion_tokens"] == 2
 
 
-async def test_without_a_template_llama_2_is_used(llama_f32_path):
+async def test_without_a_template_llama_2_is_used_and_a_warning_says_so_once(llama_f32_path, caplog):
     async with Llama(str(llama_f32_path), n_ctx=256) as plain:
-        assert plain.chat_formatter()(messages=MESSAGES).prompt.startswith("[INST] <<SYS>>\nBe brief.")
+        with caplog.at_level(logging.WARNING, logger="allama.chat"):
+            assert plain.chat_formatter()(messages=MESSAGES).prompt.startswith("[INST] <<SYS>>\nBe brief.")
+            await plain.create_chat_completion(MESSAGES, max_tokens=1)
+        warnings = [r.getMessage() for r in caplog.records if r.name == "allama.chat"]
+        assert len(warnings) == 1 and "no chat template" in warnings[0] and "chat_format" in warnings[0]
+
+
+async def test_a_template_or_a_chat_format_gives_no_fallback_warning(llm, llama_f32_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="allama.chat"):
+        llm.chat_formatter()
+        async with Llama(str(llama_f32_path), n_ctx=256, chat_format="chatml") as named:
+            named.chat_formatter()
+    assert not [r for r in caplog.records if r.name == "allama.chat"]
 
 
 async def test_empty_messages_are_rejected(llm):

@@ -154,6 +154,14 @@ def test_a_question_gets_a_streamed_reply_and_the_commands_work(chat, tmp_path):
     assert term.wait(timeout=5) == 0
 
 
+def test_the_llama_2_fallback_is_announced_before_the_first_prompt(chat):
+    term = chat()  # the fixture model has no chat template
+    term.expect("no chat template")
+    term.expect(PROMPT)
+    term.send("/exit\r")
+    assert term.wait(timeout=5) == 0
+
+
 def test_ctrl_c_stops_a_long_reply_and_the_program_goes_on(chat, tmp_path):
     term = chat("--n_ctx", "4096")  # no --max-tokens: the reply runs until the context is full
     term.expect(PROMPT)
