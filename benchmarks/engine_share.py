@@ -10,6 +10,9 @@ second apart:
                   every stream per step, every row's logits out, no sampling (each stream
                   decodes the same token again); the ceiling, with which the others are paired
                   in the limit table
+  decode-pause    decode-only with the decode thread busy for --pause-us a step between two
+                  decodes, touching no memory: what a pause of a sampler's length costs the
+                  next decode, whatever fills it
   batched-bench   llama.cpp's llama-batched-bench itself (benchmarks/build_peers.sh), a process
                   per round at this level while the others sit idle: ties decode-only to S_TG
   decode-loop     a bare Python loop: one decode of every stream per step and allama's native
@@ -66,7 +69,7 @@ from concurrency import prompts_for  # noqa: E402 - beside this script
 from preset_models import preset_model  # noqa: E402
 
 # allama-serial right after allama-stream: their rounds run back to back (rotation aside)
-WAYS = ("decode-only", "batched-bench", "decode-loop", "stream-floor", "allama-whole", "allama-stream",
+WAYS = ("decode-only", "decode-pause", "batched-bench", "decode-loop", "stream-floor", "allama-whole", "allama-stream",
         "allama-serial")
 PEERS_BIN = Path(__file__).resolve().parents[1] / "build" / "peers" / "bin"
 
@@ -93,10 +96,11 @@ class DecodeLoop:
         self.temperature = args.temperature
 
     def run(self, prompts: list[list[int]], post: Callable[[list[int]], None] | None = None,
-            sample: bool = True) -> dict[str, float]:
+            sample: bool = True, pause_us: float = 0.0) -> dict[str, float]:
         """Generates --max-tokens tokens a stream; `post` (if given) gets each step's tokens.
         Without `sample`, llama-batched-bench's generation: each stream decodes its last prompt
-        token again at every position, all rows' logits out, none read."""
+        token again at every position, all rows' logits out, none read. `pause_us`: the thread
+        spins that long after each decode (on the clock only)."""
         native, ctx, batch = self._native, self.ctx, self.batch
         jobs = []
         for row in range(self.n):
@@ -130,6 +134,10 @@ class DecodeLoop:
             calls += 1
             if sample:
                 tokens = native.sample_batch(ctx, jobs)
+            if pause_us:
+                until = time.perf_counter() + pause_us * 1e-6
+                while time.perf_counter() < until:
+                    pass
             if post is not None:
                 post(tokens)
         t1 = time.perf_counter()
@@ -252,7 +260,7 @@ def run_on(loop_kind: str, coroutine: Coroutine[Any, Any, dict[str, float]]) -> 
 
 
 # the ways that run on no event loop: once a round, whatever --loops says
-LOOPLESS = ("decode-only", "batched-bench", "decode-loop")
+LOOPLESS = ("decode-only", "decode-pause", "batched-bench", "decode-loop")
 
 
 def way_key(way: str, loop_kind: str) -> str:
@@ -274,6 +282,8 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
             return loop.run(prompts)
         if way == "decode-only":
             return loop.run(prompts, sample=False)
+        if way == "decode-pause":
+            return loop.run(prompts, sample=False, pause_us=args.pause_us)
         if way == "batched-bench":
             return batched_bench(model_path, n, args)
         if way == "stream-floor":
@@ -315,19 +325,22 @@ def paired(ways: list[dict[str, float]], bases: list[dict[str, float]], figure: 
 def limit_table(results: dict[int, dict[str, list[dict[str, float]]]]) -> list[str]:
     """Each way against decode-only, llama-batched-bench's own loop in this process: end-to-end
     rates, and batched-bench's S_TG against decode-only's generation rate."""
-    ways = [way for way in ("decode-loop", "stream-floor", "allama-stream", "allama-whole")
+    ways = [way for way in ("decode-pause", "decode-loop", "stream-floor", "allama-stream", "allama-whole")
             if any(way in rounds for rounds in results.values())]
     lines = ["", "Against decode-only (llama-batched-bench's generation loop, in this process), paired per "
              "round: geometric mean [95% interval], rounds above it:", "",
              "| streams | decode-only tok/s, end to end | batched-bench S_TG / decode-only generation | "
-             + " | ".join(f"{way} / decode-only" for way in ways) + " |",
-             "|---:|---:|---:|" + "---:|" * len(ways)]
+             + " | ".join(f"{way} / decode-only" for way in ways)
+             + " | decode µs a call / decode-only's, medians: " + ", ".join(ways) + " |",
+             "|---:|---:|---:|" + "---:|" * (len(ways) + 1)]
     for n, rounds in results.items():
         if "decode-only" not in rounds:
             continue
         base = rounds["decode-only"]
         cells = [paired(rounds["batched-bench"], base, "gen_rate") if "batched-bench" in rounds else "-"]
         cells += [paired(rounds[way], base) if way in rounds else "-" for way in ways]
+        cells.append(", ".join(f"{statistics.median(r['decode_us'] / b['decode_us'] for r, b in zip(rounds[way], base)):.3f}"
+                               if way in rounds else "-" for way in ways))
         lines.append(f"| {n} | {spread([r['rate'] for r in base], 0)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -409,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(pip install uvloop); each round runs every way on each")
     parser.add_argument("--ways", default=",".join(way for way in WAYS if way != "batched-bench"),
                         help="the ways to run, comma-separated (decode-loop always runs: the ratios' base)")
+    parser.add_argument("--pause-us", type=float, default=120.0,
+                        help="decode-pause's spin between two decodes (default: about 8 rows' sampling here)")
     parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto",
                         help="allama-stream's overlap_outputs: Llama's default, or forced")
     parser.add_argument("--json", type=Path, help="write every round's figures here")
