@@ -288,16 +288,28 @@ async def test_a_long_whole_result_is_posted_in_parts(llm, monkeypatch):
 
 
 async def test_higher_priority_is_admitted_first(llama_f32_path):
-    async with Llama(str(llama_f32_path), n_ctx=512, n_parallel=1) as one:
-        order = []
-        both_queued = threading.Event()  # "busy" holds the one slot until then
+    async with Llama(str(llama_f32_path), n_ctx=4096, n_parallel=1) as one:
+        # the order the decode thread serves them in: each request's first stopping-criteria call
+        # (when the requests end, their tasks may wake in any order: trio shuffles a batch)
+        served: list[str] = []
+        # "busy" holds the one slot until both others are queued; its 4,000 tokens are a bound
+        # it must not reach (480 ran out once on a slow free-threaded run, and "low" was
+        # admitted alone before "high" came)
+        both_queued = threading.Event()
 
-        async def run(name, priority, n, **kwargs):
-            await one.create_completion(name, max_tokens=n, ignore_eos=True, priority=priority, **kwargs)
-            order.append(name)
+        def serve(name, hold=False):
+            def criteria(ids, logits):
+                if not served or served[-1] != name:
+                    served.append(name)
+                return both_queued.is_set() if hold else False
+            return criteria
+
+        async def run(name, priority, n, hold=False):
+            await one.create_completion(name, max_tokens=n, ignore_eos=True, priority=priority,
+                                        stopping_criteria=serve(name, hold))
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(run, "busy", 0, 480, stopping_criteria=lambda ids, logits: both_queued.is_set()))
+            tg.start_soon(partial(run, "busy", 0, 4000, hold=True))
             with anyio.fail_after(10):
                 while one.stats().active == 0:
                     await anyio.sleep(0.001)
@@ -310,7 +322,7 @@ async def test_higher_priority_is_admitted_first(llama_f32_path):
                 while one.stats().queued < 2:
                     await anyio.sleep(0.001)
             both_queued.set()
-        assert order == ["busy", "high", "low"]
+        assert served == ["busy", "high", "low"]
 
 
 async def test_a_long_prompt_does_not_stall_running_streams(llama_f32_path):
