@@ -109,7 +109,7 @@ class LlamaParams:
         thread: generation threads below the CPU count, or layers offloaded to a GPU (on two
         CPUs that both decode, the thread would take one from the decode: docs/benchmarks.md)."""
         if self["overlap_outputs"] is not None:
-            return bool(self["overlap_outputs"])
+            return self["overlap_outputs"]  # checked: True or False
         offloaded = self["n_gpu_layers"] != 0 and _native.supports_gpu_offload()
         return offloaded or self.n_threads < (os.cpu_count() or 1)
 

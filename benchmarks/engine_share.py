@@ -55,7 +55,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -66,12 +65,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrency import prompts_for  # noqa: E402 - beside this script
+from overhead import PEERS_BIN, run_batched  # noqa: E402
 from preset_models import preset_model  # noqa: E402
 
 # allama-serial right after allama-stream: their rounds run back to back (rotation aside)
 WAYS = ("decode-only", "decode-pause", "batched-bench", "decode-loop", "stream-floor", "allama-whole", "allama-stream",
         "allama-serial")
-PEERS_BIN = Path(__file__).resolve().parents[1] / "build" / "peers" / "bin"
 
 
 class DecodeLoop:
@@ -190,20 +189,11 @@ class DecodeLoop:
         self.model.close()
 
 
-def batched_bench(model_path: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
-    """One llama-batched-bench run at this level in a process of its own: its end-to-end rate
-    (prompts included, as the other ways') and its generation rate, S_TG."""
-    exe = PEERS_BIN / "llama-batched-bench"
-    cmd = [str(exe), "-m", str(model_path), "-c", str(args.slot_ctx * n), "-b", "512", "-ub", "512",
-           "-npp", str(args.prompt_tokens), "-ntg", str(args.max_tokens), "-npl", str(n),
-           "-t", str(args.threads), "-tb", str(args.threads), "-fa", "off", "--output-format", "jsonl",
-           *(["-kvu"] if args.kv == "unified" else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if line.startswith("{") and '"speed_tg"' in line:
-            row = json.loads(line)
-            return {"rate": n * int(row["tg"]) / float(row["t"]), "gen_rate": float(row["speed_tg"])}
-    raise RuntimeError(f"llama-batched-bench printed no result: {proc.stderr[-500:]}")
+def batched_bench(n: int, args: argparse.Namespace) -> dict[str, float]:
+    """One llama-batched-bench run at this level in a process of its own (overhead.py's): its
+    end-to-end rate (prompts included, as the other ways') and its generation rate, S_TG."""
+    result = run_batched(argparse.Namespace(**{**vars(args), "levels": str(n)}))["levels"][n]
+    return {"rate": result["e2e"], "gen_rate": result["gen"]}
 
 
 class Engine:
@@ -285,7 +275,7 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
         if way == "decode-pause":
             return loop.run(prompts, sample=False, pause_us=args.pause_us)
         if way == "batched-bench":
-            return batched_bench(model_path, n, args)
+            return batched_bench(n, args)
         if way == "stream-floor":
             return run_on(kind, loop.stream(prompts))
         if way == "allama-serial":
