@@ -9,7 +9,13 @@ second apart:
   decode-only     the loop whose generation llama-batched-bench times as S_TG: one decode of
                   every stream per step, every row's logits out, no sampling (each stream
                   decodes the same token again); the ceiling, with which the others are paired
-                  in the limit table
+                  in the limit table. Like every way here, and like llama-batched-bench between
+                  its runs, it forgets the KV cache's cells and leaves their contents: the
+                  engine, too, decodes over what earlier requests left there
+  decode-zeroed   decode-only on a KV cache zeroed first, as a new context's is. On the
+                  overhead preset's random weights this alone decodes 4-9% faster (what
+                  llama-batched-bench's one run per process gets); on Gemma 3 270M it made no
+                  difference (docs/benchmarks.md, fourteenth session)
   decode-pause    decode-only with the decode thread busy for --pause-us a step between two
                   decodes, touching no memory: what a pause of a sampler's length costs the
                   next decode, whatever fills it
@@ -69,8 +75,8 @@ from overhead import PEERS_BIN, run_batched  # noqa: E402
 from preset_models import preset_model  # noqa: E402
 
 # allama-serial right after allama-stream: their rounds run back to back (rotation aside)
-WAYS = ("decode-only", "decode-pause", "batched-bench", "decode-loop", "stream-floor", "allama-whole", "allama-stream",
-        "allama-serial")
+WAYS = ("decode-only", "decode-zeroed", "decode-pause", "batched-bench", "decode-loop", "stream-floor", "allama-whole",
+        "allama-stream", "allama-serial")
 
 
 class DecodeLoop:
@@ -95,18 +101,19 @@ class DecodeLoop:
         self.temperature = args.temperature
 
     def run(self, prompts: list[list[int]], post: Callable[[list[int]], None] | None = None,
-            sample: bool = True, pause_us: float = 0.0) -> dict[str, float]:
+            sample: bool = True, pause_us: float = 0.0, zero_kv: bool = False) -> dict[str, float]:
         """Generates --max-tokens tokens a stream; `post` (if given) gets each step's tokens.
         Without `sample`, llama-batched-bench's generation: each stream decodes its last prompt
         token again at every position, all rows' logits out, none read. `pause_us`: the thread
-        spins that long after each decode (on the clock only)."""
+        spins that long after each decode (on the clock only). The KV cache's cells are
+        forgotten first, and with `zero_kv` their contents zeroed too."""
         native, ctx, batch = self._native, self.ctx, self.batch
         jobs = []
         for row in range(self.n):
             params = native.SamplerParams()
             params.temperature, params.seed = self.temperature, row
             jobs.append((native.SamplerChain(self.model, params), row))
-        ctx.memory_clear()
+        ctx.memory_clear(zero_kv)
         t0 = time.perf_counter()
         decode = 0.0
         calls = 0
@@ -250,7 +257,7 @@ def run_on(loop_kind: str, coroutine: Coroutine[Any, Any, dict[str, float]]) -> 
 
 
 # the ways that run on no event loop: once a round, whatever --loops says
-LOOPLESS = ("decode-only", "decode-pause", "batched-bench", "decode-loop")
+LOOPLESS = ("decode-only", "decode-zeroed", "decode-pause", "batched-bench", "decode-loop")
 
 
 def way_key(way: str, loop_kind: str) -> str:
@@ -272,6 +279,8 @@ def measure_level(model_path: Path, n: int, args: argparse.Namespace) -> dict[st
             return loop.run(prompts)
         if way == "decode-only":
             return loop.run(prompts, sample=False)
+        if way == "decode-zeroed":
+            return loop.run(prompts, sample=False, zero_kv=True)
         if way == "decode-pause":
             return loop.run(prompts, sample=False, pause_us=args.pause_us)
         if way == "batched-bench":
@@ -315,7 +324,8 @@ def paired(ways: list[dict[str, float]], bases: list[dict[str, float]], figure: 
 def limit_table(results: dict[int, dict[str, list[dict[str, float]]]]) -> list[str]:
     """Each way against decode-only, llama-batched-bench's own loop in this process: end-to-end
     rates, and batched-bench's S_TG against decode-only's generation rate."""
-    ways = [way for way in ("decode-pause", "decode-loop", "stream-floor", "allama-stream", "allama-whole")
+    ways = [way for way in ("decode-zeroed", "decode-pause", "decode-loop", "stream-floor", "allama-stream",
+                            "allama-whole")
             if any(way in rounds for rounds in results.values())]
     lines = ["", "Against decode-only (llama-batched-bench's generation loop, in this process), paired per "
              "round: geometric mean [95% interval], rounds above it:", "",

@@ -160,7 +160,7 @@ def run_decode_loop(args: argparse.Namespace) -> dict:
     out: dict = {"levels": {}}
     try:
         for n in levels:
-            ctx.memory_clear()
+            ctx.memory_clear(False)  # the cells' contents stay, as between an engine's requests
             batch_prompts = prompts(n, args)
             for seq, prompt in enumerate(batch_prompts):
                 batch.clear()

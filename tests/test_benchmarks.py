@@ -54,10 +54,11 @@ def test_engine_share_benchmark_smoke(tmp_path):
     assert "allama-stream / stream-floor" in run.stdout and "| 4 | uvloop / asyncio |" in run.stdout
     assert "allama-stream / allama-serial" in run.stdout and "- 4 streams:" in run.stdout
     assert "| streams | decode-only tok/s, end to end |" in run.stdout and "allama-stream / decode-only" in run.stdout
-    assert "decode µs a call / decode-only's, medians: decode-pause, decode-loop" in run.stdout
+    assert "decode µs a call / decode-only's, medians: decode-zeroed, decode-pause, decode-loop" in run.stdout
     rounds = json.loads((tmp_path / "rounds.json").read_text())
-    ways = ("decode-only", "decode-pause", "decode-loop", "stream-floor", "allama-stream", "allama-whole", "allama-serial",
-            "stream-floor (uvloop)", "allama-stream (uvloop)", "allama-whole (uvloop)", "allama-serial (uvloop)")
+    ways = ("decode-only", "decode-zeroed", "decode-pause", "decode-loop", "stream-floor", "allama-stream", "allama-whole",
+            "allama-serial", "stream-floor (uvloop)", "allama-stream (uvloop)", "allama-whole (uvloop)",
+            "allama-serial (uvloop)")
     assert {len(rounds[level][way]) for level in ("1", "4") for way in ways} == {2}
     assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["stream-floor"])
     # decode-only reports its generation rate too, the figure paired with S_TG
