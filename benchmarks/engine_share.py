@@ -13,7 +13,7 @@ second apart:
                   its runs, it forgets the KV cache's cells and leaves their contents: the
                   engine, too, decodes over what earlier requests left there
   decode-zeroed   decode-only on a KV cache zeroed first, as a new context's is. On the
-                  overhead preset's random weights this alone decodes 4-9% faster (what
+                  overhead preset's random weights this alone decodes up to 10% faster (what
                   llama-batched-bench's one run per process gets); on Gemma 3 270M it made no
                   difference (docs/benchmarks.md, fourteenth session)
   decode-pause    decode-only with the decode thread busy for --pause-us a step between two

@@ -56,8 +56,8 @@ def test_engine_share_benchmark_smoke(tmp_path):
     assert "| streams | decode-only tok/s, end to end |" in run.stdout and "allama-stream / decode-only" in run.stdout
     assert "decode µs a call / decode-only's, medians: decode-zeroed, decode-pause, decode-loop" in run.stdout
     rounds = json.loads((tmp_path / "rounds.json").read_text())
-    ways = ("decode-only", "decode-zeroed", "decode-pause", "decode-loop", "stream-floor", "allama-stream", "allama-whole",
-            "allama-serial", "stream-floor (uvloop)", "allama-stream (uvloop)", "allama-whole (uvloop)",
+    ways = ("decode-only", "decode-zeroed", "decode-pause", "decode-loop", "stream-floor", "allama-stream",
+            "allama-whole", "allama-serial", "stream-floor (uvloop)", "allama-stream (uvloop)", "allama-whole (uvloop)",
             "allama-serial (uvloop)")
     assert {len(rounds[level][way]) for level in ("1", "4") for way in ways} == {2}
     assert all(r["loop_cpu_us_per_token"] > 0 for level in ("1", "4") for r in rounds[level]["stream-floor"])
@@ -67,7 +67,7 @@ def test_engine_share_benchmark_smoke(tmp_path):
 
 def test_engine_share_loops_decode_over_stale_cells_unless_zeroed(monkeypatch):
     """The bare loops decode over what earlier rounds left in the KV cache, as the engine does
-    (a zeroed cache decodes the overhead preset 4-9% faster); only decode-zeroed zeroes it."""
+    (a zeroed cache decodes the overhead preset up to 10% faster); only decode-zeroed zeroes it."""
     import argparse
 
     monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
