@@ -321,6 +321,11 @@ def paired(ways: list[dict[str, float]], bases: list[dict[str, float]], figure: 
             f"above in {sum(x > 0 for x in logs)} of {len(logs)}")
 
 
+def decode_ratio(ways: list[dict[str, float]], bases: list[dict[str, float]]) -> float:
+    """The median over the rounds of the way's decode time a call against the base's."""
+    return statistics.median(r["decode_us"] / b["decode_us"] for r, b in zip(ways, bases))
+
+
 def limit_table(results: dict[int, dict[str, list[dict[str, float]]]]) -> list[str]:
     """Each way against decode-only, llama-batched-bench's own loop in this process: end-to-end
     rates, and batched-bench's S_TG against decode-only's generation rate."""
@@ -339,8 +344,7 @@ def limit_table(results: dict[int, dict[str, list[dict[str, float]]]]) -> list[s
         base = rounds["decode-only"]
         cells = [paired(rounds["batched-bench"], base, "gen_rate") if "batched-bench" in rounds else "-"]
         cells += [paired(rounds[way], base) if way in rounds else "-" for way in ways]
-        cells.append(", ".join(f"{statistics.median(r['decode_us'] / b['decode_us'] for r, b in zip(rounds[way], base)):.3f}"
-                               if way in rounds else "-" for way in ways))
+        cells.append(", ".join(f"{decode_ratio(rounds[way], base):.3f}" if way in rounds else "-" for way in ways))
         lines.append(f"| {n} | {spread([r['rate'] for r in base], 0)} | " + " | ".join(cells) + " |")
     return lines
 
