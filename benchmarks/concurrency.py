@@ -100,7 +100,10 @@ async def allama_level(llm, prompts: list[list[int]], max_tokens: int) -> Run:
 def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tuple[list[Run], dict]:
     from allama import Llama
 
-    llm = Llama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_parallel=max(levels),
+    window = args.prompt_tokens + args.max_tokens + 8
+    # a window of KV cells for every stream, as llama-batched-bench gets: with the default
+    # kv_size (one window shared by all) the streams would take turns instead
+    llm = Llama(model, n_ctx=window, n_parallel=max(levels), kv_size=window * max(levels),
                 n_batch=512, n_threads=args.threads, n_threads_batch=args.threads, n_keep=0,
                 flash_attn=args.flash_attn)
     runs = []
@@ -109,7 +112,12 @@ def bench_allama(model: str, levels: list[int], args: argparse.Namespace) -> tup
         before = llm.stats()
         for level in levels:
             prompts = prompts_for(level, args.prompt_tokens, llm.n_vocab(), level, llm.token_bos())
+            steps = llm.stats().decode_calls
             runs.append(asyncio.run(allama_level(llm, prompts, args.max_tokens)))
+            steps = llm.stats().decode_calls - steps
+            # together, the streams take a step per generated token and at most one per prompt
+            if steps > args.max_tokens + level:
+                raise RuntimeError(f"{level} streams took {steps} decode steps: they did not decode together")
         after = llm.stats()
     finally:
         llm.close()
@@ -255,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the script runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.levels, args.prompt_tokens, args.max_tokens = "1,2", 8, 8
+        # two streams need more cells than one window's cache (llama.cpp pads it to 256 cells):
+        # a benchmark that shared one window among its streams would park them and fail
+        args.levels, args.prompt_tokens, args.max_tokens = "1,2", 8, 160
         args.systems = "allama"
         args.plot = None
     levels = [int(x) for x in args.levels.split(",")]

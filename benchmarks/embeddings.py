@@ -213,8 +213,8 @@ def bench_beside_generation(model: str, threads: int, streams: int = 8, tokens: 
     (both) the two at once on one generative model (mean pooling for the embeddings)."""
     from allama import Llama
 
-    llm = Llama(model, n_ctx=256, n_parallel=streams, n_threads=threads, n_threads_batch=threads,
-                pooling_type=1, n_keep=0)
+    llm = Llama(model, n_ctx=256, n_parallel=streams, kv_size=256 * streams, n_threads=threads,
+                n_threads_batch=threads, pooling_type=1, n_keep=0)  # a window of KV cells per stream
     texts = sentences(inputs, 5)
 
     async def generate() -> None:

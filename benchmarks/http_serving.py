@@ -137,10 +137,13 @@ def server_specs(model: str, args: argparse.Namespace) -> dict[str, ServerSpec]:
     slot_ctx, n = args.slot_ctx, args.n_parallel
     fa = ["--flash_attn", "true"] if args.flash_attn else []
 
-    # allama's n_ctx is one request's window; its KV cache holds n_ctx * n_parallel cells
+    # allama's n_ctx is one request's window; --kv_size gives its unified KV cache a window per
+    # slot, the cells llama-server's --ctx-size gets (by default the cache holds one window,
+    # as llama-cpp-python's does, and the slots would take turns)
     allama = ServerSpec(
         "allama",
         lambda port: [sys.executable, "-m", "allama.server", "--model", model, "--n_ctx", str(slot_ctx),
+                      "--kv_size", str(slot_ctx * n),
                       "--n_parallel", str(n), "--n_threads", threads, "--n_threads_batch", threads,
                       *fa, "--host", "127.0.0.1", "--port", str(port)],
         "/health")

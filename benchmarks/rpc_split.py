@@ -111,14 +111,23 @@ def run_setup(model: str, setup: str, args: argparse.Namespace, levels: list[int
             workers = int(setup.split()[0])
             endpoints = [stack.enter_context(rpc_worker(max(1, args.threads // workers))) for _ in range(workers)]
             options = {"rpc_servers": endpoints, "n_gpu_layers": -1, "n_threads": 1, "n_threads_batch": 1}
-        llm = Llama(model, n_ctx=args.prompt_tokens + args.max_tokens + 8, n_parallel=max(levels),
+        window = args.prompt_tokens + args.max_tokens + 8
+        # a window of KV cells for every stream: with the default kv_size (one window shared
+        # by all) the streams would take turns instead of decoding together
+        llm = Llama(model, n_ctx=window, n_parallel=max(levels), kv_size=window * max(levels),
                     n_batch=max(512, args.prompt_tokens), **options)
         try:
             asyncio.run(measure(llm, 1, 8, 4, seed=0))  # warm-up
             out = []
             for streams in levels:
+                steps = llm.stats().decode_calls
                 prompt_rate, gen_rate = asyncio.run(measure(llm, streams, args.prompt_tokens, args.max_tokens,
                                                             seed=streams))
+                steps = llm.stats().decode_calls - steps
+                # together: a step per generated token, and at most one per prompt in each phase
+                if steps > args.max_tokens + 2 * streams:
+                    raise RuntimeError(f"{setup}, {streams} streams took {steps} decode steps: "
+                                       "they did not decode together")
                 out.append(Result(setup, streams, prompt_rate, gen_rate))
                 print(f"{setup}, {streams} streams: prompt {prompt_rate:,.0f} tok/s, "
                       f"generation {gen_rate:,.1f} tok/s", file=sys.stderr, flush=True)
@@ -151,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the script runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.levels, args.prompt_tokens, args.max_tokens = "1,2", 16, 8
+        # two streams need more cells than one window's cache (llama.cpp pads it to 256 cells):
+        # a benchmark that shared one window among its streams would park them and fail
+        args.levels, args.prompt_tokens, args.max_tokens = "1,2", 16, 160
     levels = [int(x) for x in args.levels.split(",")]
     model = args.model or str(preset_model("tiny" if args.smoke else "bench"))
     results = [r for setup in args.setups.split(",") for r in run_setup(model, setup.strip(), args, levels)]

@@ -69,8 +69,6 @@ def test_engine_share_benchmark_smoke(tmp_path):
 def test_engine_share_loops_decode_over_stale_cells_unless_zeroed(monkeypatch):
     """The bare loops decode over what earlier rounds left in the KV cache, as the engine does
     (a zeroed cache decodes the overhead preset up to 10% faster); only decode-zeroed zeroes it."""
-    import argparse
-
     monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
     import engine_share
     from preset_models import preset_model
@@ -113,6 +111,20 @@ def test_engine_share_pairs_llama_batched_bench_or_says_it_is_not_built(tmp_path
     rounds = json.loads((tmp_path / "rounds.json").read_text())
     assert all(r["gen_rate"] > 0 and r["rate"] > 0 for level in ("1", "4") for r in rounds[level]["batched-bench"])
     assert "| 4 | " in run.stdout.split("Against decode-only")[1]
+
+
+def test_http_serving_gives_allama_the_kv_cells_llama_server_gets(monkeypatch):
+    """allama's server gets a window of KV cells per slot, as llama-server's --ctx-size gives
+    each of its slots: with the default kv_size (one window) its slots would take turns."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    import http_serving
+    from preset_models import preset_model
+
+    args = argparse.Namespace(threads=2, slot_ctx=256, n_parallel=8, flash_attn=False, llama_server_args="")
+    specs = http_serving.server_specs(str(preset_model("tiny")), args)
+    allama, server = specs["allama"].argv(8000), specs["llama-server"].argv(8001)
+    assert int(allama[allama.index("--n_ctx") + 1]) == 256
+    assert int(allama[allama.index("--kv_size") + 1]) == int(server[server.index("-c") + 1]) == 256 * 8
 
 
 def test_rpc_split_benchmark_smoke(tmp_path):
