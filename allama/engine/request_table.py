@@ -53,6 +53,7 @@ class RequestTable:
         self.active: list[Sequence] = []
         self.timed: list[Submission] = []     # submissions with a timeout
         self.admission_paused = False         # a sequence is parked: it goes before new requests
+        self.cache_warned = False             # said once that prompts wait for KV cells, not slots
         self._post = OutputPost()
         self._orphans: list[OutputSink] = []  # sinks of closed event loops, for the next flush
 
@@ -86,6 +87,7 @@ class RequestTable:
                 break
             if (self.config.kv_unified and self.active
                     and self.cells_in_use() + len(submission.request.prompt) >= self.ctx.n_ctx):
+                self._warn_cache_short(submission.request.id, "waits for KV cells with sequence slots free")
                 break  # its prompt would not fit beside the running sequences: wait for one to end
             if slot is None and self.prefix_cache.spare_ids < n:
                 break  # every spare id is a session's: wait for a running request to finish
@@ -97,6 +99,18 @@ class RequestTable:
                 self.inbox.admitted()
         for submission in deferred:
             heapq.heappush(self.waiting, submission)
+
+    def _warn_cache_short(self, request_id: int, what: str) -> None:
+        """Says once that the unified KV cache (kv_size, by default n_ctx cells, as
+        llama-cpp-python takes) rather than n_parallel limits how many requests run at once."""
+        if self.cache_warned:
+            return
+        self.cache_warned = True
+        config = self.config
+        log.warning("request %d %s: the unified KV cache's %d cells are shared by all running requests, and "
+                    "n_parallel=%d requests of up to n_ctx=%d tokens may need %d. kv_size=%d lets them run "
+                    "at once (docs/engine.md)", request_id, what, self.ctx.n_ctx, config.n_parallel, config.n_ctx,
+                    config.n_ctx * config.n_parallel, config.n_ctx * config.n_parallel)
 
     def _start(self, submission: Submission) -> None:
         request = submission.request
@@ -153,6 +167,7 @@ class RequestTable:
         self.admission_paused = True
         self.counters["preemptions"] += 1
         log.info("KV cache full: request %d is parked and will be recomputed", victim.request.id)
+        self._warn_cache_short(victim.request.id, "was parked for want of KV cells")
 
     # --- outputs and ends --------------------------------------------------
 

@@ -94,6 +94,45 @@ def test_a_prompt_that_would_not_fit_beside_the_running_ones_waits_but_alone_alw
     assert len(requests.active) == 1 and len(requests.waiting) == 1  # 40 + 30 cells >= 64
 
 
+def test_a_prompt_waiting_for_kv_cells_with_slots_free_warns_once_naming_kv_size(caplog):
+    requests, _ = table(n_parallel=4, cells=64)
+    submit(requests, list(range(40)))
+    with caplog.at_level("WARNING", logger="allama.engine"):
+        submit(requests, list(range(30)))
+        requests.admit()
+        requests.admit()
+        submit(requests, list(range(30)))
+        requests.admit()
+    assert len(requests.active) == 1 and len(requests.waiting) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "waits for KV cells with sequence slots free" in warnings[0] and "kv_size=256 " in warnings[0]
+
+
+def test_a_parked_sequence_warns_once_naming_kv_size(caplog):
+    requests, kv = table(n_parallel=3, n_keep=0)
+    first, second, third = (submit(requests, [1, 2], submitted_at=float(t)) for t in range(3))
+    requests.admit()
+    for seq in requests.active:
+        evaluated(seq, kv, [9])
+    with caplog.at_level("WARNING", logger="allama.engine"):
+        requests.make_room()
+        requests.make_room()
+    assert requests.counters["preemptions"] == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"request {third.id} was parked for want of KV cells" in warnings[0] and "kv_size=192 " in warnings[0]
+
+
+def test_a_prompt_waiting_for_a_sequence_slot_does_not_warn(caplog):
+    requests, _ = table(n_parallel=1, cells=64)
+    with caplog.at_level("WARNING", logger="allama.engine"):
+        submit(requests, [1, 2, 3])
+        submit(requests, [4, 5, 6])
+        requests.admit()
+    assert len(requests.waiting) == 1 and not caplog.records
+
+
 def test_choices_beyond_the_first_follow_its_prompt():
     requests, _ = table(n_parallel=3)
     submit(requests, [1, 2, 3], n=3)
