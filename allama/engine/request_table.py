@@ -53,7 +53,7 @@ class RequestTable:
         self.active: list[Sequence] = []
         self.timed: list[Submission] = []     # submissions with a timeout
         self.admission_paused = False         # a sequence is parked: it goes before new requests
-        self.cache_warned = False             # said once that prompts wait for KV cells, not slots
+        self._cache_warned = False            # said once that the KV cache, not the slots, limits
         self._post = OutputPost()
         self._orphans: list[OutputSink] = []  # sinks of closed event loops, for the next flush
 
@@ -103,14 +103,14 @@ class RequestTable:
     def _warn_cache_short(self, request_id: int, what: str) -> None:
         """Says once that the unified KV cache (kv_size, by default n_ctx cells, as
         llama-cpp-python takes) rather than n_parallel limits how many requests run at once."""
-        if self.cache_warned:
+        if self._cache_warned:
             return
-        self.cache_warned = True
+        self._cache_warned = True
         config = self.config
-        log.warning("request %d %s: the unified KV cache's %d cells are shared by all running requests, and "
-                    "n_parallel=%d requests of up to n_ctx=%d tokens may need %d. kv_size=%d lets them run "
-                    "at once (docs/engine.md)", request_id, what, self.ctx.n_ctx, config.n_parallel, config.n_ctx,
-                    config.n_ctx * config.n_parallel, config.n_ctx * config.n_parallel)
+        log.warning("request %d %s: the unified KV cache's %d cells are shared by all running requests; "
+                    "kv_size=%d (n_ctx=%d x n_parallel=%d) lets every slot run at once (docs/engine.md)",
+                    request_id, what, self.ctx.n_ctx, config.n_ctx * config.n_parallel, config.n_ctx,
+                    config.n_parallel)
 
     def _start(self, submission: Submission) -> None:
         request = submission.request

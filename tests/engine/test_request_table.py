@@ -111,7 +111,7 @@ def test_a_prompt_waiting_for_kv_cells_with_slots_free_warns_once_naming_kv_size
 
 def test_a_parked_sequence_warns_once_naming_kv_size(caplog):
     requests, kv = table(n_parallel=3, n_keep=0)
-    first, second, third = (submit(requests, [1, 2], submitted_at=float(t)) for t in range(3))
+    *_, newest = (submit(requests, [1, 2], submitted_at=float(t)) for t in range(3))
     requests.admit()
     for seq in requests.active:
         evaluated(seq, kv, [9])
@@ -121,7 +121,7 @@ def test_a_parked_sequence_warns_once_naming_kv_size(caplog):
     assert requests.counters["preemptions"] == 2
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
-    assert f"request {third.id} was parked for want of KV cells" in warnings[0] and "kv_size=192 " in warnings[0]
+    assert f"request {newest.id} was parked for want of KV cells" in warnings[0] and "kv_size=192 " in warnings[0]
 
 
 def test_a_prompt_waiting_for_a_sequence_slot_does_not_warn(caplog):
