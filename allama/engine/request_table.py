@@ -103,7 +103,7 @@ class RequestTable:
     def _warn_cache_short(self, request_id: int, what: str) -> None:
         """Says once that the unified KV cache (kv_size, by default n_ctx cells, as
         llama-cpp-python takes) rather than n_parallel limits how many requests run at once."""
-        if self._cache_warned:
+        if self._cache_warned or not self.config.kv_unified:  # a stream per sequence: n_ctx cells each
             return
         self._cache_warned = True
         config = self.config
